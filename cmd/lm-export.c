@@ -1,0 +1,167 @@
+/* lm-export: lm-stream -> a Hugging Face folder that transformers' from_pretrained loads */
+#include "cli.h"
+#include "safetensors.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+	"usage: lm-export -o DIR [FILE]\n"
+	"Write the lm-stream read from FILE or standard input as a Hugging Face OPT folder:\n"
+	"config.json, model.safetensors, and the tokenizer files the stream carries.\n"
+	"  -o, --output DIR   the folder to write (created if missing; files replaced)\n"
+	"  -h, --help         show this help\n"
+	"  -V, --version      show the version\n";
+
+struct blob { char name[LM_MAX_NAME + 1]; char *data; size_t len; };
+
+static char *join(const char *dir, const char *file)
+{
+	size_t n = strlen(dir) + strlen(file) + 2;
+	char *p = xmalloc(n);
+	snprintf(p, n, "%s/%s", dir, file);
+	return p;
+}
+
+/* write a whole file atomically: temporary name, then rename */
+static void put_file(const char *dir, const char *file, const char *data, size_t len)
+{
+	char *path = join(dir, file);
+	struct lm_out o;
+	lm_out_open(&o, path, 1);
+	if (lm_write_full(o.fd, data, len) < 0)
+		die_lm(path);
+	lm_out_commit(&o);
+	free(path);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+	const char *dir = NULL;
+	int c, datafd;
+	char tmpl[4096];
+	struct lm_reader *rd;
+	struct lm_header h;
+	struct lm_record r = {0};
+	struct lm_st_out_entry *ents = NULL;
+	int64_t (*shapes)[8] = NULL;
+	char **names = NULL;
+	size_t n = 0, cap = 0, nblobs = 0;
+	struct blob blobs[8];
+
+	lm_prog_init(argc, argv);
+	while ((c = getopt_long(argc, argv, "o:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': dir = optarg; break;
+		case 'h': lm_usage(usage_text, 0);
+		case 'V': puts("lm-export " LM_VERSION); return 0;
+		default: lm_usage(usage_text, 2);
+		}
+	}
+	if (!dir || argc - optind > 1)
+		lm_usage(usage_text, 2);
+	rd = lm_in_open(optind < argc ? argv[optind] : NULL);
+	if (lm_read_header(rd, &h) < 0)
+		die_lm(lm_reader_name(rd));
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		die("%s:", dir);
+
+	/* safetensors needs every shape before the first byte of data, and a pipe gives
+	 * tensors one at a time: payloads go to an unlinked scratch file in DIR first */
+	snprintf(tmpl, sizeof tmpl, "%s/.lm-export.XXXXXX", dir);
+	if ((datafd = mkstemp(tmpl)) < 0)
+		die("%s:", dir);
+	unlink(tmpl);
+	for (;;) {
+		if (lm_read_record(rd, &r) < 0)
+			die_lm(lm_reader_name(rd));
+		if (r.kind == LM_REC_END)
+			break;
+		if (r.kind == LM_REC_BLOB) {
+			if (nblobs < sizeof blobs / sizeof *blobs) {
+				snprintf(blobs[nblobs].name, sizeof blobs[0].name, "%s", r.name);
+				blobs[nblobs].data = r.data, blobs[nblobs].len = r.nbytes;
+				r.data = NULL;
+				nblobs++;
+			}
+			continue;
+		}
+		if (!lm_dtype_info(r.dtype)->st_name)
+			die("%s: tensor '%s': dtype %s cannot be exported", lm_reader_name(rd), r.name,
+			    lm_dtype_name(r.dtype));
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			ents = xrealloc(ents, cap * sizeof *ents);
+			shapes = xrealloc(shapes, cap * sizeof *shapes);
+			names = xrealloc(names, cap * sizeof *names);
+		}
+		names[n] = xstrdup(r.name);
+		memcpy(shapes[n], r.shape, sizeof shapes[n]);
+		ents[n].dtype = r.dtype, ents[n].ndim = r.ndim;
+		n++;
+		if (lm_write_full(datafd, r.data, r.nbytes) < 0)
+			die_lm(dir);
+	}
+	lm_record_clear(&r);
+	for (size_t i = 0; i < n; i++)
+		ents[i].name = names[i], ents[i].shape = shapes[i];
+
+	/* the stream was whole: now the files */
+	{
+		char *path = join(dir, "model.safetensors");
+		struct lm_out o;
+		char *buf = xmalloc(1 << 20);
+		ssize_t k;
+		lm_out_open(&o, path, 1);
+		if (lm_st_write_header(o.fd, ents, n) < 0)
+			die_lm(path);
+		if (lseek(datafd, 0, SEEK_SET) < 0)
+			die("%s:", dir);
+		while ((k = read(datafd, buf, 1 << 20)) > 0)
+			if (lm_write_full(o.fd, buf, (size_t)k) < 0)
+				die_lm(path);
+		if (k < 0)
+			die("%s:", dir);
+		lm_out_commit(&o);
+		free(buf);
+		free(path);
+	}
+	close(datafd);
+	{
+		json_t *orig = NULL, *hf;
+		char *text;
+		for (size_t i = 0; i < nblobs; i++)
+			if (!strcmp(blobs[i].name, "hf/config.json"))
+				orig = json_loadb(blobs[i].data, blobs[i].len, 0, NULL);
+		hf = lm_opt_config_to_hf(&h.cfg, orig);
+		text = json_dumps(hf, JSON_INDENT(2) | JSON_SORT_KEYS);
+		put_file(dir, "config.json", text, strlen(text));
+		free(text);
+		json_decref(hf);
+		json_decref(orig);
+	}
+	for (size_t i = 0; i < nblobs; i++) {
+		const char *base = NULL;
+		if (!strcmp(blobs[i].name, "tokenizer/vocab.json")) base = "vocab.json";
+		else if (!strcmp(blobs[i].name, "tokenizer/merges.txt")) base = "merges.txt";
+		else if (!strcmp(blobs[i].name, "hf/generation_config.json")) base = "generation_config.json";
+		if (base)
+			put_file(dir, base, blobs[i].data, blobs[i].len);
+		lm_free(blobs[i].data);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names), free(shapes), free(ents);
+	lm_header_free(&h);
+	lm_reader_close(rd);
+	return 0;
+}

@@ -1,0 +1,41 @@
+/* cli.h: what every lm-* program does the same way: inputs, outputs, shared flags.
+ * Exit status everywhere: 0 success, 1 runtime error, 2 usage error. */
+#ifndef LM_CLI_H
+#define LM_CLI_H
+
+#include <stdio.h>
+
+#include "stream.h"
+
+struct lm_out {
+	int fd;
+	char *path;      /* final path, NULL for stdout */
+	char *tmp;       /* temporary file renamed to path on success */
+	const char *name;  /* for messages: path or "<stdout>" */
+};
+
+/* Open where a binary stream goes: path NULL or "-" is stdout. A file is written to a
+ * temporary name beside it and renamed by lm_out_commit only when everything succeeded,
+ * so a failed run never leaves a file that looks whole. Refuses a terminal unless force. */
+void lm_out_open(struct lm_out *o, const char *path, int force);
+/* close, check for write errors, rename into place; dies on failure */
+void lm_out_commit(struct lm_out *o);
+/* remove the temporary file (called by die paths through atexit) */
+void lm_out_abort(struct lm_out *o);
+
+/* open an input stream: path NULL or "-" is stdin (named "<stdin>"); dies on failure */
+struct lm_reader *lm_in_open(const char *path);
+
+/* header + provenance, for filters: read the input header, write it with this tool appended */
+void lm_pass_header(struct lm_reader *rd, struct lm_writer *w, struct lm_header *h, int argc, char **argv);
+
+/* fflush + ferror + fclose on stdout for text tools; dies with a message on failure */
+void lm_fshut_stdout(void);
+
+/* -j N: OpenBLAS threads; 0 = all cores */
+void lm_threads_init(int n);
+
+/* print the usage text to stdout (exit 0) or its first line to stderr (exit 2) */
+_Noreturn void lm_usage(const char *text, int status);
+
+#endif

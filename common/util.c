@@ -1,0 +1,271 @@
+/* util.c: see util.h */
+#define _POSIX_C_SOURCE 200809L
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *argv0 = "lm";
+
+static _Thread_local char errbuf[1024];
+
+int lm_seterr(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int lm_preerr(const char *fmt, ...)
+{
+	char old[sizeof errbuf], pre[512];
+	va_list ap;
+	memcpy(old, errbuf, sizeof old);
+	va_start(ap, fmt);
+	vsnprintf(pre, sizeof pre, fmt, ap);
+	va_end(ap);
+	/* built by hand: a truncated message is fine, a -Wformat-truncation warning is not */
+	size_t a = strlen(pre), b = strlen(old);
+	if (a > sizeof errbuf - 3)
+		a = sizeof errbuf - 3;
+	memcpy(errbuf, pre, a);
+	memcpy(errbuf + a, ": ", 2);
+	if (b > sizeof errbuf - 1 - a - 2)
+		b = sizeof errbuf - 1 - a - 2;
+	memcpy(errbuf + a + 2, old, b);
+	errbuf[a + 2 + b] = '\0';
+	return -1;
+}
+
+const char *lm_errmsg(void) { return errbuf[0] ? errbuf : "unknown error"; }
+
+void lm_prog_init(int argc, char **argv)
+{
+	(void)argc;
+	if (argv && argv[0]) {
+		const char *s = strrchr(argv[0], '/');
+		argv0 = s ? s + 1 : argv[0];
+	}
+}
+
+static void vwarn(const char *fmt, va_list ap)
+{
+	int saved = errno;
+	size_t n = strlen(fmt);
+	fprintf(stderr, "%s: ", argv0);
+	vfprintf(stderr, fmt, ap);
+	if (n && fmt[n - 1] == ':')
+		fprintf(stderr, " %s", strerror(saved));
+	fputc('\n', stderr);
+}
+
+void warnf(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: warning: ", argv0);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+_Noreturn void die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+_Noreturn void edie(int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+	exit(status);
+}
+
+_Noreturn void die_lm(const char *input)
+{
+	if (input)
+		fprintf(stderr, "%s: %s: %s\n", argv0, input, lm_errmsg());
+	else
+		fprintf(stderr, "%s: %s\n", argv0, lm_errmsg());
+	exit(1);
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		die("out of memory (%zu bytes)", n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	if (!p)
+		die("out of memory");
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		die("out of memory (%zu bytes)", n);
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	if (!d)
+		die("out of memory");
+	return d;
+}
+
+void *lm_alloc(size_t n)
+{
+	void *p = NULL;
+	size_t r = (n + LM_ALIGN - 1) / LM_ALIGN * LM_ALIGN;
+	if (r < n || posix_memalign(&p, LM_ALIGN, r ? r : LM_ALIGN) != 0) {
+		lm_seterr("cannot allocate %zu bytes", n);
+		return NULL;
+	}
+	return p;
+}
+
+void lm_free(void *p) { free(p); }
+
+int lm_mul(size_t a, size_t b, size_t *out)
+{
+	if (__builtin_mul_overflow(a, b, out))
+		return lm_seterr("size overflow (%zu x %zu)", a, b);
+	return 0;
+}
+
+int lm_add(size_t a, size_t b, size_t *out)
+{
+	if (__builtin_add_overflow(a, b, out))
+		return lm_seterr("size overflow (%zu + %zu)", a, b);
+	return 0;
+}
+
+int lm_read_full(int fd, void *buf, size_t n)
+{
+	char *p = buf;
+	while (n > 0) {
+		ssize_t r = read(fd, p, n > (1u << 30) ? (1u << 30) : n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return lm_seterr("read error: %s", strerror(errno));
+		}
+		if (r == 0)
+			return lm_seterr("unexpected end of file");
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int lm_write_full(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t r = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return lm_seterr("write error: %s", strerror(errno));
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+char *lm_read_file(const char *path, size_t max, size_t *len)
+{
+	int fd = open(path, O_RDONLY);
+	size_t cap = 1 << 16, n = 0;
+	char *buf;
+	if (fd < 0) {
+		lm_seterr("%s", strerror(errno));
+		return NULL;
+	}
+	buf = malloc(cap + 1);
+	for (;;) {
+		ssize_t r;
+		if (!buf) {
+			close(fd);
+			lm_seterr("out of memory");
+			return NULL;
+		}
+		if (n == cap) {
+			char *nb;
+			if (cap >= max) {
+				free(buf);
+				close(fd);
+				lm_seterr("file larger than %zu bytes", max);
+				return NULL;
+			}
+			cap = cap * 2 > max ? max : cap * 2;
+			nb = realloc(buf, cap + 1);
+			if (!nb)
+				free(buf);
+			buf = nb;
+			continue;
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			lm_seterr("%s", strerror(errno));
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}
+
+long long estrtoll(const char *s, long long lo, long long hi, const char *what)
+{
+	char *end;
+	long long v;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || *end || errno || v < lo || v > hi)
+		edie(2, "%s: '%s' is not an integer in [%lld, %lld]", what, s, lo, hi);
+	return v;
+}
+
+double estrtod(const char *s, double lo, double hi, const char *what)
+{
+	char *end;
+	double v;
+	errno = 0;
+	v = strtod(s, &end);
+	if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi)
+		edie(2, "%s: '%s' is not a number in [%g, %g]", what, s, lo, hi);
+	return v;
+}

@@ -1,0 +1,58 @@
+/* util.h: error idiom, checked allocation and size arithmetic shared by all of lmpipe.
+ *
+ * Library code never prints or exits: it records a message with lm_seterr() and
+ * returns -1 (or NULL). Only cmd/ decides to exit, through die()/usage errors, so a
+ * message reads "lm-<tool>: <input>: <reason>" with one prefix added in one place. */
+#ifndef LM_UTIL_H
+#define LM_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LM_VERSION "0.1.0"
+#define LM_ALIGN 64 /* payload alignment: one cache line, enough for AVX-512 loads */
+
+/* ---- errors: a thread-local message, like errno but with text ---- */
+int lm_seterr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* prefix the current message: "<ctx>: <old message>" */
+int lm_preerr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *lm_errmsg(void);
+
+/* ---- program-level diagnostics (cmd/ only) ---- */
+extern const char *argv0; /* "lm-prune"; set by lm_prog_init() */
+void lm_prog_init(int argc, char **argv);
+void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* print "argv0: <msg>" and exit(1); a message ending in ':' gets strerror(errno) */
+_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* same, exit status given */
+_Noreturn void edie(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* die with the library's last message: "argv0: <input>: <lm_errmsg()>" */
+_Noreturn void die_lm(const char *input);
+
+/* ---- memory ---- */
+void *xmalloc(size_t n);   /* dies on failure: only for small, internal sizes */
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* 64-byte aligned, returns NULL and sets the error on failure (sizes from input) */
+void *lm_alloc(size_t n);
+void lm_free(void *p);
+
+/* ---- overflow-checked size arithmetic: return -1 and set the error on overflow ---- */
+int lm_mul(size_t a, size_t b, size_t *out);
+int lm_add(size_t a, size_t b, size_t *out);
+
+/* ---- whole-file I/O ---- */
+/* read a whole file (at most max bytes) into a NUL-terminated buffer; NULL + error */
+char *lm_read_file(const char *path, size_t max, size_t *len);
+/* read/write exactly n bytes; 0 on success, -1 + error (short read says "unexpected end") */
+int lm_read_full(int fd, void *buf, size_t n);
+int lm_write_full(int fd, const void *buf, size_t n);
+
+/* ---- numbers from the command line ---- */
+/* parse or exit 2 with "argv0: <what>: '<s>' is not a number in [lo, hi]" */
+long long estrtoll(const char *s, long long lo, long long hi, const char *what);
+double estrtod(const char *s, double lo, double hi, const char *what);
+
+#endif

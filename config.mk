@@ -1,0 +1,24 @@
+# config.mk: what a packager may override (sbase style)
+VERSION   = 0.1.0
+PREFIX   ?= /usr/local
+MANPREFIX ?= $(PREFIX)/share/man
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+LDFLAGS  ?=
+
+# project-owned flags, kept separate so CFLAGS can be replaced freely
+WARN      = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icommon
+# elementwise kernels must vectorise (gcc -O2 keeps ReLU as a branch); never -ffast-math:
+# reference tests and NaN checks need IEEE semantics
+KFLAGS    = -O3 -fno-math-errno
+
+MSGPACK_LIBS ?= $(shell pkg-config --libs msgpack-c 2>/dev/null || pkg-config --libs msgpack 2>/dev/null || echo -lmsgpackc)
+BLAS_LIBS    ?= -lopenblas
+LIBS          = $(MSGPACK_LIBS) $(BLAS_LIBS) -ljansson -lpcre2-8 -larchive -lz -lpthread -lm
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif

@@ -1,0 +1,130 @@
+#!/usr/bin/env bats
+# lm-info: the table, --json, totals against config.json, tokenizing, bad input
+
+load helper
+
+setup_file() {
+	lm-import "$MICRO" > "$BATS_FILE_TMPDIR/micro.lms"
+	lm-import "$FIX/post-ln-proj" > "$BATS_FILE_TMPDIR/pl.lms"
+}
+
+@test "lm-info --help and man page" {
+	run -0 lm-info --help
+	assert_line --index 0 "usage: lm-info [--json] [--tokenize TEXT] [FILE]"
+	run -0 mandoc -Tlint -Wwarning "$TOP/man/lm-info.1"
+	assert_output ""
+	run -2 --separate-stderr lm-info --nope
+}
+
+@test "lm-info: totals equal the parameter count computed from config.json" {
+	for m in "$MICRO:micro" "$FIX/post-ln-proj:pl"; do
+		dir=${m%%:*} lms=$BATS_FILE_TMPDIR/${m##*:}.lms
+		want=$(python3 - "$dir/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+C, L, F, V = c["hidden_size"], c["num_hidden_layers"], c["ffn_dim"], c["vocab_size"]
+E, P = c.get("word_embed_proj_dim", C), c["max_position_embeddings"]
+layer = 4 * (C * C + C) + (F * C + F) + (C * F + C) + 4 * C
+n = V * E + (P + 2) * C + L * layer
+if E != C: n += 2 * C * E
+if c.get("do_layer_norm_before", True): n += 2 * C
+print(n)
+PY
+)
+		run -0 lm-info "$lms"
+		assert_output --partial "total: "
+		assert_output --regexp "total: [0-9]+ tensors, $want parameters"
+	done
+}
+
+@test "lm-info --json: totals, per-tensor fields and blobs" {
+	run -0 bash -c "lm-info --json '$BATS_FILE_TMPDIR/micro.lms' | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+t = d[\"tensors\"]
+assert t[0][\"name\"] == \"model.decoder.embed_tokens.weight\" and t[0][\"shape\"] == [50272, 256]
+assert t[-1][\"name\"] == \"model.decoder.final_layer_norm.bias\"
+assert sum(x[\"params\"] for x in t) == d[\"totals\"][\"params\"]
+assert abs(d[\"totals\"][\"bits_per_weight\"] - 16) < 1e-9
+assert {b[\"name\"] for b in d[\"blobs\"]} >= {\"tokenizer/vocab.json\", \"tokenizer/merges.txt\"}
+print(\"ok\")'"
+	assert_output "ok"
+}
+
+@test "lm-info: sparsity counts exact zeros" {
+	# zero a quarter of one f16 tensor's payload with python, fixing its CRC
+	python3 - "$BATS_FILE_TMPDIR/pl.lms" "$BATS_TEST_TMPDIR/z.lms" <<'PY'
+import sys, zlib, msgpack
+u = msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False, max_buffer_size=1 << 30)
+out = open(sys.argv[2], "wb")
+out.write(msgpack.packb(next(u)))
+for rec in u:
+    if rec["kind"] == "end":
+        out.write(msgpack.packb(rec)); break
+    body = b""
+    while len(body) < rec["nbytes"]:
+        body += next(u)
+    if rec["name"] == "model.decoder.layers.0.fc1.weight":
+        body = bytes(len(body) // 4) + body[len(body) // 4:]
+        rec["crc32"] = zlib.crc32(body)
+    out.write(msgpack.packb(rec)); out.write(msgpack.packb(body, use_bin_type=True))
+PY
+	run -0 lm-info "$BATS_TEST_TMPDIR/z.lms"
+	assert_line --regexp "^model.decoder.layers.0.fc1.weight +f32 +192x64 .* 25.00% "
+}
+
+@test "lm-info --tokenize uses the tokenizer carried in the stream" {
+	run -0 lm-info --tokenize "Hello world" "$BATS_FILE_TMPDIR/micro.lms"
+	assert_output "31414 232"
+	run -1 --separate-stderr lm-info --tokenize "Hello" "$BATS_FILE_TMPDIR/pl.lms"
+	assert_one_line_error lm-info
+	output=$stderr
+	assert_output --partial "no tokenizer"
+}
+
+@test "lm-info: a stream cut in the middle is an error, no report printed" {
+	size=$(stat -c %s "$BATS_FILE_TMPDIR/micro.lms")
+	head -c $((size / 2)) "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/cut.lms"
+	run -1 --separate-stderr lm-info "$BATS_TEST_TMPDIR/cut.lms"
+	assert_one_line_error lm-info
+	[ -z "$output" ]
+	output=$stderr
+	assert_output --partial "unexpected end of stream"
+}
+
+@test "lm-info: a flipped payload byte is a CRC error naming the tensor" {
+	cp "$BATS_FILE_TMPDIR/pl.lms" "$BATS_TEST_TMPDIR/f.lms"
+	# flip one byte in the middle of the file (inside the embeddings' payload)
+	printf '\x55' | dd of="$BATS_TEST_TMPDIR/f.lms" bs=1 seek=20000 conv=notrunc status=none
+	cmp -s "$BATS_FILE_TMPDIR/pl.lms" "$BATS_TEST_TMPDIR/f.lms" && skip "byte already 0x55"
+	run -1 --separate-stderr lm-info "$BATS_TEST_TMPDIR/f.lms"
+	assert_one_line_error lm-info
+	output=$stderr
+	assert_output --regexp "tensor 'model.decoder.embed_tokens.weight': crc32 mismatch"
+}
+
+@test "lm-info: not a stream, empty input, missing file" {
+	run -1 --separate-stderr lm-info "$FIX/pre-ln/config.json"
+	assert_one_line_error lm-info
+	output=$stderr
+	assert_output --partial "not an lm-stream"
+	run -1 --separate-stderr lm-info < /dev/null
+	assert_one_line_error lm-info
+	run -1 --separate-stderr lm-info "$BATS_TEST_TMPDIR/none.lms"
+	assert_one_line_error lm-info
+	output=$stderr
+	assert_output --partial "No such file"
+}
+
+@test "lm-info: an upstream stage dying mid-pipe makes the reader fail" {
+	run -1 --separate-stderr bash -c "set -o pipefail; head -c 100000 '$BATS_FILE_TMPDIR/micro.lms' | lm-info"
+	output=$stderr
+	assert_output --partial "lm-info: <stdin>: "
+	assert_output --partial "unexpected end of stream"
+}
+
+@test "lm-info: writing to a full device is an error" {
+	run -1 --separate-stderr bash -c "lm-info '$BATS_FILE_TMPDIR/micro.lms' > /dev/full"
+	output=$stderr
+	assert_output --partial "write error"
+}

@@ -1,0 +1,308 @@
+#define _GNU_SOURCE /* memmem */
+/* test_stream.c: the lm-stream reader and writer: round trips, a reader fed one byte
+ * at a time through a pipe, and handcrafted corrupt streams that must each be refused. */
+#include "mpjson.h"
+#include "stream.h"
+#include "unit.h"
+#include "util.h"
+
+#include <msgpack.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+static struct lm_opt_config tiny_cfg(void)
+{
+	struct lm_opt_config c;
+	lm_opt_config_like(&c, "opt-125m");
+	c.num_layers = 1, c.hidden_size = 8, c.num_heads = 2, c.ffn_dim = 16, c.vocab_size = 10;
+	c.word_embed_proj_dim = 8, c.max_positions = 4;
+	return c;
+}
+
+/* a valid stream with two tensors and a blob, in a malloc'd buffer */
+static char *make_stream(size_t *len)
+{
+	char path[] = "/tmp/lmstreamXXXXXX";
+	int fd = mkstemp(path);
+	struct lm_writer *w = lm_writer_open(fd, "tmp");
+	struct lm_header h;
+	struct lm_opt_config c = tiny_cfg();
+	struct lm_record r = {0};
+	int64_t shape[2] = {3, 5};
+	char *buf;
+
+	unlink(path);
+	lm_header_init(&h, &c);
+	CHECK(lm_write_header(w, &h, "test", 0, NULL) == 0);
+	lm_record_tensor(&r, "a", LM_F32, 2, shape);
+	CHECK(lm_record_alloc(&r) == 0);
+	for (int i = 0; i < 15; i++)
+		((float *)r.data)[i] = (float)i * 0.5f - 2;
+	json_object_set_new(r.attrs, "sparsity", json_real(0.25));
+	CHECK(lm_write_record(w, &r) == 0);
+	lm_record_tensor(&r, "b", LM_F16, 1, shape);
+	CHECK(lm_record_alloc(&r) == 0);
+	memset(r.data, 0x3c, r.nbytes);
+	CHECK(lm_write_record(w, &r) == 0);
+	lm_record_clear(&r);
+	r.kind = LM_REC_BLOB;
+	strcpy(r.name, "tokenizer/vocab.json");
+	r.nbytes = 7;
+	r.data = lm_alloc(7);
+	memcpy(r.data, "{\"a\":1}", 7);
+	CHECK(lm_write_record(w, &r) == 0);
+	lm_record_clear(&r);
+	CHECK(lm_write_end(w) == 0);
+	CHECK(lm_writer_close(w) == 0);
+	lm_header_free(&h);
+	*len = (size_t)lseek(fd, 0, SEEK_END);
+	buf = xmalloc(*len);
+	CHECK(pread(fd, buf, *len, 0) == (ssize_t)*len);
+	close(fd);
+	return buf;
+}
+
+/* read a whole stream from bytes; the pipe is fed by a child, chunk bytes per write */
+static int read_all(const char *buf, size_t len, size_t chunk, int *ntensors, char *err, size_t errsz)
+{
+	int p[2], rc = 0;
+	pid_t pid;
+	CHECK(pipe(p) == 0);
+	pid = fork();
+	if (pid == 0) {
+		close(p[0]);
+		for (size_t off = 0; off < len; off += chunk)
+			if (write(p[1], buf + off, off + chunk > len ? len - off : chunk) < 0)
+				_exit(1);
+		_exit(0);
+	}
+	close(p[1]);
+	struct lm_reader *rd = lm_reader_open(p[0], "<pipe>");
+	struct lm_header h;
+	struct lm_record r = {0};
+	*ntensors = 0;
+	if (lm_read_header(rd, &h) < 0) {
+		rc = -1;
+	} else {
+		for (;;) {
+			if (lm_read_record(rd, &r) < 0) {
+				rc = -1;
+				break;
+			}
+			if (r.kind == LM_REC_END)
+				break;
+			if (r.kind == LM_REC_TENSOR)
+				(*ntensors)++;
+			CHECK(((uintptr_t)r.data % LM_ALIGN) == 0);
+		}
+		lm_header_free(&h);
+	}
+	if (rc < 0)
+		snprintf(err, errsz, "%s", lm_errmsg());
+	lm_record_clear(&r);
+	lm_reader_close(rd);
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	return rc;
+}
+
+static void expect_fail(const char *what, const char *buf, size_t len, const char *msg)
+{
+	char err[1024] = "";
+	int n;
+	int rc = read_all(buf, len, 4096, &n, err, sizeof err);
+	CHECKF(rc < 0, "%s: accepted", what);
+	CHECKF(rc == 0 || strstr(err, msg), "%s: error '%s' lacks '%s'", what, err, msg);
+}
+
+/* pack a json map (given as text) to msgpack bytes appended to out */
+static size_t put_map(char *out, const char *jtext)
+{
+	json_t *j = json_loads(jtext, JSON_DECODE_ANY, NULL);
+	char *b;
+	size_t l;
+	CHECK(j != NULL);
+	CHECK(lm_json_to_msgpack(j, &b, &l) == 0);
+	memcpy(out, b, l);
+	free(b);
+	json_decref(j);
+	return l;
+}
+
+static void test_roundtrip(void)
+{
+	size_t len;
+	char *buf = make_stream(&len), err[1024];
+	int n;
+	/* whole, and fed one byte at a time: boundaries must not matter */
+	CHECK(read_all(buf, len, 1 << 20, &n, err, sizeof err) == 0 && n == 2);
+	CHECK(read_all(buf, len, 1, &n, err, sizeof err) == 0 && n == 2);
+	CHECK(read_all(buf, len, 3, &n, err, sizeof err) == 0 && n == 2);
+
+	/* every proper prefix is refused, never taken for a whole stream */
+	for (size_t cut = 0; cut < len; cut += (cut < 200 ? 1 : 7)) {
+		int ok = read_all(buf, cut, 4096, &n, err, sizeof err) == 0;
+		CHECKF(!ok, "prefix of %zu/%zu bytes accepted", cut, len);
+	}
+	/* any flipped byte inside a payload is a CRC mismatch (the f32 payload starts
+	 * with -2.0f = 0x000000c0 little-endian; find it) */
+	{
+		const unsigned char pat[4] = {0x00, 0x00, 0x00, 0xc0};
+		char *p = memmem(buf, len, pat, 4);
+		CHECK(p != NULL);
+		if (p) {
+			p[1] ^= 0x10;
+			expect_fail("flipped payload byte", buf, len, "crc32 mismatch");
+			p[1] ^= 0x10;
+		}
+	}
+	/* trailing garbage after the end record */
+	{
+		char *b2 = xmalloc(len + 1);
+		memcpy(b2, buf, len);
+		b2[len] = 0x01;
+		expect_fail("trailing byte", b2, len + 1, "trailing data");
+		free(b2);
+	}
+	free(buf);
+}
+
+static void test_handcrafted(void)
+{
+	char b[4096];
+	size_t n;
+	const char *model = "\"model\":{\"architecture\":\"opt\",\"vocab_size\":10,\"hidden_size\":8,"
+	                    "\"num_layers\":1,\"num_heads\":2,\"ffn_dim\":16,\"max_positions\":4,"
+	                    "\"word_embed_proj_dim\":8}";
+	char hdr[1024];
+
+	snprintf(hdr, sizeof hdr, "{\"format\":\"lm-stream\",\"version\":[1,0],%s}", model);
+	/* bad magic: not a map, and a map with a wrong format */
+	expect_fail("not msgpack", "hello world", 11, "bad magic");
+	n = put_map(b, "{\"format\":\"gguf\",\"version\":[1,0]}");
+	expect_fail("wrong format", b, n, "bad magic");
+	/* a future major version */
+	snprintf(b + 2048, 1024, "{\"format\":\"lm-stream\",\"version\":[2,0],%s}", model);
+	n = put_map(b, b + 2048);
+	expect_fail("future version", b, n, "unsupported stream version 2.0");
+	/* header alone: the end record is missing */
+	n = put_map(b, hdr);
+	expect_fail("no end record", b, n, "unexpected end of stream after 0 records");
+	/* a duplicate key (jansson would merge it; build the bytes by hand) */
+	{
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_map(&pk, 2);
+		msgpack_pack_str_with_body(&pk, "format", 6);
+		msgpack_pack_str_with_body(&pk, "lm-stream", 9);
+		msgpack_pack_str_with_body(&pk, "format", 6);
+		msgpack_pack_str_with_body(&pk, "lm-stream", 9);
+		expect_fail("duplicate key", sb.data, sb.size, "duplicate key");
+		msgpack_sbuffer_destroy(&sb);
+	}
+	/* a tensor whose bin runs past the end of the input */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":\"f32\",\"shape\":[4],\"nbytes\":16,"
+	                    "\"crc32\":0,\"attrs\":{}}");
+	b[n++] = (char)0xc4, b[n++] = 16;
+	memset(b + n, 0, 8), n += 8;
+	expect_fail("bin past EOF", b, n, "unexpected end of stream in the payload");
+	/* a chunk longer than the record */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":\"f32\",\"shape\":[1],\"nbytes\":4,"
+	                    "\"crc32\":0,\"attrs\":{}}");
+	b[n++] = (char)0xc4, b[n++] = 8;
+	memset(b + n, 0, 8), n += 8;
+	expect_fail("oversized chunk", b, n, "does not fit");
+	/* nbytes that lies about the shape */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":\"f32\",\"shape\":[3],\"nbytes\":16,"
+	                    "\"crc32\":0,\"attrs\":{}}");
+	expect_fail("nbytes mismatch", b, n, "does not match shape");
+	/* a shape whose product overflows */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":\"f32\",\"shape\":[4294967296,"
+	                    "4294967296,4294967296],\"nbytes\":16,\"crc32\":0,\"attrs\":{}}");
+	expect_fail("shape overflow", b, n, "overflow");
+	/* a 10 GB claim: refused on its size (pipe) before any allocation */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"blob\",\"name\":\"x\",\"nbytes\":10000000000000,\"crc32\":0}");
+	expect_fail("absurd size", b, n, "absurd size");
+	/* an array header claiming 2^32-1 entries in a few bytes */
+	n = put_map(b, hdr);
+	{
+		const unsigned char evil[] = {0x81, 0xa4, 'k', 'i', 'n', 'd', 0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+		memcpy(b + n, evil, sizeof evil);
+		n += sizeof evil;
+	}
+	expect_fail("huge array claim", b, n, "record 1");
+	/* unknown dtype and unknown record kind */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":\"f7\",\"shape\":[1],\"nbytes\":4,"
+	                    "\"crc32\":0,\"attrs\":{}}");
+	expect_fail("unknown dtype", b, n, "unknown dtype");
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"mystery\"}");
+	expect_fail("unknown kind", b, n, "unknown record kind");
+	/* end record whose counts disagree */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"end\",\"tensor_count\":3,\"payload_bytes\":0}");
+	expect_fail("bad end counts", b, n, "do not match");
+}
+
+static void test_skim(void)
+{
+	/* the skimmer agrees with msgpack-c on object lengths */
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 3);
+	msgpack_pack_str_with_body(&pk, "a", 1);
+	msgpack_pack_array(&pk, 20);
+	for (int i = 0; i < 20; i++)
+		msgpack_pack_int64(&pk, (int64_t)i * 1000003 - 70000);
+	msgpack_pack_str_with_body(&pk, "b", 1);
+	msgpack_pack_double(&pk, 3.5);
+	msgpack_pack_str_with_body(&pk, "c", 1);
+	msgpack_pack_bin_with_body(&pk, "xyz", 3);
+	CHECK(lm_msgpack_skim((unsigned char *)sb.data, sb.size, 1 << 20) == (long long)sb.size);
+	for (size_t k = 0; k < sb.size; k++)
+		CHECK(lm_msgpack_skim((unsigned char *)sb.data, k, 1 << 20) == 0);
+	CHECK(lm_msgpack_skim((unsigned char *)sb.data, sb.size, 8) == -1);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_dtype(void)
+{
+	/* f16 and bf16 conversions round to nearest even like torch */
+	CHECK(lm_f32_to_f16(1.0f) == 0x3c00);
+	CHECK(lm_f32_to_f16(65504.0f) == 0x7bff);
+	CHECK(lm_f32_to_f16(65520.0f) == 0x7c00);
+	CHECK(lm_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00);       /* tie to even: down */
+	CHECK(lm_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);       /* tie to even: up */
+	CHECK(lm_f32_to_f16(5.9604645e-08f) == 0x0001);           /* smallest subnormal */
+	CHECK(lm_f32_to_f16(2.9802322e-08f) == 0x0000);           /* half of it: tie to even 0 */
+	CHECK(lm_f32_to_bf16(1.0f + 1.0f / 256) == 0x3f80);
+	CHECK(lm_f32_to_bf16(1.0f + 3.0f / 256) == 0x3f82);
+	for (uint32_t h = 0; h < 0x10000; h++) {
+		float f = lm_f16_to_f32((uint16_t)h);
+		if (f == f && !(((h >> 10) & 0x1f) == 0x1f))
+			CHECKF(lm_f32_to_f16(f) == h || (h == 0x8000 && lm_f32_to_f16(f) == 0x8000), "f16 %04x", h);
+	}
+	CHECK(lm_dtype_parse("F16") == LM_F16 && lm_dtype_parse("bfloat16") == LM_BF16);
+	CHECK(lm_dtype_parse("q9") == -1);
+}
+
+int main(void)
+{
+	test_dtype();
+	test_skim();
+	test_roundtrip();
+	test_handcrafted();
+	return unit_done("stream");
+}

@@ -1,0 +1,34 @@
+/* unit.h: the smallest test harness that can fail.
+ * CHECK records a failure and goes on; main returns unit_done(), non-zero on any failure. */
+#ifndef LM_UNIT_H
+#define LM_UNIT_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int unit_failed, unit_checks;
+
+#define CHECK(cond) do { unit_checks++; if (!(cond)) { unit_failed++; \
+	fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+#define CHECKF(cond, ...) do { unit_checks++; if (!(cond)) { unit_failed++; \
+	fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+	fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+
+/* max |a-b| / max |b|: the relative error the issues state tolerances in */
+static inline double unit_relerr(const float *a, const float *b, size_t n)
+{
+	double md = 0, mb = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		if (d > md || isnan(d)) md = isnan(d) ? INFINITY : d;
+		if (fabs(b[i]) > mb) mb = fabs(b[i]);
+	}
+	return mb > 0 ? md / mb : md;
+}
+
+static inline int unit_done(const char *name)
+{
+	fprintf(stderr, "%s: %d checks, %d failed\n", name, unit_checks, unit_failed);
+	return unit_failed != 0;
+}
+#endif
