@@ -56,7 +56,7 @@ int main(int argc, char **argv)
 	int64_t (*shapes)[8] = NULL;
 	char **names = NULL;
 	size_t n = 0, cap = 0, nblobs = 0;
-	struct blob blobs[8];
+	struct blob *blobs = NULL;
 
 	lm_prog_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "o:hV", opts, NULL)) != -1) {
@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 		case 'o': dir = optarg; break;
 		case 'h': lm_usage(usage_text, 0);
 		case 'V': puts("lm-export " LM_VERSION); return 0;
-		default: lm_usage(usage_text, 2);
+		default: lm_bad_option(usage_text);
 		}
 	}
 	if (!dir || argc - optind > 1)
@@ -87,12 +87,11 @@ int main(int argc, char **argv)
 		if (r.kind == LM_REC_END)
 			break;
 		if (r.kind == LM_REC_BLOB) {
-			if (nblobs < sizeof blobs / sizeof *blobs) {
-				snprintf(blobs[nblobs].name, sizeof blobs[0].name, "%s", r.name);
-				blobs[nblobs].data = r.data, blobs[nblobs].len = r.nbytes;
-				r.data = NULL;
-				nblobs++;
-			}
+			blobs = xrealloc(blobs, (nblobs + 1) * sizeof *blobs);
+			snprintf(blobs[nblobs].name, sizeof blobs[0].name, "%s", r.name);
+			blobs[nblobs].data = r.data, blobs[nblobs].len = r.nbytes;
+			r.data = NULL;
+			nblobs++;
 			continue;
 		}
 		if (!lm_dtype_info(r.dtype)->st_name)
@@ -143,6 +142,13 @@ int main(int argc, char **argv)
 			if (!strcmp(blobs[i].name, "hf/config.json"))
 				orig = json_loadb(blobs[i].data, blobs[i].len, 0, NULL);
 		hf = lm_opt_config_to_hf(&h.cfg, orig);
+		/* the dtype transformers loads by default: that of the weights as written */
+		if (n) {
+			const char *tn = ents[0].dtype == LM_F16 ? "float16" : ents[0].dtype == LM_BF16 ? "bfloat16" : "float32";
+			json_object_set_new(hf, "torch_dtype", json_string(tn));
+			if (json_object_get(hf, "dtype"))
+				json_object_set_new(hf, "dtype", json_string(tn));
+		}
 		text = json_dumps(hf, JSON_INDENT(2) | JSON_SORT_KEYS);
 		put_file(dir, "config.json", text, strlen(text));
 		free(text);
@@ -160,7 +166,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
-	free(names), free(shapes), free(ents);
+	free(names), free(shapes), free(ents), free(blobs);
 	lm_header_free(&h);
 	lm_reader_close(rd);
 	return 0;

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
 		case 'f': force = 1; break;
 		case 'h': lm_usage(usage_text, 0);
 		case 'V': puts("lm-import " LM_VERSION); return 0;
-		default: lm_usage(usage_text, 2);
+		default: lm_bad_option(usage_text);
 		}
 	}
 	if (optind != argc - 1)
@@ -77,6 +77,18 @@ int main(int argc, char **argv)
 	if (lm_write_header(w, &h, argv0, argc, argv) < 0)
 		die_lm(NULL);
 
+	/* side files travel inside the stream, so the end of a pipe needs no folder; they come
+	 * first, so a program can tokenize its text before the first layer arrives */
+	static const char *const side[][2] = {
+		{"config.json", "hf/config.json"}, {"generation_config.json", "hf/generation_config.json"},
+		{"vocab.json", "tokenizer/vocab.json"}, {"merges.txt", "tokenizer/merges.txt"}};
+	for (size_t i = 0; i < sizeof side / sizeof *side; i++) {
+		size_t len;
+		char *s = lm_hfdir_file(d, side[i][0], &len);
+		if (s)
+			add_blob(w, side[i][1], s, len);
+		free(s);
+	}
 	t = lm_opt_tensors(lm_hfdir_config(d), &nt);
 	for (size_t i = 0; i < nt; i++) {
 		struct lm_record r = {0};
@@ -100,17 +112,6 @@ int main(int argc, char **argv)
 	}
 	free(t);
 
-	/* side files travel inside the stream, so the end of a pipe needs no folder */
-	static const char *const side[][2] = {
-		{"config.json", "hf/config.json"}, {"generation_config.json", "hf/generation_config.json"},
-		{"vocab.json", "tokenizer/vocab.json"}, {"merges.txt", "tokenizer/merges.txt"}};
-	for (size_t i = 0; i < sizeof side / sizeof *side; i++) {
-		size_t len;
-		char *s = lm_hfdir_file(d, side[i][0], &len);
-		if (s)
-			add_blob(w, side[i][1], s, len);
-		free(s);
-	}
 	if (lm_write_end(w) < 0 || lm_writer_close(w) < 0)
 		die_lm(NULL);
 	lm_out_commit(&out);

@@ -110,7 +110,7 @@ int main(int argc, char **argv)
 		case 'N': verify = 0; break;
 		case 'h': lm_usage(usage_text, 0);
 		case 'V': puts("lm-info " LM_VERSION); return 0;
-		default: lm_usage(usage_text, 2);
+		default: lm_bad_option(usage_text);
 		}
 	}
 	if (argc - optind > 1)

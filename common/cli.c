@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,8 +118,22 @@ _Noreturn void lm_usage(const char *text, int status)
 		lm_fshut_stdout();
 		exit(0);
 	}
+	/* one line: what was wrong, if getopt stopped on an option, and the synopsis */
 	const char *nl = strchr(text, '\n');
-	fprintf(stderr, "%.*s\n", nl ? (int)(nl - text) : (int)strlen(text), text);
-	fprintf(stderr, "Try '%s --help' for more information.\n", argv0);
+	int len = nl ? (int)(nl - text) : (int)strlen(text);
+	fprintf(stderr, "%s: %.*s (see --help)\n", argv0, len, text);
 	exit(status);
+}
+
+_Noreturn void lm_bad_option(const char *text)
+{
+	const char *nl = strchr(text, '\n');
+	int len = nl ? (int)(nl - text) : (int)strlen(text);
+	fprintf(stderr, "%s: ", argv0);
+	if (optopt)
+		fprintf(stderr, "option -%c: unknown or missing its argument; ", optopt);
+	else if (optind > 1 && optind - 1 < lm_argc)
+		fprintf(stderr, "option '%s': unknown or missing its argument; ", lm_argv[optind - 1]);
+	fprintf(stderr, "%.*s (see --help)\n", len, text);
+	exit(2);
 }

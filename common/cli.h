@@ -37,5 +37,7 @@ void lm_threads_init(int n);
 
 /* print the usage text to stdout (exit 0) or its first line to stderr (exit 2) */
 _Noreturn void lm_usage(const char *text, int status);
+/* the usage error for getopt's '?': names the bad option, then the synopsis; exit 2 */
+_Noreturn void lm_bad_option(const char *text);
 
 #endif

@@ -18,7 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define RBUF (1u << 20)
+#define RBUF (LM_MAX_MAP_BYTES + (64u << 10))
 #define WBUF (1u << 20)
 
 /* ---------------------------------------------------------------- records */
@@ -146,8 +146,7 @@ static int read_map(struct lm_reader *rd, json_t **out)
 {
 	long long n;
 	for (;;) {
-		n = lm_msgpack_skim(rd->buf + rd->start, rd->end - rd->start,
-		                    LM_MAX_MAP_BYTES < RBUF ? LM_MAX_MAP_BYTES : RBUF);
+		n = lm_msgpack_skim(rd->buf + rd->start, rd->end - rd->start, LM_MAX_MAP_BYTES);
 		if (n < 0)
 			return lm_seterr("malformed or oversized record map");
 		if (n > 0)
@@ -251,7 +250,7 @@ int lm_read_header(struct lm_reader *rd, struct lm_header *h)
 
 static const char *kind_name(enum lm_rec_kind k)
 {
-	return k == LM_REC_TENSOR ? "tensor" : k == LM_REC_BLOB ? "blob" : "end";
+	return k == LM_REC_TENSOR ? "tensor" : k == LM_REC_BLOB ? "blob" : k == LM_REC_END ? "end" : "record";
 }
 
 static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
@@ -268,13 +267,13 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 		r->kind = LM_REC_END;
 		if (get_u64(m, "tensor_count", &r->tensor_count) || get_u64(m, "payload_bytes", &r->payload_bytes))
 			return -1;
+		r->blob_count = UINT64_MAX;
 		if (json_object_get(m, "blob_count") && get_u64(m, "blob_count", &r->blob_count))
 			return -1;
 		return 0;
 	}
-	if (strcmp(kind, "tensor") && strcmp(kind, "blob"))
-		return lm_seterr("unknown record kind \"%s\"", kind);
-	r->kind = strcmp(kind, "tensor") ? LM_REC_BLOB : LM_REC_TENSOR;
+	/* a kind from a later minor version: its payload is skipped by nbytes */
+	r->kind = !strcmp(kind, "tensor") ? LM_REC_TENSOR : !strcmp(kind, "blob") ? LM_REC_BLOB : LM_REC_UNKNOWN;
 	name = json_string_value(json_object_get(m, "name"));
 	if (!name || !*name || strlen(name) > LM_MAX_NAME)
 		return lm_seterr("%s record without a valid name", kind);
@@ -285,13 +284,13 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 		return lm_seterr("%s '%s': absurd size %llu bytes", kind, name, (unsigned long long)v);
 	r->nbytes = (size_t)v;
 	if (rd->remaining != UINT64_MAX && v > rd->remaining + (rd->end - rd->start))
-		return lm_seterr("%s '%s': claims %llu bytes but the input has only %llu left", kind, name,
+		return lm_seterr("%s '%s': input truncated: claims %llu bytes, only %llu left", kind, name,
 		                 (unsigned long long)v,
 		                 (unsigned long long)(rd->remaining + (rd->end - rd->start)));
 	if (get_u64(m, "crc32", &v) < 0 || v > 0xffffffffu)
 		return lm_seterr("%s '%s': missing or bad crc32", kind, name);
 	r->crc32 = (uint32_t)v;
-	if (r->kind == LM_REC_BLOB)
+	if (r->kind != LM_REC_TENSOR)
 		return 0;
 	const char *dt = json_string_value(json_object_get(m, "dtype"));
 	int t = dt ? lm_dtype_parse(dt) : -1;
@@ -322,7 +321,21 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 	return 0;
 }
 
+static int read_record_meta(struct lm_reader *rd, struct lm_record *r);
+
 int lm_read_record_meta(struct lm_reader *rd, struct lm_record *r)
+{
+	for (;;) {
+		if (read_record_meta(rd, r) < 0)
+			return -1;
+		if (r->kind != LM_REC_UNKNOWN)
+			return 0;
+		if (lm_read_payload(rd, r) < 0)
+			return -1;
+	}
+}
+
+static int read_record_meta(struct lm_reader *rd, struct lm_record *r)
 {
 	json_t *m = NULL;
 	int rc;
@@ -351,7 +364,7 @@ int lm_read_record_meta(struct lm_reader *rd, struct lm_record *r)
 	if (r->kind == LM_REC_END) {
 		rd->have_end = 1;
 		if (r->tensor_count != rd->ntensors || r->payload_bytes != rd->payload ||
-		    (r->blob_count && r->blob_count != rd->nblobs))
+		    (r->blob_count != UINT64_MAX && r->blob_count != rd->nblobs))
 			return lm_seterr("end record counts (%llu tensors, %llu bytes) do not match the stream "
 			                 "(%llu tensors, %llu bytes)",
 			                 (unsigned long long)r->tensor_count, (unsigned long long)r->payload_bytes,
@@ -407,7 +420,7 @@ int lm_read_payload(struct lm_reader *rd, struct lm_record *r)
 		return lm_seterr("%s '%s': crc32 mismatch (payload corrupted)", kind_name(r->kind), r->name);
 	if (r->kind == LM_REC_TENSOR)
 		rd->ntensors++;
-	else
+	else if (r->kind == LM_REC_BLOB)
 		rd->nblobs++;
 	rd->payload += r->nbytes;
 	return 0;

@@ -25,10 +25,10 @@
 #define LM_STREAM_MINOR 0
 #define LM_MAX_NDIM 8
 #define LM_MAX_NAME 256
-#define LM_MAX_MAP_BYTES (16u << 20)   /* a header or record map larger than this is refused */
+#define LM_MAX_MAP_BYTES (1u << 20)    /* a header or record map larger than this is refused */
 #define LM_MAX_CHUNK (1u << 30)        /* payload bin objects are at most 1 GiB each */
 
-enum lm_rec_kind { LM_REC_TENSOR, LM_REC_BLOB, LM_REC_END };
+enum lm_rec_kind { LM_REC_TENSOR, LM_REC_BLOB, LM_REC_END, LM_REC_UNKNOWN };
 
 struct lm_header {
 	json_t *json;               /* the whole header map (owned) */

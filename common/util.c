@@ -8,9 +8,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <getopt.h>
 #include <unistd.h>
 
 const char *argv0 = "lm";
+int lm_argc;
+char **lm_argv;
 
 static _Thread_local char errbuf[1024];
 
@@ -48,7 +51,9 @@ const char *lm_errmsg(void) { return errbuf[0] ? errbuf : "unknown error"; }
 
 void lm_prog_init(int argc, char **argv)
 {
-	(void)argc;
+	lm_argc = argc, lm_argv = argv;
+	/* getopt's own message would make a second line: lm_usage says it in one */
+	opterr = 0;
 	if (argv && argv[0]) {
 		const char *s = strrchr(argv[0], '/');
 		argv0 = s ? s + 1 : argv[0];

@@ -21,6 +21,8 @@ const char *lm_errmsg(void);
 
 /* ---- program-level diagnostics (cmd/ only) ---- */
 extern const char *argv0; /* "lm-prune"; set by lm_prog_init() */
+extern int lm_argc;       /* the program's arguments, for usage messages */
+extern char **lm_argv;
 void lm_prog_init(int argc, char **argv);
 void warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* print "argv0: <msg>" and exit(1); a message ending in ':' gets strerror(errno) */

@@ -9,7 +9,10 @@ PATH="${LM_BIN:-$TOP/bin}:$PATH"
 FIX="$TOP/tests/fixtures"
 MICRO="$TOP/models/opt-micro"
 DATA="$TOP/data"
-export PATH TOP FIX MICRO DATA
+# Debian's python3 has python3-msgpack; a python3 earlier on PATH (pyenv) may not
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+export PATH TOP FIX MICRO DATA PYTHON
 # a hung pipeline fails its test instead of the whole run
 BATS_TEST_TIMEOUT=${BATS_TEST_TIMEOUT:-600}
 
@@ -22,7 +25,7 @@ assert_one_line_error() {
 
 # fields of every tensor (name dtype shape crc32) in a stream file, one per line
 tensor_digest() {
-	lm-info --json "$1" | python3 -c '
+	lm-info --json "$1" | "$PYTHON" -c '
 import json, sys
 for t in json.load(sys.stdin)["tensors"]:
     print(t["name"], t["dtype"], t["shape"], t["crc32"])'

@@ -19,8 +19,8 @@ load helper
 		lm-export -o "$out" < "$out.a.lms"
 		lm-import "$out" > "$out.b.lms"
 		cmp <(tensor_digest "$out.a.lms") <(tensor_digest "$out.b.lms")
-		cmp <(lm-info --json "$out.a.lms" | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["model"])') \
-		    <(lm-info --json "$out.b.lms" | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["model"])')
+		cmp <(lm-info --json "$out.a.lms" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["header"]["model"])') \
+		    <(lm-info --json "$out.b.lms" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["header"]["model"])')
 	done
 	cmp "$MICRO/vocab.json" "$BATS_TEST_TMPDIR/opt-micro/vocab.json"
 	cmp "$MICRO/merges.txt" "$BATS_TEST_TMPDIR/opt-micro/merges.txt"
@@ -28,7 +28,7 @@ load helper
 
 @test "lm-export: model.safetensors follows the spec (header, offsets, 8-byte padding)" {
 	lm-import "$FIX/post-ln-proj" | lm-export -o "$BATS_TEST_TMPDIR/o"
-	run -0 python3 - "$BATS_TEST_TMPDIR/o/model.safetensors" "$FIX/post-ln-proj/model.safetensors" <<'PY'
+	run -0 "$PYTHON" - "$BATS_TEST_TMPDIR/o/model.safetensors" "$FIX/post-ln-proj/model.safetensors" <<'PY'
 import json, struct, sys
 def load(p):
     raw = open(p, "rb").read()

@@ -16,7 +16,7 @@ setup_file() {
 	for x in lying-st short-bin evil missing-tensor sharded; do cp "$FIX/pre-ln/config.json" "$d/$x/"; done
 	head -c $(( $(stat -c %s "$FIX/pre-ln/pytorch_model.bin") / 2 )) "$FIX/pre-ln/pytorch_model.bin" \
 		> "$d/short-bin/pytorch_model.bin"
-	python3 - "$FIX/pre-ln" "$d" <<'PY'
+	"$PYTHON" - "$FIX/pre-ln" "$d" <<'PY'
 import json, struct, sys, zipfile
 src, d = sys.argv[1], sys.argv[2]
 raw = open(src + "/model.safetensors", "rb").read()
@@ -107,7 +107,7 @@ PY
 
 @test "lm-import: the stream is plain msgpack that python3-msgpack decodes" {
 	lm-import "$FIX/post-ln-proj" > "$BATS_TEST_TMPDIR/m.lms"
-	run -0 python3 - "$BATS_TEST_TMPDIR/m.lms" <<'PY'
+	run -0 "$PYTHON" - "$BATS_TEST_TMPDIR/m.lms" <<'PY'
 import sys, zlib, msgpack
 u = msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False, max_buffer_size=1 << 30)
 hdr = next(u)

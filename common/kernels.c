@@ -1,0 +1,774 @@
+/* kernels.c: forward kernels of OPT on flat float buffers (see kernels.h for contracts).
+ *
+ * Compiled with -O3 -fno-math-errno (Makefile KFLAGS), never -ffast-math: NaN checks and
+ * reference tests need IEEE semantics. The hot elementwise loops are written so that gcc
+ * vectorizes them without fast-math: reductions keep LANES independent accumulators and
+ * exp() is a branch-free polynomial. On x86-64 they are also cloned for x86-64-v3
+ * (AVX2+FMA, chosen at load time through an ifunc), since the default build targets SSE2.
+ * Build with -std=c11 keeps -ffp-contract=off, so the clones round exactly as the
+ * baseline does (no silent fma contraction). */
+#include "kernels.h"
+#include "opt.h"
+#include "util.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define LM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define LM_CLONES
+#endif
+
+#define LANES 16  /* independent partial sums/maxima: enough for two AVX2 registers */
+
+/* f16/bf16 -> f32 tiles for the matmul: 4 MiB of f32 when many rows share the tile, a
+ * quarter MiB (stays in L2) when only a few rows of x will use it (decoding) */
+#define TILE_FLOATS_BIG ((size_t)1 << 20)
+#define TILE_FLOATS_SMALL ((size_t)1 << 16)
+#define TILE_SMALL_N 16
+
+/* attention: queries per block (the score block is ATT_QB x Tk floats) */
+#define ATT_QB 128
+/* cross-entropy: vocabulary rows per tile, x rows per chunk */
+#define CE_VT 1024
+#define CE_RC 1024
+
+static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* ======================================================================================
+ * threads
+ * ====================================================================================== */
+
+/* The pool is process-wide state, like OpenBLAS's own thread pool: one set of sleeping
+ * workers shared by every caller. A job is published under mu with a new generation
+ * number; workers sleep on `go` between jobs, so nothing spins while OpenBLAS works. */
+static struct {
+	pthread_mutex_t mu, busy;
+	pthread_cond_t go, done;
+	int nstarted;
+	unsigned long gen;
+	int nparts, pending;
+	size_t n;
+	void (*fn)(void *ctx, size_t i0, size_t i1);
+	void *ctx;
+} pool = {
+	.mu = PTHREAD_MUTEX_INITIALIZER, .busy = PTHREAD_MUTEX_INITIALIZER,
+	.go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
+};
+static int want_threads; /* 0: follow OpenBLAS's setting */
+
+static void *pool_worker(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	unsigned long seen = 0;
+
+	pthread_mutex_lock(&pool.mu);
+	for (;;) {
+		while (pool.gen == seen)
+			pthread_cond_wait(&pool.go, &pool.mu);
+		seen = pool.gen;
+		if (id >= pool.nparts)
+			continue;
+		size_t n = pool.n, p = (size_t)pool.nparts;
+		void (*fn)(void *, size_t, size_t) = pool.fn;
+		void *ctx = pool.ctx;
+		pthread_mutex_unlock(&pool.mu);
+		fn(ctx, n * (size_t)id / p, n * ((size_t)id + 1) / p);
+		pthread_mutex_lock(&pool.mu);
+		if (--pool.pending == 0)
+			pthread_cond_signal(&pool.done);
+	}
+	return NULL;
+}
+
+int lm_threads(void)
+{
+	int n = __atomic_load_n(&want_threads, __ATOMIC_RELAXED);
+	if (n <= 0)
+		n = openblas_get_num_threads();
+	return n < 1 ? 1 : n > LM_MAX_THREADS ? LM_MAX_THREADS : n;
+}
+
+void lm_set_threads(int n)
+{
+	if (n <= 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		n = c > 0 ? (int)c : 1;
+	}
+	if (n > LM_MAX_THREADS)
+		n = LM_MAX_THREADS;
+	openblas_set_num_threads(n);
+	__atomic_store_n(&want_threads, n, __ATOMIC_RELAXED);
+}
+
+void lm_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t i0, size_t i1), void *ctx)
+{
+	size_t parts = grain ? n / grain : n;
+	size_t nt = (size_t)lm_threads();
+	if (parts > nt)
+		parts = nt;
+	if (parts <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
+		if (n)
+			fn(ctx, 0, n);
+		return;
+	}
+	pthread_mutex_lock(&pool.mu);
+	while ((size_t)pool.nstarted + 1 < parts) {
+		pthread_t th;
+		if (pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)(pool.nstarted + 1)) != 0)
+			break;
+		pthread_detach(th);
+		pool.nstarted++;
+	}
+	if ((size_t)pool.nstarted + 1 < parts)
+		parts = (size_t)pool.nstarted + 1;
+	pool.n = n, pool.fn = fn, pool.ctx = ctx;
+	pool.nparts = (int)parts, pool.pending = (int)parts - 1;
+	pool.gen++;
+	pthread_cond_broadcast(&pool.go);
+	pthread_mutex_unlock(&pool.mu);
+
+	fn(ctx, 0, n / parts);
+
+	pthread_mutex_lock(&pool.mu);
+	while (pool.pending > 0)
+		pthread_cond_wait(&pool.done, &pool.mu);
+	pthread_mutex_unlock(&pool.mu);
+	pthread_mutex_unlock(&pool.busy);
+}
+
+/* ======================================================================================
+ * small vector helpers (inlined into the cloned callers)
+ * ====================================================================================== */
+
+/* c ? a : b through bit masks. gcc (without -fno-trapping-math) will not if-convert a
+ * float select whose arms it has sunk arithmetic into, and then the loop stays scalar;
+ * masks keep every loop below branch-free. */
+static inline float fsel(uint32_t c, float a, float b)
+{
+	uint32_t m = 0u - c;
+	return u2f((f2u(a) & m) | (f2u(b) & ~m));
+}
+
+/* f16 -> f32 without branches: shift exponent+mantissa into the f32 positions and fix the
+ * exponent bias with one multiply by 2^-112 (which also carries inf/NaN through, since
+ * their exponent field lands on 255); subnormal halves are built as 0.5 + m * 2^-24 in a
+ * float of exponent 2^-1 and the 0.5 subtracted, which is exact. */
+static inline float h2f(uint16_t h)
+{
+	uint32_t w = (uint32_t)h << 16;
+	uint32_t sign = w & 0x80000000u;
+	uint32_t two_w = w + w;  /* drops the sign */
+	float norm = u2f((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+	float den = u2f((two_w >> 17) | (126u << 23)) - 0.5f;
+	return u2f(sign | f2u(fsel(two_w < (1u << 27), den, norm)));
+}
+
+static inline float bf2f(uint16_t h) { return u2f((uint32_t)h << 16); }
+
+/* exp(x) = 2^n exp(r), n = round(x log2 e), |r| <= ln2/2; exp(r) by Cephes' expf minimax
+ * polynomial (about 1 ulp). 2^n is built in the exponent bits. Below -87.3 the true value
+ * is subnormal (< 1.2e-38) and 0 is returned; x is clamped at 88.3 (softmax feeds x <= 0).
+ * NaN in, NaN out. No branches, so loops over it vectorize. */
+static inline float fexp(float x)
+{
+	const float hi = 88.3f, lo = -87.3f;
+	float xc = fsel(x > hi, hi, x);
+	xc = fsel(xc < lo, lo, xc);
+	float t = xc * 1.44269504088896341f + 12582912.0f;  /* 1.5 * 2^23: rounds to integer */
+	float n = t - 12582912.0f;
+	uint32_t ni = f2u(t) - 0x4b400000u;
+	float r = xc - n * 0.693359375f;
+	r = r - n * -2.12194440e-4f;
+	float p = 1.9875691500e-4f;
+	p = p * r + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * (r * r) + r + 1.0f;
+	float e = p * u2f((ni + 127u) << 23);
+	return fsel(x < lo, 0.0f, e);
+}
+
+/* floats as integers that order the same way (negative floats have their magnitude bits
+ * flipped); the mapping is its own inverse. An integer max reduction vectorizes where a
+ * float one needs -ffast-math. */
+static inline int32_t fkey(float f)
+{
+	int32_t i = (int32_t)f2u(f);
+	return i ^ (int32_t)((uint32_t)(i >> 31) >> 1);
+}
+
+/* max of x[0..n) (n >= 1). A NaN with the sign bit clear orders above +inf and one with
+ * it set below -inf, so the result may be NaN or ignore one: either way the softmax row
+ * that holds a NaN comes out NaN, through exp() of it. */
+static inline float vmax(const float *x, size_t n)
+{
+	int32_t mk = fkey(-INFINITY);
+	for (size_t j = 0; j < n; j++) {
+		int32_t k = fkey(x[j]);
+		mk = k > mk ? k : mk;
+	}
+	return u2f((uint32_t)fkey(u2f((uint32_t)mk)));
+}
+
+/* sum of x[0..n) in LANES partial sums */
+static inline float vsum(const float *x, size_t n)
+{
+	float acc[LANES] = {0};
+	size_t j = 0;
+	for (; j + LANES <= n; j += LANES)
+		for (int l = 0; l < LANES; l++)
+			acc[l] += x[j + l];
+	float s = 0;
+	for (int l = 0; l < LANES; l++)
+		s += acc[l];
+	for (; j < n; j++)
+		s += x[j];
+	return s;
+}
+
+/* x[j] = exp(x[j] - m) in place, returns the sum */
+static inline float vexp_sum(float *x, size_t n, float m)
+{
+	for (size_t j = 0; j < n; j++)
+		x[j] = fexp(x[j] - m);
+	return vsum(x, n);
+}
+
+/* ======================================================================================
+ * dtype
+ * ====================================================================================== */
+
+LM_CLONES static void f16_rows(float *restrict dst, const uint16_t *restrict src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = h2f(src[i]);
+}
+
+LM_CLONES static void bf16_rows(float *restrict dst, const uint16_t *restrict src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = bf2f(src[i]);
+}
+
+int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n)
+{
+	switch (dt) {
+	case LM_F32:
+		if (dst != src)
+			memcpy(dst, src, n * sizeof(float));
+		return 0;
+	case LM_F16:
+		f16_rows(dst, src, n);
+		return 0;
+	case LM_BF16:
+		bf16_rows(dst, src, n);
+		return 0;
+	default:
+		return lm_seterr("no f32 conversion for dtype %s", lm_dtype_name(dt));
+	}
+}
+
+/* ======================================================================================
+ * layernorm
+ * ====================================================================================== */
+
+/* one row: mean and biased variance with LANES float partial sums combined in double
+ * (two passes, as the variance of values with a large mean needs) */
+LM_CLONES static void ln_rows(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, size_t r0, size_t r1, size_t C,
+                              float eps)
+{
+	for (size_t r = r0; r < r1; r++) {
+		const float *x = inp + r * C;
+		float *o = out + r * C;
+		float m = (float)((double)vsum(x, C) / (double)C);
+		float acc[LANES] = {0};
+		size_t i = 0;
+		for (; i + LANES <= C; i += LANES)
+			for (int l = 0; l < LANES; l++) {
+				float d = x[i + l] - m;
+				acc[l] += d * d;
+			}
+		double v = 0;
+		for (int l = 0; l < LANES; l++)
+			v += acc[l];
+		for (; i < C; i++)
+			v += (double)(x[i] - m) * (x[i] - m);
+		float rs = 1.0f / sqrtf((float)(v / (double)C) + eps);
+		if (w && b)
+			for (i = 0; i < C; i++)
+				o[i] = (x[i] - m) * rs * w[i] + b[i];
+		else if (w)
+			for (i = 0; i < C; i++)
+				o[i] = (x[i] - m) * rs * w[i];
+		else
+			for (i = 0; i < C; i++)
+				o[i] = (x[i] - m) * rs + (b ? b[i] : 0.0f);
+		if (mean)
+			mean[r] = m;
+		if (rstd)
+			rstd[r] = rs;
+	}
+}
+
+struct ln_job {
+	float *out, *mean, *rstd;
+	const float *inp, *w, *b;
+	size_t C;
+	float eps;
+};
+
+static void ln_part(void *ctx, size_t r0, size_t r1)
+{
+	struct ln_job *j = ctx;
+	ln_rows(j->out, j->mean, j->rstd, j->inp, j->w, j->b, r0, r1, j->C, j->eps);
+}
+
+void lm_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                          const float *w, const float *b, size_t N, size_t C, float eps)
+{
+	struct ln_job j = {out, mean, rstd, inp, w, b, C, eps};
+	/* a row costs ~5C flops: split only when each thread gets ~100k of them */
+	lm_parallel_for(N, 1 + 20000 / (C + 1), ln_part, &j);
+}
+
+void lm_layernorm_forward_ref(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, size_t N, size_t C, float eps)
+{
+	for (size_t r = 0; r < N; r++) {
+		const float *x = inp + r * C;
+		float m = 0, v = 0;
+		for (size_t i = 0; i < C; i++)
+			m += x[i];
+		m /= (float)C;
+		for (size_t i = 0; i < C; i++)
+			v += (x[i] - m) * (x[i] - m);
+		v /= (float)C;
+		float rs = 1.0f / sqrtf(v + eps);
+		for (size_t i = 0; i < C; i++) {
+			float y = (x[i] - m) * rs;
+			out[r * C + i] = y * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+		}
+		if (mean)
+			mean[r] = m;
+		if (rstd)
+			rstd[r] = rs;
+	}
+}
+
+/* ======================================================================================
+ * matmul
+ * ====================================================================================== */
+
+static size_t tile_rows(size_t rows, size_t cols, size_t budget)
+{
+	size_t r = cols ? budget / cols : rows;
+	if (r >= 16)
+		r -= r % 16;
+	if (r < 1)
+		r = 1;
+	return r < rows ? r : rows;
+}
+
+size_t lm_matmul_ws_max(int64_t rows, int64_t cols)
+{
+	if (rows <= 0 || cols <= 0)
+		return 0;
+	return tile_rows((size_t)rows, (size_t)cols, TILE_FLOATS_BIG) * (size_t)cols;
+}
+
+size_t lm_matmul_ws(const struct lm_mat *w)
+{
+	return w->dtype == LM_F32 ? 0 : lm_matmul_ws_max(w->rows, w->cols);
+}
+
+/* out[N, rows] (+)= inp[N, cols] · wt[rows, cols]^T, ldo = row stride of out */
+static void sgemm_nt(float *out, size_t ldo, const float *inp, const float *wt, size_t N,
+                     size_t rows, size_t cols, float beta)
+{
+	if (N == 1)
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)cols, 1.0f, wt, (int)cols,
+		            inp, 1, beta, out, 1);
+	else
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)rows, (int)cols,
+		            1.0f, inp, (int)cols, wt, (int)cols, beta, out, (int)ldo);
+}
+
+int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, const float *bias,
+                      size_t N, float *ws)
+{
+	size_t OUT = (size_t)w->rows, IN = (size_t)w->cols;
+	float beta = 0.0f;
+
+	if (w->rows < 0 || w->cols < 0 || OUT > INT_MAX || IN > INT_MAX || N > INT_MAX)
+		return lm_seterr("matmul: sizes out of range (%zu x [%lld, %lld])", N,
+		                 (long long)w->rows, (long long)w->cols);
+	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16)
+		return lm_seterr("matmul: weights of dtype %s are not supported", lm_dtype_name(w->dtype));
+	if (N == 0 || OUT == 0)
+		return 0;
+	if (bias) {
+		for (size_t n = 0; n < N; n++)
+			memcpy(out + n * OUT, bias, OUT * sizeof *out);
+		beta = 1.0f;
+	} else if (IN == 0) {
+		memset(out, 0, N * OUT * sizeof *out);
+	}
+	if (IN == 0)
+		return 0;
+	if (w->dtype == LM_F32) {
+		sgemm_nt(out, OUT, inp, w->data, N, OUT, IN, beta);
+		return 0;
+	}
+	size_t R = tile_rows(OUT, IN, N < TILE_SMALL_N ? TILE_FLOATS_SMALL : TILE_FLOATS_BIG);
+	float *tile = ws, *own = NULL;
+	if (!tile && !(tile = own = lm_alloc(R * IN * sizeof *tile)))
+		return -1;
+	const uint16_t *src = w->data;
+	for (size_t r0 = 0; r0 < OUT; r0 += R) {
+		size_t rr = min_sz(R, OUT - r0);
+		lm_rows_to_f32(tile, src + r0 * IN, w->dtype, rr * IN);
+		sgemm_nt(out + r0, OUT, inp, tile, N, rr, IN, beta);
+	}
+	lm_free(own);
+	return 0;
+}
+
+void lm_matmul_forward_ref(float *out, const float *inp, const float *w, const float *bias,
+                           size_t N, size_t IN, size_t OUT)
+{
+	for (size_t n = 0; n < N; n++)
+		for (size_t o = 0; o < OUT; o++) {
+			float s = bias ? bias[o] : 0.0f;
+			for (size_t i = 0; i < IN; i++)
+				s += inp[n * IN + i] * w[o * IN + i];
+			out[n * OUT + o] = s;
+		}
+}
+
+/* ======================================================================================
+ * elementwise
+ * ====================================================================================== */
+
+LM_CLONES void lm_relu_forward(float *out, const float *inp, size_t n)
+{
+	/* `x < 0 ? 0 : x` keeps NaN (torch.relu does); it compiles to compare+and, no branch */
+	for (size_t i = 0; i < n; i++)
+		out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
+}
+
+LM_CLONES void lm_residual_forward(float *out, const float *a, const float *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = a[i] + b[i];
+}
+
+LM_CLONES void lm_bias_scale(float *x, const float *bias, float scale, size_t N, size_t C)
+{
+	for (size_t r = 0; r < N; r++) {
+		float *xr = x + r * C;
+		if (bias)
+			for (size_t i = 0; i < C; i++)
+				xr[i] = (xr[i] + bias[i]) * scale;
+		else
+			for (size_t i = 0; i < C; i++)
+				xr[i] *= scale;
+	}
+}
+
+/* ======================================================================================
+ * embeddings
+ * ====================================================================================== */
+
+int lm_embed_forward(float *out, const int32_t *ids, const struct lm_mat *wte, size_t N)
+{
+	size_t E = (size_t)wte->cols, es = lm_dtype_size(wte->dtype);
+	for (size_t n = 0; n < N; n++) {
+		if (ids[n] < 0 || ids[n] >= wte->rows)
+			return lm_seterr("token id %ld at position %zu is outside the vocabulary [0, %lld)",
+			                 (long)ids[n], n, (long long)wte->rows);
+		const char *row = (const char *)wte->data + (size_t)ids[n] * E * es;
+		if (lm_rows_to_f32(out + n * E, row, wte->dtype, E) < 0)
+			return lm_preerr("embed_tokens");
+	}
+	return 0;
+}
+
+LM_CLONES static void add_row(float *restrict x, const void *restrict src, enum lm_dtype dt, size_t C)
+{
+	if (dt == LM_F32) {
+		const float *s = src;
+		for (size_t i = 0; i < C; i++)
+			x[i] += s[i];
+	} else if (dt == LM_F16) {
+		const uint16_t *s = src;
+		for (size_t i = 0; i < C; i++)
+			x[i] += h2f(s[i]);
+	} else {
+		const uint16_t *s = src;
+		for (size_t i = 0; i < C; i++)
+			x[i] += bf2f(s[i]);
+	}
+}
+
+int lm_pos_forward(float *x, const struct lm_mat *wpe, size_t B, size_t T, size_t pos0)
+{
+	size_t C = (size_t)wpe->cols, es = lm_dtype_size(wpe->dtype);
+	if (wpe->dtype != LM_F32 && wpe->dtype != LM_F16 && wpe->dtype != LM_BF16)
+		return lm_seterr("embed_positions: dtype %s is not supported", lm_dtype_name(wpe->dtype));
+	if (T && pos0 + T - 1 + LM_OPT_POS_OFFSET >= (size_t)wpe->rows)
+		return lm_seterr("position %zu is past the model's %lld positions", pos0 + T - 1,
+		                 (long long)wpe->rows - LM_OPT_POS_OFFSET);
+	for (size_t b = 0; b < B; b++)
+		for (size_t t = 0; t < T; t++) {
+			const char *row = (const char *)wpe->data + (pos0 + t + LM_OPT_POS_OFFSET) * C * es;
+			add_row(x + (b * T + t) * C, row, wpe->dtype, C);
+		}
+	return 0;
+}
+
+/* ======================================================================================
+ * attention
+ * ====================================================================================== */
+
+size_t lm_attention_ws(size_t Tq, size_t Tk)
+{
+	size_t q = min_sz(ATT_QB, Tq);
+	return (q ? q : 1) * (Tk ? Tk : 1);
+}
+
+/* softmax over the first `valid` entries of each score row, zeros after (the future) */
+struct sm_job {
+	float *S;
+	size_t ld, kn, first_valid;  /* row r sees first_valid + r keys */
+};
+
+LM_CLONES static void softmax_rows(void *ctx, size_t r0, size_t r1)
+{
+	struct sm_job *j = ctx;
+	for (size_t r = r0; r < r1; r++) {
+		float *s = j->S + r * j->ld;
+		size_t valid = min_sz(j->first_valid + r, j->kn);
+		float m = vmax(s, valid);
+		float inv = 1.0f / vexp_sum(s, valid, m);
+		for (size_t c = 0; c < valid; c++)
+			s[c] *= inv;
+		for (size_t c = valid; c < j->kn; c++)
+			s[c] = 0.0f;
+	}
+}
+
+int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
+                         size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
+                         size_t HS, float *ws)
+{
+	size_t C = NH * HS, off = Tk - Tq;
+	float *S = ws, *own = NULL;
+
+	if (!S && !(S = own = lm_alloc(lm_attention_ws(Tq, Tk) * sizeof *S)))
+		return -1;
+	for (size_t b = 0; b < B; b++)
+		for (size_t h = 0; h < NH; h++) {
+			const float *kh = k + b * kv_rows * C + h * HS;
+			const float *vh = v + b * kv_rows * C + h * HS;
+			for (size_t i0 = 0; i0 < Tq; i0 += ATT_QB) {
+				size_t qb = min_sz(ATT_QB, Tq - i0);
+				size_t kn = off + i0 + qb;  /* keys the last query of the block sees */
+				const float *qh = q + (b * Tq + i0) * C + h * HS;
+				float *oh = out + (b * Tq + i0) * C + h * HS;
+				struct sm_job j = {S, kn, kn, off + i0 + 1};
+				if (qb == 1) {
+					/* one query (decoding): two matrix-vector products */
+					cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)kn, (int)HS, 1.0f, kh,
+					            (int)C, qh, 1, 0.0f, S, 1);
+					softmax_rows(&j, 0, 1);
+					cblas_sgemv(CblasRowMajor, CblasTrans, (int)kn, (int)HS, 1.0f, vh,
+					            (int)C, S, 1, 0.0f, oh, 1);
+					continue;
+				}
+				/* S[qb, kn] = Q_blk K^T; then causal softmax; O_blk = S V */
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, (int)HS,
+				            1.0f, qh, (int)C, kh, (int)C, 0.0f, S, (int)kn);
+				lm_parallel_for(qb, 1 + 16384 / (kn + 1), softmax_rows, &j);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, (int)HS, (int)kn,
+				            1.0f, S, (int)kn, vh, (int)C, 0.0f, oh, (int)C);
+			}
+		}
+	lm_free(own);
+	return 0;
+}
+
+void lm_attention_forward_ref(float *out, const float *q, const float *k, const float *v,
+                              size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
+                              size_t HS)
+{
+	size_t C = NH * HS, off = Tk - Tq;
+	for (size_t b = 0; b < B; b++)
+		for (size_t h = 0; h < NH; h++)
+			for (size_t t = 0; t < Tq; t++) {
+				const float *qt = q + (b * Tq + t) * C + h * HS;
+				float *ot = out + (b * Tq + t) * C + h * HS;
+				size_t nk = off + t + 1;
+				float m = -INFINITY, sum = 0;
+				/* three passes recomputing the scores keep the reference allocation-free */
+				for (size_t j = 0; j < nk; j++) {
+					const float *kj = k + (b * kv_rows + j) * C + h * HS;
+					float s = 0;
+					for (size_t d = 0; d < HS; d++)
+						s += qt[d] * kj[d];
+					if (s > m)
+						m = s;
+				}
+				for (size_t j = 0; j < nk; j++) {
+					const float *kj = k + (b * kv_rows + j) * C + h * HS;
+					float s = 0;
+					for (size_t d = 0; d < HS; d++)
+						s += qt[d] * kj[d];
+					sum += expf(s - m);
+				}
+				for (size_t d = 0; d < HS; d++)
+					ot[d] = 0;
+				for (size_t j = 0; j < nk; j++) {
+					const float *kj = k + (b * kv_rows + j) * C + h * HS;
+					const float *vj = v + (b * kv_rows + j) * C + h * HS;
+					float s = 0;
+					for (size_t d = 0; d < HS; d++)
+						s += qt[d] * kj[d];
+					float p = expf(s - m) / sum;
+					for (size_t d = 0; d < HS; d++)
+						ot[d] += p * vj[d];
+				}
+			}
+}
+
+/* ======================================================================================
+ * logits + cross-entropy
+ * ====================================================================================== */
+
+size_t lm_ce_ws(const struct lm_mat *head, size_t N)
+{
+	size_t V = (size_t)head->rows, E = (size_t)head->cols;
+	size_t vt = min_sz(CE_VT, V), rc = min_sz(CE_RC, N);
+	return (head->dtype == LM_F32 ? 0 : vt * E) + rc * vt + 2 * N;
+}
+
+/* per row of one [rows, vn] logits tile: fold the tile into the running (max, sum of exp)
+ * of the row and pick up the target's logit if it falls in this tile */
+struct ce_job {
+	float *Z, *run_m, *run_s, *nll, *logits;
+	const int32_t *target;
+	size_t n0, v0, vn, V;
+};
+
+LM_CLONES static void ce_rows(void *ctx, size_t r0, size_t r1)
+{
+	struct ce_job *j = ctx;
+	for (size_t r = r0; r < r1; r++) {
+		size_t n = j->n0 + r;
+		float *z = j->Z + r * j->vn;
+		if (j->logits)
+			memcpy(j->logits + n * j->V + j->v0, z, j->vn * sizeof *z);
+		int32_t t = j->target[n];
+		if (t < 0)
+			continue;
+		if ((size_t)t >= j->v0 && (size_t)t < j->v0 + j->vn)
+			j->nll[n] = z[(size_t)t - j->v0];
+		float tm = vmax(z, j->vn);
+		float ts = vexp_sum(z, j->vn, tm);
+		float m = j->run_m[n], M = tm > m ? tm : m;
+		if (isnan(tm))
+			M = tm;
+		/* exp(-inf) = 0 covers the first tile, where the running max is -inf */
+		j->run_s[n] = j->run_s[n] * expf(m - M) + ts * expf(tm - M);
+		j->run_m[n] = M;
+	}
+}
+
+int lm_logits_ce_forward(float *nll, float *logits, const float *inp, const struct lm_mat *head,
+                         const int32_t *target, size_t N, float *ws)
+{
+	size_t V = (size_t)head->rows, E = (size_t)head->cols;
+	size_t vt = min_sz(CE_VT, V), rc = min_sz(CE_RC, N);
+	float *own = NULL;
+
+	if (head->dtype != LM_F32 && head->dtype != LM_F16 && head->dtype != LM_BF16)
+		return lm_seterr("lm_head: dtype %s is not supported", lm_dtype_name(head->dtype));
+	if (V > INT_MAX || E > INT_MAX || N > INT_MAX)
+		return lm_seterr("lm_head: sizes out of range");
+	for (size_t n = 0; n < N; n++)
+		if (target[n] >= 0 && (size_t)target[n] >= V)
+			return lm_seterr("target id %ld at row %zu is outside the vocabulary [0, %zu)",
+			                 (long)target[n], n, V);
+	if (N == 0)
+		return 0;
+	if (!ws && !(ws = own = lm_alloc(lm_ce_ws(head, N) * sizeof *ws)))
+		return -1;
+	float *tile = ws, *Z = ws + (head->dtype == LM_F32 ? 0 : vt * E);
+	float *run_m = Z + rc * vt, *run_s = run_m + N;
+	for (size_t n = 0; n < N; n++) {
+		run_m[n] = -INFINITY, run_s[n] = 0.0f, nll[n] = 0.0f;
+	}
+	for (size_t v0 = 0; v0 < V; v0 += vt) {
+		size_t vn = min_sz(vt, V - v0);
+		const float *wt;
+		if (head->dtype == LM_F32) {
+			wt = (const float *)head->data + v0 * E;
+		} else {
+			lm_rows_to_f32(tile, (const uint16_t *)head->data + v0 * E, head->dtype, vn * E);
+			wt = tile;
+		}
+		for (size_t n0 = 0; n0 < N; n0 += rc) {
+			size_t nr = min_sz(rc, N - n0);
+			if (E == 0)
+				memset(Z, 0, nr * vn * sizeof *Z);
+			else
+				sgemm_nt(Z, vn, inp + n0 * E, wt, nr, vn, E, 0.0f);
+			struct ce_job j = {Z, run_m, run_s, nll, logits, target, n0, v0, vn, V};
+			lm_parallel_for(nr, 1 + 65536 / (vn + 1), ce_rows, &j);
+		}
+	}
+	for (size_t n = 0; n < N; n++)
+		nll[n] = target[n] < 0 ? 0.0f : logf(run_s[n]) + run_m[n] - nll[n];
+	lm_free(own);
+	return 0;
+}
+
+void lm_crossentropy_ref(float *nll, const float *logits, const int32_t *target, size_t N,
+                         size_t V)
+{
+	for (size_t n = 0; n < N; n++) {
+		const float *z = logits + n * V;
+		if (target[n] < 0) {
+			nll[n] = 0;
+			continue;
+		}
+		double m = -INFINITY, s = 0;
+		for (size_t i = 0; i < V; i++)
+			if (z[i] > m)
+				m = z[i];
+		for (size_t i = 0; i < V; i++)
+			s += exp((double)z[i] - m);
+		nll[n] = (float)(log(s) + m - z[target[n]]);
+	}
+}
+
+size_t lm_argmax(const float *x, size_t n)
+{
+	size_t best = 0;
+	for (size_t i = 1; i < n; i++)
+		if (x[i] > x[best] || (x[best] != x[best] && x[i] == x[i]))
+			best = i;
+	return best;
+}
