@@ -71,11 +71,14 @@ install: all
 	for p in $(PROGS); do install -m 755 $$p $(DESTDIR)$(PREFIX)/bin/; done
 	for m in $(MAN1); do sed 's/@VERSION@/$(VERSION)/g' $$m > $(DESTDIR)$(MANPREFIX)/man1/$$(basename $$m); done
 	for m in $(MAN5); do sed 's/@VERSION@/$(VERSION)/g' $$m > $(DESTDIR)$(MANPREFIX)/man5/$$(basename $$m); done
+	mkdir -p $(DESTDIR)$(DATADIR)/tokenizer
+	install -m 644 models/opt-micro/vocab.json models/opt-micro/merges.txt $(DESTDIR)$(DATADIR)/tokenizer/
 
 uninstall:
 	for p in $(PROGS); do rm -f $(DESTDIR)$(PREFIX)/bin/$$(basename $$p); done
 	for m in $(MAN1); do rm -f $(DESTDIR)$(MANPREFIX)/man1/$$(basename $$m); done
 	for m in $(MAN5); do rm -f $(DESTDIR)$(MANPREFIX)/man5/$$(basename $$m); done
+	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
 	rm -rf build build-asan bin bin-asan

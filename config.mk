@@ -2,6 +2,7 @@
 VERSION   = 0.1.0
 PREFIX   ?= /usr/local
 MANPREFIX ?= $(PREFIX)/share/man
+DATADIR  ?= $(PREFIX)/share/lmpipe
 
 CC       ?= cc
 CFLAGS   ?= -O2 -g
@@ -10,6 +11,8 @@ LDFLAGS  ?=
 # project-owned flags, kept separate so CFLAGS can be replaced freely
 WARN      = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icommon
+# where lm-init finds the OPT tokenizer: installed copy first, then this source tree
+CPPFLAGS += -DLM_DATADIR='"$(DATADIR)"' -DLM_SRCDIR='"$(CURDIR)"'
 # elementwise kernels must vectorise (gcc -O2 keeps ReLU as a branch); never -ffast-math:
 # reference tests and NaN checks need IEEE semantics
 KFLAGS    = -O3 -fno-math-errno

@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
 /* the one output whose temporary file must go if the program dies */
 static struct lm_out *pending_out;
 
@@ -100,15 +98,6 @@ void lm_fshut_stdout(void)
 {
 	if (fflush(stdout) == EOF || ferror(stdout) || fclose(stdout) == EOF)
 		die("<stdout>: write error:");
-}
-
-void lm_threads_init(int n)
-{
-	if (n <= 0) {
-		long c = sysconf(_SC_NPROCESSORS_ONLN);
-		n = c > 0 ? (int)c : 1;
-	}
-	openblas_set_num_threads(n);
 }
 
 _Noreturn void lm_usage(const char *text, int status)

@@ -32,9 +32,6 @@ void lm_pass_header(struct lm_reader *rd, struct lm_writer *w, struct lm_header 
 /* fflush + ferror + fclose on stdout for text tools; dies with a message on failure */
 void lm_fshut_stdout(void);
 
-/* -j N: OpenBLAS threads; 0 = all cores */
-void lm_threads_init(int n);
-
 /* print the usage text to stdout (exit 0) or its first line to stderr (exit 2) */
 _Noreturn void lm_usage(const char *text, int status);
 /* the usage error for getopt's '?': names the bad option, then the synopsis; exit 2 */

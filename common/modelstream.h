@@ -1,0 +1,45 @@
+/* modelstream.h: reading a model from an lm-stream one part at a time.
+ *
+ * The stream carries the tensors in model order (lm_opt_tensors), so a program can
+ * load the head (embeddings, project_in), then decoder layer 0, 1, …, then the tail
+ * (final LayerNorm, project_out, untied lm_head), dropping each layer when it is done:
+ * memory holds one layer plus whatever the program keeps. Blobs come first. */
+#ifndef LM_MODELSTREAM_H
+#define LM_MODELSTREAM_H
+
+#include "model.h"
+#include "stream.h"
+
+#define LM_PART_HEAD (-1)   /* embed_tokens, embed_positions, project_in */
+/* 0 .. L-1: decoder layer; L: the tail */
+
+struct lm_blob {
+	char name[LM_MAX_NAME + 1];
+	void *data;   /* lm_alloc'd, NUL-terminated beyond nbytes for text use */
+	size_t nbytes;
+};
+
+struct lm_model_stream {
+	struct lm_reader *rd;
+	struct lm_header h;
+	struct lm_opt_tensor *order;   /* expected tensors in stream order */
+	size_t norder, next;           /* next expected index */
+	struct lm_record pending;      /* a record read ahead (the first tensor after blobs) */
+	int have_pending;
+	struct lm_blob *blobs;         /* every blob of the stream, read before the first tensor */
+	size_t nblobs;
+	int check_finite;              /* refuse NaN/Inf weights, naming the tensor (default on) */
+};
+
+/* read the header and the leading blobs; -1 + error */
+int lm_ms_open(struct lm_model_stream *ms, struct lm_reader *rd);
+void lm_ms_close(struct lm_model_stream *ms);
+/* a blob by name, NULL if the stream has none */
+const struct lm_blob *lm_ms_blob(const struct lm_model_stream *ms, const char *name);
+/* load part (LM_PART_HEAD, a layer, or cfg.num_layers for the tail) into m, which
+ * lm_model_init made; checks names and order. The tail read also consumes the end record. */
+int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part);
+/* load everything (head, all layers, tail) */
+int lm_ms_load_all(struct lm_model_stream *ms, struct lm_model *m);
+
+#endif
