@@ -1,0 +1,153 @@
+#!/usr/bin/env bats
+# lm-eval: perplexity and generation match transformers' reference numbers for opt-micro;
+# every bad input is one line on stderr and no report
+
+load helper
+
+setup_file() {
+	lm-import "$MICRO" > "$BATS_FILE_TMPDIR/micro.lms"
+	lm-import "$FIX/pre-ln" > "$BATS_FILE_TMPDIR/pre.lms"
+	ref() { "$PYTHON" -c "import json,sys; d=json.load(open('$MICRO/reference.json')); print($1)"; }
+	ref 'd["ppl_novels_test"]["dense"]' > "$BATS_FILE_TMPDIR/ref-ppl"
+	ref '" ".join(map(str, d["greedy_generation"]["ids"]))' > "$BATS_FILE_TMPDIR/ref-ids"
+	ref 'd["greedy_generation"]["prompt"]' > "$BATS_FILE_TMPDIR/ref-prompt"
+	ref 'len(d["greedy_generation"]["ids"])' > "$BATS_FILE_TMPDIR/ref-n"
+}
+
+json_field() { "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
+
+@test "lm-eval --help and man page" {
+	run -0 lm-eval --help
+	assert_line --index 0 "usage: lm-eval (--ppl FILE | --generate TEXT) [options] [STREAM]"
+	run -0 mandoc -Tlint -Wwarning "$TOP/man/lm-eval.1"
+	assert_output ""
+	run -2 --separate-stderr lm-eval "$BATS_FILE_TMPDIR/micro.lms"
+	assert_one_line_error lm-eval
+	run -2 --separate-stderr lm-eval --ppl x --generate y
+	assert_one_line_error lm-eval
+}
+
+@test "lm-eval --ppl: opt-micro on novels-test at seqlen 512 within 0.05% of transformers" {
+	run -0 --separate-stderr lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --json \
+		"$BATS_FILE_TMPDIR/micro.lms"
+	echo "$output" > "$BATS_FILE_TMPDIR/ppl.json"
+	run -0 "$PYTHON" - "$BATS_FILE_TMPDIR/ppl.json" "$(cat "$BATS_FILE_TMPDIR/ref-ppl")" "$MICRO/reference.json" <<'PY'
+import json, sys
+got = json.load(open(sys.argv[1])); ref = float(sys.argv[2]); r = json.load(open(sys.argv[3]))
+assert got["tokens"] == r["tokens"]["novels-test.txt"], got
+assert got["windows"] == r["windows_novels_test"], got
+err = abs(got["perplexity"] - ref) / ref
+print(got["perplexity"], ref, err)
+assert err < 5e-4, err
+PY
+}
+
+@test "lm-eval --generate: greedy ids equal transformers' exactly" {
+	n=$(( $(cat "$BATS_FILE_TMPDIR/ref-n") - 5 ))
+	run -0 --separate-stderr lm-eval --generate "$(cat "$BATS_FILE_TMPDIR/ref-prompt")" -n "$n" --json \
+		"$BATS_FILE_TMPDIR/micro.lms"
+	got=$(echo "$output" | "$PYTHON" -c "import json,sys; print(' '.join(map(str, json.load(sys.stdin)['ids'])))")
+	assert_equal "$got" "$(cat "$BATS_FILE_TMPDIR/ref-ids")"
+	run -0 lm-eval --generate "The history of the" -n 3 "$BATS_FILE_TMPDIR/micro.lms"
+	assert_output --regexp "^The history of the "
+}
+
+@test "lm-eval: pre-tokenized ids (--save-ids) give the same perplexity as the text" {
+	lm-eval --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 128 --windows 3 --json \
+		--save-ids "$BATS_TEST_TMPDIR/ids.lms" "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/a.json"
+	lm-eval --ppl "$BATS_TEST_TMPDIR/ids.lms" --seqlen 128 --windows 3 --json \
+		"$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/b.json"
+	a=$(json_field perplexity < "$BATS_TEST_TMPDIR/a.json")
+	b=$(json_field perplexity < "$BATS_TEST_TMPDIR/b.json")
+	assert_equal "$a" "$b"
+	# the ids file is itself a valid stream
+	run -0 lm-info "$BATS_TEST_TMPDIR/ids.lms"
+	assert_output --regexp "ids +i32 +[0-9]+ "
+}
+
+@test "lm-eval: -j 1 and -j 2 agree up to float reassociation" {
+	for j in 1 2; do
+		lm-eval -j $j --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 256 --windows 4 --json \
+			"$BATS_FILE_TMPDIR/micro.lms" | json_field perplexity > "$BATS_TEST_TMPDIR/p$j"
+	done
+	run -0 "$PYTHON" -c "a, b = float(open('$BATS_TEST_TMPDIR/p1').read()), float(open('$BATS_TEST_TMPDIR/p2').read()); assert abs(a - b) / a < 1e-5, (a, b)"
+}
+
+@test "lm-eval: f16, bf16 and f32 streams of the same weights agree" {
+	lm-import -t f32 "$MICRO" > "$BATS_TEST_TMPDIR/32.lms"
+	a=$(lm-eval --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 256 --windows 2 --json "$BATS_TEST_TMPDIR/32.lms" | json_field perplexity)
+	b=$(lm-eval --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 256 --windows 2 --json "$BATS_FILE_TMPDIR/micro.lms" | json_field perplexity)
+	run -0 "$PYTHON" -c "a, b = $a, $b; assert abs(a - b) / a < 1e-5, (a, b)"
+}
+
+@test "lm-eval: post-LN model with projections runs (fixture)" {
+	# the fixtures carry no tokenizer: use ids written by another model's tokenizer
+	"$PYTHON" - "$BATS_TEST_TMPDIR/ids.lms" <<'PY'
+import sys, zlib, msgpack, struct
+ids = [2] + [(i * 37) % 1000 for i in range(1, 64)]
+body = struct.pack("<%di" % len(ids), *ids)
+hdr = {"format": "lm-stream", "version": [1, 0], "endian": "little",
+       "model": {"architecture": "opt", "vocab_size": 1000, "hidden_size": 64, "num_layers": 2,
+                 "num_heads": 4, "ffn_dim": 192, "max_positions": 64, "word_embed_proj_dim": 32}}
+with open(sys.argv[1], "wb") as f:
+    f.write(msgpack.packb(hdr))
+    f.write(msgpack.packb({"kind": "tensor", "name": "ids", "dtype": "i32", "shape": [len(ids)],
+                           "nbytes": len(body), "crc32": zlib.crc32(body), "attrs": {}}))
+    f.write(msgpack.packb(body, use_bin_type=True))
+    f.write(msgpack.packb({"kind": "end", "tensor_count": 1, "payload_bytes": len(body)}))
+PY
+	lm-import "$FIX/post-ln-proj" > "$BATS_TEST_TMPDIR/pl.lms"
+	run -0 lm-eval --ppl "$BATS_TEST_TMPDIR/ids.lms" --seqlen 32 --json "$BATS_TEST_TMPDIR/pl.lms"
+	assert_output --partial '"windows": 2'
+}
+
+bad() { # expected-status message-part command...
+	local st=$1 msg=$2; shift 2
+	run "-$st" --separate-stderr "$@"
+	assert_one_line_error lm-eval
+	[ -z "$output" ] || { echo "report printed: $output"; return 1; }
+	output=$stderr
+	assert_output --partial "$msg"
+}
+
+@test "lm-eval: empty text and text shorter than one window" {
+	: > "$BATS_TEST_TMPDIR/empty.txt"
+	bad 1 "fewer than one window" lm-eval --ppl "$BATS_TEST_TMPDIR/empty.txt" "$BATS_FILE_TMPDIR/micro.lms"
+	echo "a few words only" > "$BATS_TEST_TMPDIR/short.txt"
+	bad 1 "fewer than one window" lm-eval --ppl "$BATS_TEST_TMPDIR/short.txt" "$BATS_FILE_TMPDIR/micro.lms"
+	bad 1 "No such file" lm-eval --ppl "$BATS_TEST_TMPDIR/none.txt" "$BATS_FILE_TMPDIR/micro.lms"
+}
+
+@test "lm-eval: a seqlen above the model's positions is a usage error" {
+	bad 2 "exceeds the model's 512 positions" lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 513 \
+		"$BATS_FILE_TMPDIR/micro.lms"
+}
+
+@test "lm-eval: text given to a stream without tokenizer blobs" {
+	bad 1 "carries no tokenizer" lm-eval --ppl "$DATA/novels-eval/novels-test.txt" "$BATS_FILE_TMPDIR/pre.lms"
+}
+
+@test "lm-eval: NaN in a weight is reported with the tensor's name" {
+	"$PYTHON" - "$BATS_FILE_TMPDIR/micro.lms" "$BATS_TEST_TMPDIR/nan.lms" <<'PY'
+import sys, zlib, msgpack
+u = msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False, max_buffer_size=1 << 30)
+out = open(sys.argv[2], "wb")
+out.write(msgpack.packb(next(u)))
+for rec in u:
+    if rec["kind"] == "end":
+        out.write(msgpack.packb(rec)); break
+    body = b""
+    while len(body) < rec["nbytes"]:
+        body += next(u)
+    if rec["name"] == "model.decoder.layers.2.fc1.weight":
+        body = body[:100] + b"\x00\x7e" + body[102:]   # f16 NaN
+        rec["crc32"] = zlib.crc32(body)
+    out.write(msgpack.packb(rec)); out.write(msgpack.packb(body, use_bin_type=True))
+PY
+	bad 1 "model.decoder.layers.2.fc1.weight" lm-eval --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 128 \
+		--windows 1 "$BATS_TEST_TMPDIR/nan.lms"
+}
+
+@test "lm-eval: a truncated upstream stream fails, no report" {
+	bad 1 "unexpected end of stream" bash -c "set -o pipefail; head -c 20000000 '$BATS_FILE_TMPDIR/micro.lms' | lm-eval --ppl '$DATA/novels-eval/novels-calib.txt' --seqlen 128 --windows 1"
+}
