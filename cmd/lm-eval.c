@@ -65,7 +65,7 @@ static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, siz
 	int32_t *ids;
 	if (!text)
 		die_lm(path);
-	if (len > 0 && ((unsigned char)text[0] & 0xf0) == 0x80 && len > 12 && memmem(text, 64, "lm-stream", 9)) {
+	if (len > 12 && ((unsigned char)text[0] & 0xf0) == 0x80 && memmem(text, len < 64 ? len : 64, "lm-stream", 9)) {
 		/* pre-tokenized: read it with the stream reader from the file */
 		free(text);
 		struct lm_reader *rd = lm_in_open(path);
@@ -84,8 +84,13 @@ static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, siz
 				if (r.dtype != LM_I32 && r.dtype != LM_I64)
 					die("%s: tensor 'ids' is %s, not i32 or i64", path, lm_dtype_name(r.dtype));
 				ids = xmalloc(k * sizeof *ids);
-				for (size_t i = 0; i < k; i++)
-					ids[i] = r.dtype == LM_I32 ? ((int32_t *)r.data)[i] : (int32_t)((int64_t *)r.data)[i];
+				for (size_t i = 0; i < k; i++) {
+					int64_t v = r.dtype == LM_I32 ? ((int32_t *)r.data)[i] : ((int64_t *)r.data)[i];
+					/* checked before narrowing, so no huge id wraps into the vocabulary */
+					if (v < 0 || v >= ms->h.cfg.vocab_size)
+						die("%s: token id %lld at %zu outside the vocabulary", path, (long long)v, i);
+					ids[i] = (int32_t)v;
+				}
 				*n = k;
 			}
 		}
@@ -151,14 +156,16 @@ static void perplexity(struct lm_model_stream *ms, const struct opts *o)
 	const struct lm_opt_config *cfg = &ms->h.cfg;
 	const size_t C = (size_t)cfg->hidden_size, E = (size_t)cfg->word_embed_proj_dim;
 	size_t n = 0, T = o->seqlen ? (size_t)o->seqlen : (size_t)cfg->max_positions, W, B;
-	int32_t *ids = load_ids(o->ppl, ms, &n);
+	int32_t *ids;
 	struct lm_model m;
 	struct lm_fwd s;
 	float *X, *nll;
-	double t0 = now(), sum = 0;
+	double t0, sum = 0;
 
 	if (T > (size_t)cfg->max_positions)
 		edie(2, "--seqlen %zu exceeds the model's %lld positions", T, (long long)cfg->max_positions);
+	ids = load_ids(o->ppl, ms, &n);
+	t0 = now(); /* from here: the model's layers arriving and the forward pass */
 	for (size_t i = 0; i < n; i++)
 		if (ids[i] < 0 || ids[i] >= cfg->vocab_size)
 			die("%s: token id %d at %zu outside the vocabulary", o->ppl, ids[i], i);
@@ -168,8 +175,6 @@ static void perplexity(struct lm_model_stream *ms, const struct opts *o)
 	if (o->windows && (size_t)o->windows < W)
 		W = (size_t)o->windows;
 	B = (size_t)o->batch < W ? (size_t)o->batch : W;
-	if (o->save_ids)
-		save_ids(o->save_ids, &ms->h, ids, n);
 
 	if (lm_model_init(&m, cfg) < 0 || lm_fwd_init(&s, cfg, B, T) < 0)
 		die_lm(lm_reader_name(ms->rd));
@@ -226,6 +231,8 @@ static void perplexity(struct lm_model_stream *ms, const struct opts *o)
 	double mean = sum / (double)W, el = now() - t0, ppl = exp(mean);
 	if (!isfinite(mean))
 		die("%s: the loss is not finite (NaN or Inf in the forward pass)", o->ppl);
+	if (o->save_ids) /* only once the whole stream was read and evaluated */
+		save_ids(o->save_ids, &ms->h, ids, n);
 	if (o->json) {
 		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "file", o->ppl,
 		                      "tokens", (json_int_t)n, "windows", (json_int_t)W, "seqlen", (json_int_t)T,
@@ -268,8 +275,15 @@ static void generate(struct lm_model_stream *ms, const struct opts *o)
 	if (lm_generate_greedy(&m, prompt, nb + 1, (size_t)o->ntok, 0, out, &nout) < 0)
 		die_lm("generate");
 	double el = now() - t0;
-	size_t tl;
-	char *text = lm_detokenize(tk, out + 1, nout - 1, &tl);
+	size_t tl, nk = 0;
+	/* the embedding has padding rows beyond the tokenizer (50272 vs 50265): a random or
+	 * damaged model may pick one; it has no text, so it prints as nothing */
+	int32_t *known = xmalloc(nout * sizeof *known);
+	for (size_t i = 1; i < nout; i++)
+		if (out[i] < lm_tokenizer_vocab_size(tk))
+			known[nk++] = out[i];
+	char *text = lm_detokenize(tk, known, nk, &tl);
+	free(known);
 	if (!text)
 		die_lm("generate");
 	if (o->json) {
@@ -312,7 +326,11 @@ int main(int argc, char **argv)
 		case 's': o.seqlen = estrtoll(optarg, 2, 1 << 20, "--seqlen"); break;
 		case 'w': o.windows = estrtoll(optarg, 1, 1LL << 40, "--windows"); break;
 		case 'b': o.batch = estrtoll(optarg, 1, 4096, "--batch"); break;
-		case 'I': o.save_ids = optarg; break;
+		case 'I':
+			if (!strcmp(optarg, "-"))
+				edie(2, "--save-ids: give a file name (standard output carries the report)");
+			o.save_ids = optarg;
+			break;
 		case 'g': o.gen = optarg; break;
 		case 'n': o.ntok = estrtoll(optarg, 0, 1 << 20, "--tokens"); break;
 		case 'J': o.json = 1; break;

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef LM_DATADIR
 #define LM_DATADIR "/usr/local/share/lmpipe"
@@ -64,11 +65,11 @@ static const char *find_tokenizer(const char *given)
 		if (!cand[i])
 			continue;
 		snprintf(buf, sizeof buf, "%s/vocab.json", cand[i]);
-		FILE *f = fopen(buf, "r");
-		if (f) {
-			fclose(f);
+		if (access(buf, R_OK) < 0)
+			continue;
+		snprintf(buf, sizeof buf, "%s/merges.txt", cand[i]);
+		if (access(buf, R_OK) == 0)
 			return cand[i];
-		}
 	}
 	return NULL;
 }

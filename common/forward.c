@@ -43,7 +43,7 @@ int lm_fwd_init(struct lm_fwd *s, const struct lm_opt_config *cfg, size_t B, siz
 	/* one workspace for whichever kernel runs: converted weight tiles, attention scores
 	 * (a block of queries x T keys), the fused cross-entropy's tiles */
 	struct lm_mat head = {LM_F16, (int64_t)V, (int64_t)E, NULL};
-	size_t ws = lm_attention_ws(T, T);
+	size_t ws = lm_attention_ws(T, T, lm_threads());
 	ws = max_sz(ws, lm_matmul_ws_max((int64_t)C, (int64_t)C));
 	ws = max_sz(ws, lm_matmul_ws_max((int64_t)F, (int64_t)C));
 	ws = max_sz(ws, lm_matmul_ws_max((int64_t)C, (int64_t)F));
@@ -159,7 +159,7 @@ static int layer_run(struct lm_fwd *s, const struct lm_layer *l, int il, float *
 		}
 		kk = kc, vv = vc, Tk = past + T, kvr = kv_rows;
 	}
-	if (lm_attention_forward(s->att, s->q, kk, vv, B, T, Tk, kvr, NH, HS, s->ws) < 0)
+	if (lm_attention_forward(s->att, s->q, kk, vv, B, T, Tk, kvr, NH, HS, s->ws, s->ws_n) < 0)
 		goto fail;
 	hook(s, il, LM_T_O_W, s->att, N, C);
 	/* q is dead now: it holds the out_proj and fc2 outputs */

@@ -58,7 +58,7 @@ static struct {
 	unsigned long gen;
 	int nparts, pending;
 	size_t n;
-	void (*fn)(void *ctx, size_t i0, size_t i1);
+	lm_range_fn *fn;
 	void *ctx;
 } pool = {
 	.mu = PTHREAD_MUTEX_INITIALIZER, .busy = PTHREAD_MUTEX_INITIALIZER,
@@ -79,10 +79,10 @@ static void *pool_worker(void *arg)
 		if (id >= pool.nparts)
 			continue;
 		size_t n = pool.n, p = (size_t)pool.nparts;
-		void (*fn)(void *, size_t, size_t) = pool.fn;
+		lm_range_fn *fn = pool.fn;
 		void *ctx = pool.ctx;
 		pthread_mutex_unlock(&pool.mu);
-		fn(ctx, n * (size_t)id / p, n * ((size_t)id + 1) / p);
+		fn(ctx, n * (size_t)id / p, n * ((size_t)id + 1) / p, id);
 		pthread_mutex_lock(&pool.mu);
 		if (--pool.pending == 0)
 			pthread_cond_signal(&pool.done);
@@ -110,16 +110,18 @@ void lm_set_threads(int n)
 	__atomic_store_n(&want_threads, n, __ATOMIC_RELAXED);
 }
 
-void lm_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t i0, size_t i1), void *ctx)
+int lm_parallel_for(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void *ctx)
 {
 	size_t parts = grain ? n / grain : n;
 	size_t nt = (size_t)lm_threads();
 	if (parts > nt)
 		parts = nt;
+	if (maxparts > 0 && parts > (size_t)maxparts)
+		parts = (size_t)maxparts;
 	if (parts <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
 		if (n)
-			fn(ctx, 0, n);
-		return;
+			fn(ctx, 0, n, 0);
+		return 1;
 	}
 	pthread_mutex_lock(&pool.mu);
 	while ((size_t)pool.nstarted + 1 < parts) {
@@ -137,13 +139,14 @@ void lm_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t i0, si
 	pthread_cond_broadcast(&pool.go);
 	pthread_mutex_unlock(&pool.mu);
 
-	fn(ctx, 0, n / parts);
+	fn(ctx, 0, n / parts, 0);
 
 	pthread_mutex_lock(&pool.mu);
 	while (pool.pending > 0)
 		pthread_cond_wait(&pool.done, &pool.mu);
 	pthread_mutex_unlock(&pool.mu);
 	pthread_mutex_unlock(&pool.busy);
+	return (int)parts;
 }
 
 /* ======================================================================================
@@ -330,8 +333,9 @@ struct ln_job {
 	float eps;
 };
 
-static void ln_part(void *ctx, size_t r0, size_t r1)
+static void ln_part(void *ctx, size_t r0, size_t r1, int part)
 {
+	(void)part;
 	struct ln_job *j = ctx;
 	ln_rows(j->out, j->mean, j->rstd, j->inp, j->w, j->b, r0, r1, j->C, j->eps);
 }
@@ -341,7 +345,7 @@ void lm_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
 {
 	struct ln_job j = {out, mean, rstd, inp, w, b, C, eps};
 	/* a row costs ~5C flops: split only when each thread gets ~100k of them */
-	lm_parallel_for(N, 1 + 20000 / (C + 1), ln_part, &j);
+	lm_parallel_for(N, 1 + 20000 / (C + 1), 0, ln_part, &j);
 }
 
 void lm_layernorm_forward_ref(float *out, float *mean, float *rstd, const float *inp,
@@ -488,6 +492,14 @@ LM_CLONES void lm_bias_scale(float *x, const float *bias, float scale, size_t N,
 	}
 }
 
+/* x[r, 0..n) *= scale[r] for N rows of stride ld */
+LM_CLONES static void scale_rows(float *x, const float *scale, size_t N, size_t n, size_t ld)
+{
+	for (size_t r = 0; r < N; r++)
+		for (size_t i = 0; i < n; i++)
+			x[r * ld + i] *= scale[r];
+}
+
 /* ======================================================================================
  * embeddings
  * ====================================================================================== */
@@ -543,69 +555,94 @@ int lm_pos_forward(float *x, const struct lm_mat *wpe, size_t B, size_t T, size_
  * attention
  * ====================================================================================== */
 
-size_t lm_attention_ws(size_t Tq, size_t Tk)
+size_t lm_attention_ws(size_t Tq, size_t Tk, int nthreads)
 {
 	size_t q = min_sz(ATT_QB, Tq);
-	return (q ? q : 1) * (Tk ? Tk : 1);
+	q = q ? q : 1;
+	return (q * (Tk ? Tk : 1) + ATT_QB) * (size_t)(nthreads > 1 ? nthreads : 1);
 }
 
-/* softmax over the first `valid` entries of each score row, zeros after (the future) */
-struct sm_job {
-	float *S;
-	size_t ld, kn, first_valid;  /* row r sees first_valid + r keys */
+/* exp(s - max) over the first `valid` entries of a score row, zeros after (the future);
+ * returns 1/sum. The normalization is applied to the HS-wide output row after P·V
+ * instead of to the Tk-wide row of scores: one pass fewer over the scores. */
+LM_CLONES static float softmax_row(float *s, size_t valid, size_t kn)
+{
+	float m = vmax(s, valid);
+	float inv = 1.0f / vexp_sum(s, valid, m);
+	for (size_t c = valid; c < kn; c++)
+		s[c] = 0.0f;
+	return inv;
+}
+
+struct att_job {
+	float *out, *ws;
+	const float *q, *k, *v;
+	size_t B, Tq, Tk, kv_rows, NH, HS, per_part;
 };
 
-LM_CLONES static void softmax_rows(void *ctx, size_t r0, size_t r1)
+/* (batch, head) pairs [i0, i1), part's own score block */
+static void att_heads(void *ctx, size_t i0, size_t i1, int part)
 {
-	struct sm_job *j = ctx;
-	for (size_t r = r0; r < r1; r++) {
-		float *s = j->S + r * j->ld;
-		size_t valid = min_sz(j->first_valid + r, j->kn);
-		float m = vmax(s, valid);
-		float inv = 1.0f / vexp_sum(s, valid, m);
-		for (size_t c = 0; c < valid; c++)
-			s[c] *= inv;
-		for (size_t c = valid; c < j->kn; c++)
-			s[c] = 0.0f;
+	const struct att_job *j = ctx;
+	size_t C = j->NH * j->HS, HS = j->HS, Tq = j->Tq, off = j->Tk - j->Tq;
+	float *inv = j->ws + (size_t)part * j->per_part, *S = inv + ATT_QB;
+
+	for (size_t i = i0; i < i1; i++) {
+		size_t b = i / j->NH, h = i % j->NH;
+		const float *kh = j->k + b * j->kv_rows * C + h * HS;
+		const float *vh = j->v + b * j->kv_rows * C + h * HS;
+		for (size_t t0 = 0; t0 < Tq; t0 += ATT_QB) {
+			size_t qb = min_sz(ATT_QB, Tq - t0);
+			size_t kn = off + t0 + qb;  /* keys the last query of the block sees */
+			const float *qh = j->q + (b * Tq + t0) * C + h * HS;
+			float *oh = j->out + (b * Tq + t0) * C + h * HS;
+			if (qb == 1) {
+				/* one query (decoding): two matrix-vector products */
+				cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)kn, (int)HS, 1.0f, kh, (int)C,
+				            qh, 1, 0.0f, S, 1);
+				float r = softmax_row(S, kn, kn);
+				cblas_sgemv(CblasRowMajor, CblasTrans, (int)kn, (int)HS, r, vh, (int)C, S, 1,
+				            0.0f, oh, 1);
+				continue;
+			}
+			/* S[qb, kn] = Q_blk K^T; causal exp per row; O_blk = S V, rows scaled by 1/sum */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, (int)HS, 1.0f,
+			            qh, (int)C, kh, (int)C, 0.0f, S, (int)kn);
+			for (size_t r = 0; r < qb; r++)
+				inv[r] = softmax_row(S + r * kn, off + t0 + r + 1, kn);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, (int)HS, (int)kn, 1.0f,
+			            S, (int)kn, vh, (int)C, 0.0f, oh, (int)C);
+			scale_rows(oh, inv, qb, HS, C);
+		}
 	}
 }
 
 int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
                          size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
-                         size_t HS, float *ws)
+                         size_t HS, float *ws, size_t ws_n)
 {
-	size_t C = NH * HS, off = Tk - Tq;
-	float *S = ws, *own = NULL;
+	struct att_job j = {out, ws, q, k, v, B, Tq, Tk, kv_rows, NH, HS, lm_attention_ws(Tq, Tk, 1)};
+	float *own = NULL;
+	int nt = lm_threads();
+	double work = (double)B * (double)NH * (double)Tq * (double)Tk * (double)HS;
 
-	if (!S && !(S = own = lm_alloc(lm_attention_ws(Tq, Tk) * sizeof *S)))
-		return -1;
-	for (size_t b = 0; b < B; b++)
-		for (size_t h = 0; h < NH; h++) {
-			const float *kh = k + b * kv_rows * C + h * HS;
-			const float *vh = v + b * kv_rows * C + h * HS;
-			for (size_t i0 = 0; i0 < Tq; i0 += ATT_QB) {
-				size_t qb = min_sz(ATT_QB, Tq - i0);
-				size_t kn = off + i0 + qb;  /* keys the last query of the block sees */
-				const float *qh = q + (b * Tq + i0) * C + h * HS;
-				float *oh = out + (b * Tq + i0) * C + h * HS;
-				struct sm_job j = {S, kn, kn, off + i0 + 1};
-				if (qb == 1) {
-					/* one query (decoding): two matrix-vector products */
-					cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)kn, (int)HS, 1.0f, kh,
-					            (int)C, qh, 1, 0.0f, S, 1);
-					softmax_rows(&j, 0, 1);
-					cblas_sgemv(CblasRowMajor, CblasTrans, (int)kn, (int)HS, 1.0f, vh,
-					            (int)C, S, 1, 0.0f, oh, 1);
-					continue;
-				}
-				/* S[qb, kn] = Q_blk K^T; then causal softmax; O_blk = S V */
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, (int)HS,
-				            1.0f, qh, (int)C, kh, (int)C, 0.0f, S, (int)kn);
-				lm_parallel_for(qb, 1 + 16384 / (kn + 1), softmax_rows, &j);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, (int)HS, (int)kn,
-				            1.0f, S, (int)kn, vh, (int)C, 0.0f, oh, (int)C);
-			}
-		}
+	if (!ws) {
+		ws_n = lm_attention_ws(Tq, Tk, nt);
+		if (!(j.ws = own = lm_alloc(ws_n * sizeof *ws)))
+			return -1;
+	}
+	size_t parts = ws_n / j.per_part;
+	if (parts > (size_t)nt)
+		parts = (size_t)nt;
+	if (parts < 2 || B * NH < 2 || work < 4e6) {
+		att_heads(&j, 0, B * NH, 0);
+	} else {
+		/* single-threaded BLAS inside the parts, restored after */
+		int blas = openblas_get_num_threads();
+		openblas_set_num_threads(1);
+		lm_parallel_for(B * NH, 1, (int)parts, att_heads, &j);
+		openblas_set_num_threads(blas);
+	}
 	lm_free(own);
 	return 0;
 }
@@ -672,9 +709,10 @@ struct ce_job {
 	size_t n0, v0, vn, V;
 };
 
-LM_CLONES static void ce_rows(void *ctx, size_t r0, size_t r1)
+LM_CLONES static void ce_rows(void *ctx, size_t r0, size_t r1, int part)
 {
 	struct ce_job *j = ctx;
+	(void)part;
 	for (size_t r = r0; r < r1; r++) {
 		size_t n = j->n0 + r;
 		float *z = j->Z + r * j->vn;
@@ -736,7 +774,7 @@ int lm_logits_ce_forward(float *nll, float *logits, const float *inp, const stru
 			else
 				sgemm_nt(Z, vn, inp + n0 * E, wt, nr, vn, E, 0.0f);
 			struct ce_job j = {Z, run_m, run_s, nll, logits, target, n0, v0, vn, V};
-			lm_parallel_for(nr, 1 + 65536 / (vn + 1), ce_rows, &j);
+			lm_parallel_for(nr, 1 + 65536 / (vn + 1), 0, ce_rows, &j);
 		}
 	}
 	for (size_t n = 0; n < N; n++)

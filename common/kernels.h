@@ -29,10 +29,12 @@
 void lm_set_threads(int n);
 /* threads the row loops use: lm_set_threads's value, else OpenBLAS's current setting */
 int lm_threads(void);
-/* run fn(ctx, i0, i1) over [0, n) split into contiguous ranges, one per thread, each at
- * least `grain` items (fewer threads when n is small). Runs serially when called while
- * the pool is busy (from another thread or from inside fn). */
-void lm_parallel_for(size_t n, size_t grain, void (*fn)(void *ctx, size_t i0, size_t i1), void *ctx);
+/* run fn(ctx, i0, i1, part) over [0, n) split into contiguous ranges, one per thread
+ * (part 0 .. parts-1, at most `maxparts`, each range at least `grain` items). Runs
+ * serially, as part 0, when called while the pool is busy (from another thread or from
+ * inside fn). Returns the number of parts used. */
+typedef void lm_range_fn(void *ctx, size_t i0, size_t i1, int part);
+int lm_parallel_for(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void *ctx);
 
 /* ---- dtype ---- */
 /* n elements of f32/f16/bf16 to f32, bit exact with lm_to_f32 (NaN payloads aside), but
@@ -78,17 +80,20 @@ int lm_embed_forward(float *out, const int32_t *ids, const struct lm_mat *wte, s
 int lm_pos_forward(float *x, const struct lm_mat *wpe, size_t B, size_t T, size_t pos0);
 
 /* ---- attention ---- */
-/* scratch floats for lm_attention_forward with Tq queries over Tk keys */
-size_t lm_attention_ws(size_t Tq, size_t Tk);
+/* scratch floats for lm_attention_forward with Tq queries over Tk keys on nthreads */
+size_t lm_attention_ws(size_t Tq, size_t Tk, int nthreads);
 /* Causal multi-head attention, per batch b and head h (HS = C/NH, columns h*HS..):
  *   out[b,t,h] = softmax_j(q[b,t,h] · k[b,j,h]) · v[b,j,h]   over keys j <= Tk - Tq + t
  * q[B,Tq,C] is already scaled (HS^-0.5 after its bias, as OPT does); k, v [B,*,C] hold the
  * Tk keys of batch b at rows b*kv_rows .. b*kv_rows + Tk - 1 (kv_rows = Tk for a plain
  * forward, the cache capacity for a KV cache). Softmax in f32. out[B,Tq,C] must not alias.
- * Fails (-1 + error) only when ws is NULL and allocating one fails. */
+ * Large problems run (batch, head) pairs in parallel, one per thread with single-threaded
+ * BLAS calls (OpenBLAS threading per-head products with K = HS is slower than one
+ * thread), as many threads as ws_n floats of ws hold scratch for (lm_attention_ws).
+ * ws NULL: allocated here for lm_threads(); fails (-1 + error) only if that fails. */
 int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
                          size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
-                         size_t HS, float *ws);
+                         size_t HS, float *ws, size_t ws_n);
 /* the naive loops (same contract, expf from libm, no workspace) */
 void lm_attention_forward_ref(float *out, const float *q, const float *k, const float *v,
                               size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,

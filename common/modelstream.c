@@ -14,6 +14,8 @@ int lm_ms_open(struct lm_model_stream *ms, struct lm_reader *rd)
 	if (lm_read_header(rd, &ms->h) < 0)
 		return -1;
 	ms->order = lm_opt_tensors(&ms->h.cfg, &ms->norder);
+	ms->dtypes = xcalloc(ms->norder, sizeof *ms->dtypes);
+	ms->attrs = xcalloc(ms->norder, sizeof *ms->attrs);
 	for (;;) {
 		struct lm_record *r = &ms->pending;
 		if (lm_read_record_meta(rd, r) < 0)
@@ -45,6 +47,10 @@ void lm_ms_close(struct lm_model_stream *ms)
 	for (size_t i = 0; i < ms->nblobs; i++)
 		lm_free(ms->blobs[i].data);
 	free(ms->blobs);
+	for (size_t i = 0; i < ms->norder; i++)
+		json_decref(ms->attrs[i]);
+	free(ms->attrs);
+	free(ms->dtypes);
 	free(ms->order);
 	lm_record_clear(&ms->pending);
 	lm_header_free(&ms->h);
@@ -83,6 +89,8 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 			                 r->kind == LM_REC_END ? "the end of the stream" : "a blob");
 		if (strcmp(r->name, want->name))
 			return lm_seterr("expected tensor '%s' (model order), found '%s'", want->name, r->name);
+		ms->dtypes[ms->next] = r->dtype;
+		ms->attrs[ms->next] = json_incref(r->attrs);
 		if (lm_read_payload(ms->rd, r) < 0 || lm_model_take_record(m, r) < 0)
 			return -1;
 		lm_record_clear(r);
@@ -107,4 +115,86 @@ int lm_ms_load_all(struct lm_model_stream *ms, struct lm_model *m)
 		if (lm_ms_load(ms, m, p) < 0)
 			return -1;
 	return lm_model_check(m);
+}
+
+long lm_ms_index(const struct lm_model_stream *ms, enum lm_opt_kind kind, int layer)
+{
+	for (size_t i = 0; i < ms->norder; i++)
+		if (ms->order[i].kind == kind && ms->order[i].layer == layer)
+			return (long)i;
+	return -1;
+}
+
+json_t *lm_ms_attrs(struct lm_model_stream *ms, enum lm_opt_kind kind, int layer)
+{
+	long i = lm_ms_index(ms, kind, layer);
+	if (i < 0)
+		return NULL;
+	if (!ms->attrs[i])
+		ms->attrs[i] = json_object();
+	return ms->attrs[i];
+}
+
+int lm_ms_write_start(struct lm_model_stream *ms, struct lm_writer *w, int argc, char **argv)
+{
+	if (lm_write_header(w, &ms->h, argv0, argc, argv) < 0)
+		return -1;
+	for (size_t i = 0; i < ms->nblobs; i++) {
+		struct lm_record r = {0};
+		r.kind = LM_REC_BLOB;
+		snprintf(r.name, sizeof r.name, "%s", ms->blobs[i].name);
+		r.nbytes = ms->blobs[i].nbytes;
+		r.data = ms->blobs[i].data;
+		int rc = lm_write_record(w, &r);
+		r.data = NULL;
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int lm_ms_write_part(struct lm_model_stream *ms, const struct lm_model *m, int part,
+                     struct lm_writer *w)
+{
+	const int L = (int)ms->h.cfg.num_layers;
+	for (size_t i = 0; i < ms->norder; i++) {
+		const struct lm_opt_tensor *t = &ms->order[i];
+		struct lm_record r = {0};
+		size_t n;
+		if (part_of(t, L) != part)
+			continue;
+		lm_record_tensor(&r, t->name, ms->dtypes[i], t->ndim, t->shape);
+		if (ms->attrs[i]) {
+			json_decref(r.attrs);
+			r.attrs = json_incref(ms->attrs[i]);
+		}
+		n = lm_record_numel(&r);
+		/* the model's accessors take a non-const model; nothing is changed through them */
+		struct lm_mat *mt = lm_model_mat((struct lm_model *)m, t->kind, t->layer);
+		float **vec = lm_model_vec((struct lm_model *)m, t->kind, t->layer);
+		const void *src = mt ? mt->data : vec ? *vec : NULL;
+		enum lm_dtype sdt = mt ? mt->dtype : LM_F32;
+		if (!src) {
+			lm_record_clear(&r);
+			return lm_seterr("internal: tensor '%s' not loaded", t->name);
+		}
+		if (sdt == r.dtype) {
+			r.data = (void *)src; /* written straight from the model's memory */
+			int rc = lm_write_record(w, &r);
+			r.data = NULL;
+			lm_record_clear(&r);
+			if (rc < 0)
+				return -1;
+			continue;
+		}
+		if (lm_record_alloc(&r) < 0 || lm_convert(r.data, r.dtype, src, sdt, n) < 0 ||
+		    lm_write_record(w, &r) < 0) {
+			lm_record_clear(&r);
+			return lm_preerr("%s", t->name);
+		}
+		lm_record_clear(&r);
+	}
+	if (part >= L)
+		return lm_write_end(w);
+	return 0;
 }

@@ -29,6 +29,10 @@ struct lm_model_stream {
 	struct lm_blob *blobs;         /* every blob of the stream, read before the first tensor */
 	size_t nblobs;
 	int check_finite;              /* refuse NaN/Inf weights, naming the tensor (default on) */
+	/* per tensor of `order`, as read: its dtype on the wire and its attrs (owned), so a
+	 * filter writes each tensor back as it came, with whatever attrs it added */
+	enum lm_dtype *dtypes;
+	json_t **attrs;
 };
 
 /* read the header and the leading blobs; -1 + error */
@@ -41,5 +45,17 @@ const struct lm_blob *lm_ms_blob(const struct lm_model_stream *ms, const char *n
 int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part);
 /* load everything (head, all layers, tail) */
 int lm_ms_load_all(struct lm_model_stream *ms, struct lm_model *m);
+
+/* ---- filters: write what was read (and changed) ---- */
+/* index in ms->order of a tensor, -1 if the model has none of that kind */
+long lm_ms_index(const struct lm_model_stream *ms, enum lm_opt_kind kind, int layer);
+/* the attrs object of a tensor (borrowed; add keys to record what a tool did) */
+json_t *lm_ms_attrs(struct lm_model_stream *ms, enum lm_opt_kind kind, int layer);
+/* write the input's header with this tool in the provenance, then the blobs */
+int lm_ms_write_start(struct lm_model_stream *ms, struct lm_writer *w, int argc, char **argv);
+/* write part's tensors from m, in model order, each in the dtype it was read in
+ * (f32 vectors converted back), with its attrs; the tail write adds the end record */
+int lm_ms_write_part(struct lm_model_stream *ms, const struct lm_model *m, int part,
+                     struct lm_writer *w);
 
 #endif

@@ -1,5 +1,6 @@
 /* rng.h: a small deterministic random number generator (xoshiro256** seeded by
- * splitmix64), so `--seed N` gives the same stream on every machine and libc. */
+ * splitmix64), so `--seed N` gives the same integers and uniforms on every machine;
+ * normals go through libm's log/sin/cos, identical wherever libm rounds correctly. */
 #ifndef LM_RNG_H
 #define LM_RNG_H
 
