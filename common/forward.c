@@ -121,6 +121,11 @@ static void hook(struct lm_fwd *s, int layer, enum lm_opt_kind w, const float *i
 		s->hook(s->hook_ctx, layer, w, inp, N, cols);
 }
 
+static int mat_is(const struct lm_mat *w, size_t rows, size_t cols)
+{
+	return w->rows == (int64_t)rows && w->cols == (int64_t)cols;
+}
+
 /* The layer on x [B,T,C]. With a cache (kc, vc: this layer's [B,kv_rows,C]) the new keys
  * and values go to rows past.. of each sequence and attention spans past + T keys. */
 static int layer_run(struct lm_fwd *s, const struct lm_layer *l, int il, float *x, size_t B,
@@ -138,6 +143,9 @@ static int layer_run(struct lm_fwd *s, const struct lm_layer *l, int il, float *
 	if (!l->mem || !l->q.data || !l->k.data || !l->v.data || !l->o.data || !l->fc1.data ||
 	    !l->fc2.data)
 		return lm_seterr("layer %d is not loaded", il);
+	if (!mat_is(&l->q, C, C) || !mat_is(&l->k, C, C) || !mat_is(&l->v, C, C) ||
+	    !mat_is(&l->o, C, C) || !mat_is(&l->fc1, F, C) || !mat_is(&l->fc2, C, F))
+		return lm_seterr("layer %d: weight shapes differ from the config", il);
 
 	/* attention block: pre-LN h = x + Attn(LN1(x)); post-LN h = LN1(x + Attn(x)) */
 	if (c->pre_ln) {
@@ -235,6 +243,8 @@ int lm_forward_head(struct lm_fwd *s, const struct lm_model *m, const float *xf,
 {
 	if (!m->lm_head.data)
 		return lm_seterr("lm_head not loaded");
+	if (!mat_is(&m->lm_head, (size_t)m->cfg.vocab_size, (size_t)m->cfg.word_embed_proj_dim))
+		return lm_seterr("lm_head: shape differs from the config");
 	if (!s->mem || N > s->B * s->T)
 		return lm_seterr("head: %zu rows do not fit the arena", N);
 	if (targets)
@@ -356,8 +366,8 @@ int lm_generate_greedy(const struct lm_model *m, const int32_t *prompt, size_t n
 	if (np == 0)
 		return lm_seterr("generate: empty prompt");
 	if (cap > (size_t)m->cfg.max_positions)
-		return lm_seterr("generate: %zu + %zu tokens exceed the model's %lld positions", np, nnew,
-		                 (long long)m->cfg.max_positions);
+		return lm_seterr("generate: %zu + %zu tokens exceed the model's %lld positions", np,
+		                 nnew, (long long)m->cfg.max_positions);
 	memset(&kv, 0, sizeof kv);
 	if (lm_fwd_init(&s, &m->cfg, 1, cap) < 0)
 		return -1;

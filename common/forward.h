@@ -46,7 +46,9 @@ struct lm_fwd {
 	void *hook_ctx;
 };
 
-/* arena for cfg's shapes, B sequences x T tokens; -1 + error (sizes, memory) */
+/* arena for cfg's shapes, B sequences x T tokens; -1 + error (sizes, memory). Its
+ * attention scratch is per thread: call lm_set_threads first (an arena made for fewer
+ * threads runs attention on fewer). */
 int lm_fwd_init(struct lm_fwd *s, const struct lm_opt_config *cfg, size_t B, size_t T);
 void lm_fwd_free(struct lm_fwd *s);
 

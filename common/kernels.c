@@ -20,7 +20,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+/* (not under ThreadSanitizer: it instruments the ifunc resolver, which runs before the
+ * sanitizer's runtime is up, and the program dies at load) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
 #define LM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define LM_CLONES
@@ -420,7 +423,8 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 		return lm_seterr("matmul: sizes out of range (%zu x [%lld, %lld])", N,
 		                 (long long)w->rows, (long long)w->cols);
 	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16)
-		return lm_seterr("matmul: weights of dtype %s are not supported", lm_dtype_name(w->dtype));
+		return lm_seterr("matmul: weights of dtype %s are not supported",
+		                 lm_dtype_name(w->dtype));
 	if (N == 0 || OUT == 0)
 		return 0;
 	if (bias) {
@@ -539,14 +543,15 @@ int lm_pos_forward(float *x, const struct lm_mat *wpe, size_t B, size_t T, size_
 {
 	size_t C = (size_t)wpe->cols, es = lm_dtype_size(wpe->dtype);
 	if (wpe->dtype != LM_F32 && wpe->dtype != LM_F16 && wpe->dtype != LM_BF16)
-		return lm_seterr("embed_positions: dtype %s is not supported", lm_dtype_name(wpe->dtype));
+		return lm_seterr("embed_positions: dtype %s is not supported",
+		                 lm_dtype_name(wpe->dtype));
 	if (T && pos0 + T - 1 + LM_OPT_POS_OFFSET >= (size_t)wpe->rows)
 		return lm_seterr("position %zu is past the model's %lld positions", pos0 + T - 1,
 		                 (long long)wpe->rows - LM_OPT_POS_OFFSET);
 	for (size_t b = 0; b < B; b++)
 		for (size_t t = 0; t < T; t++) {
-			const char *row = (const char *)wpe->data + (pos0 + t + LM_OPT_POS_OFFSET) * C * es;
-			add_row(x + (b * T + t) * C, row, wpe->dtype, C);
+			size_t p = pos0 + t + LM_OPT_POS_OFFSET;
+			add_row(x + (b * T + t) * C, (const char *)wpe->data + p * C * es, wpe->dtype, C);
 		}
 	return 0;
 }
@@ -580,41 +585,45 @@ struct att_job {
 	size_t B, Tq, Tk, kv_rows, NH, HS, per_part;
 };
 
-/* (batch, head) pairs [i0, i1), part's own score block */
+/* one (batch, head): blocks of ATT_QB queries, S and inv are this thread's scratch */
+static void att_head(const struct att_job *j, size_t b, size_t h, float *S, float *inv)
+{
+	size_t C = j->NH * j->HS, HS = j->HS, Tq = j->Tq, off = j->Tk - j->Tq;
+	const float *kh = j->k + b * j->kv_rows * C + h * HS;
+	const float *vh = j->v + b * j->kv_rows * C + h * HS;
+	int ic = (int)C, ihs = (int)HS;
+
+	for (size_t t0 = 0; t0 < Tq; t0 += ATT_QB) {
+		size_t qb = min_sz(ATT_QB, Tq - t0);
+		size_t kn = off + t0 + qb;  /* keys the last query of the block sees */
+		const float *qh = j->q + (b * Tq + t0) * C + h * HS;
+		float *oh = j->out + (b * Tq + t0) * C + h * HS;
+		if (qb == 1) {
+			/* one query (decoding): two matrix-vector products */
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)kn, ihs, 1.0f, kh, ic, qh, 1, 0.0f,
+			            S, 1);
+			float r = softmax_row(S, kn, kn);
+			cblas_sgemv(CblasRowMajor, CblasTrans, (int)kn, ihs, r, vh, ic, S, 1, 0.0f, oh, 1);
+			continue;
+		}
+		/* S[qb, kn] = Q_blk K^T; causal exp per row; O_blk = S V, rows scaled by 1/sum */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, ihs, 1.0f, qh, ic,
+		            kh, ic, 0.0f, S, (int)kn);
+		for (size_t r = 0; r < qb; r++)
+			inv[r] = softmax_row(S + r * kn, off + t0 + r + 1, kn);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, ihs, (int)kn, 1.0f, S,
+		            (int)kn, vh, ic, 0.0f, oh, ic);
+		scale_rows(oh, inv, qb, HS, C);
+	}
+}
+
+/* (batch, head) pairs [i0, i1) with the part's own scratch */
 static void att_heads(void *ctx, size_t i0, size_t i1, int part)
 {
 	const struct att_job *j = ctx;
-	size_t C = j->NH * j->HS, HS = j->HS, Tq = j->Tq, off = j->Tk - j->Tq;
-	float *inv = j->ws + (size_t)part * j->per_part, *S = inv + ATT_QB;
-
-	for (size_t i = i0; i < i1; i++) {
-		size_t b = i / j->NH, h = i % j->NH;
-		const float *kh = j->k + b * j->kv_rows * C + h * HS;
-		const float *vh = j->v + b * j->kv_rows * C + h * HS;
-		for (size_t t0 = 0; t0 < Tq; t0 += ATT_QB) {
-			size_t qb = min_sz(ATT_QB, Tq - t0);
-			size_t kn = off + t0 + qb;  /* keys the last query of the block sees */
-			const float *qh = j->q + (b * Tq + t0) * C + h * HS;
-			float *oh = j->out + (b * Tq + t0) * C + h * HS;
-			if (qb == 1) {
-				/* one query (decoding): two matrix-vector products */
-				cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)kn, (int)HS, 1.0f, kh, (int)C,
-				            qh, 1, 0.0f, S, 1);
-				float r = softmax_row(S, kn, kn);
-				cblas_sgemv(CblasRowMajor, CblasTrans, (int)kn, (int)HS, r, vh, (int)C, S, 1,
-				            0.0f, oh, 1);
-				continue;
-			}
-			/* S[qb, kn] = Q_blk K^T; causal exp per row; O_blk = S V, rows scaled by 1/sum */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, (int)HS, 1.0f,
-			            qh, (int)C, kh, (int)C, 0.0f, S, (int)kn);
-			for (size_t r = 0; r < qb; r++)
-				inv[r] = softmax_row(S + r * kn, off + t0 + r + 1, kn);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, (int)HS, (int)kn, 1.0f,
-			            S, (int)kn, vh, (int)C, 0.0f, oh, (int)C);
-			scale_rows(oh, inv, qb, HS, C);
-		}
-	}
+	float *inv = j->ws + (size_t)part * j->per_part;
+	for (size_t i = i0; i < i1; i++)
+		att_head(j, i / j->NH, i % j->NH, inv + ATT_QB, inv);
 }
 
 int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
@@ -626,6 +635,11 @@ int lm_attention_forward(float *out, const float *q, const float *k, const float
 	int nt = lm_threads();
 	double work = (double)B * (double)NH * (double)Tq * (double)Tk * (double)HS;
 
+	if (Tk < Tq || kv_rows < Tk || NH * HS > INT_MAX || Tk > INT_MAX)
+		return lm_seterr("attention: %zu queries over %zu keys (%zu rows) do not fit", Tq, Tk,
+		                 kv_rows);
+	if (B == 0 || Tq == 0 || NH == 0 || HS == 0)
+		return 0;
 	if (!ws) {
 		ws_n = lm_attention_ws(Tq, Tk, nt);
 		if (!(j.ws = own = lm_alloc(ws_n * sizeof *ws)))
@@ -659,7 +673,7 @@ void lm_attention_forward_ref(float *out, const float *q, const float *k, const 
 				float *ot = out + (b * Tq + t) * C + h * HS;
 				size_t nk = off + t + 1;
 				float m = -INFINITY, sum = 0;
-				/* three passes recomputing the scores keep the reference allocation-free */
+				/* three passes recomputing the scores: no allocation */
 				for (size_t j = 0; j < nk; j++) {
 					const float *kj = k + (b * kv_rows + j) * C + h * HS;
 					float s = 0;

@@ -10,9 +10,10 @@
  * allocates it once (see struct lm_fwd in forward.h). Passing ws = NULL makes the kernel
  * allocate and free one itself (convenient for tools and tests; not for loops).
  *
- * Threads: GEMMs run on OpenBLAS's own pthreads; the row loops here (softmax, layernorm,
- * cross-entropy) run on a small pthread pool whose workers sleep on a condition variable
- * between jobs (never spin: a spinning thread would steal a core from OpenBLAS). */
+ * Threads: the linear layers' GEMMs run on OpenBLAS's own pthreads; the row loops here
+ * (layernorm, cross-entropy) and attention's (batch, head) pairs run on a small pthread
+ * pool whose workers sleep on a condition variable between jobs (never spin: a spinning
+ * thread would steal a core from OpenBLAS, see docs/performance.md). No OpenMP. */
 #ifndef LM_KERNELS_H
 #define LM_KERNELS_H
 
@@ -90,7 +91,9 @@ size_t lm_attention_ws(size_t Tq, size_t Tk, int nthreads);
  * Large problems run (batch, head) pairs in parallel, one per thread with single-threaded
  * BLAS calls (OpenBLAS threading per-head products with K = HS is slower than one
  * thread), as many threads as ws_n floats of ws hold scratch for (lm_attention_ws).
- * ws NULL: allocated here for lm_threads(); fails (-1 + error) only if that fails. */
+ * ws NULL: allocated here for lm_threads(). -1 + error if Tk < Tq, kv_rows < Tk or the
+ * allocation fails. Call the kernels from one thread at a time: this one sets OpenBLAS's
+ * (process-wide) thread count while it runs. */
 int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
                          size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
                          size_t HS, float *ws, size_t ws_n);

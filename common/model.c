@@ -210,7 +210,8 @@ static int take(struct lm_model *m, const char *name, enum lm_dtype dt, int ndim
 		if (ndim == 1)
 			snprintf(got, sizeof got, "[%lld]", (long long)shape[0]);
 		else if (ndim == 2)
-			snprintf(got, sizeof got, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
+			snprintf(got, sizeof got, "[%lld, %lld]", (long long)shape[0],
+			         (long long)shape[1]);
 		else
 			snprintf(got, sizeof got, "%d dimensions", ndim);
 		if (wnd == 1)
@@ -402,8 +403,9 @@ int lm_model_check_finite_part(const struct lm_model *m, int layer)
 			if (bad) {
 				char name[LM_OPT_MAX_NAME];
 				tensor_name(&m->cfg, (enum lm_opt_kind)k, layer, name, sizeof name);
-				return lm_seterr("tensor '%s': %zu non-finite values, the first at [%zu, %zu]",
-				                 name, bad, first / (size_t)mt->cols, first % (size_t)mt->cols);
+				size_t cols = (size_t)mt->cols;
+				return lm_seterr("tensor '%s': %zu non-finite values, the first at "
+				                 "[%zu, %zu]", name, bad, first / cols, first % cols);
 			}
 		} else {
 			float **v = lm_model_vec(mm, (enum lm_opt_kind)k, layer);
@@ -411,8 +413,8 @@ int lm_model_check_finite_part(const struct lm_model *m, int layer)
 			if (bad) {
 				char name[LM_OPT_MAX_NAME];
 				tensor_name(&m->cfg, (enum lm_opt_kind)k, layer, name, sizeof name);
-				return lm_seterr("tensor '%s': %zu non-finite values, the first at [%zu]", name,
-				                 bad, first);
+				return lm_seterr("tensor '%s': %zu non-finite values, the first at "
+				                 "[%zu]", name, bad, first);
 			}
 		}
 	}

@@ -160,7 +160,8 @@ static void test_fixture(const char *root, const char *name)
 	float *want_loss = ref_read(&ref, "loss", NULL);
 	CHECKF(lm_forward_loss(&s, &m, ids, B, T, &loss) == 0, "%s", lm_errmsg());
 	double eloss = want_loss ? fabs(loss - want_loss[0]) / fabs(want_loss[0]) : INFINITY;
-	CHECKF(eloss < TOL_LOSS, "%s: loss %.8f, reference %.8f", name, loss, want_loss ? want_loss[0] : 0);
+	CHECKF(eloss < TOL_LOSS, "%s: loss %.8f, reference %.8f", name, loss,
+	       want_loss ? want_loss[0] : 0);
 
 	/* KV cache: a 5-token prefill then one token at a time must give the full forward's
 	 * logits at every position from 4 on; a second cache fed token by token from the

@@ -159,7 +159,8 @@ static void test_embed(void)
 	for (size_t b = 0; b < B; b++)
 		for (size_t t = 0; t < T; t++)
 			for (size_t e = 0; e < E; e++)
-				ok &= x[(b * T + t) * E + e] == w[ids[b * T + t] * E + e] + p[(t + 1 + 2) * E + e];
+				ok &= x[(b * T + t) * E + e] ==
+				      w[ids[b * T + t] * E + e] + p[(t + 1 + 2) * E + e];
 	CHECK(ok);
 	ids[2] = 11;
 	CHECK(lm_embed_forward(x, ids, &wte, B * T) < 0);
@@ -177,13 +178,14 @@ static void check_attention(size_t B, size_t Tq, size_t Tk, size_t kv_rows, size
 	float *q = randv(B * Tq * C, qscale), *k = randv(B * kv_rows * C, 1);
 	float *v = randv(B * kv_rows * C, 1);
 	float *o1 = lm_alloc(B * Tq * C * 4), *o2 = lm_alloc(B * Tq * C * 4);
-	float *ws = lm_alloc(lm_attention_ws(Tq, Tk) * 4);
-	CHECK(lm_attention_forward(o1, q, k, v, B, Tq, Tk, kv_rows, NH, HS, ws) == 0);
+	size_t ws_n = lm_attention_ws(Tq, Tk, lm_threads());
+	float *ws = lm_alloc(ws_n * 4);
+	CHECK(lm_attention_forward(o1, q, k, v, B, Tq, Tk, kv_rows, NH, HS, ws, ws_n) == 0);
 	lm_attention_forward_ref(o2, q, k, v, B, Tq, Tk, kv_rows, NH, HS);
 	double e = unit_relerr(o1, o2, B * Tq * C);
 	CHECKF(e < TOL, "attention B=%zu Tq=%zu Tk=%zu NH=%zu HS=%zu: %g", B, Tq, Tk, NH, HS, e);
 	/* without a workspace: allocated inside, same result */
-	CHECK(lm_attention_forward(o2, q, k, v, B, Tq, Tk, kv_rows, NH, HS, NULL) == 0);
+	CHECK(lm_attention_forward(o2, q, k, v, B, Tq, Tk, kv_rows, NH, HS, NULL, 0) == 0);
 	CHECK(memcmp(o1, o2, B * Tq * C * 4) == 0);
 	lm_free(q), lm_free(k), lm_free(v), lm_free(o1), lm_free(o2), lm_free(ws);
 }
@@ -195,6 +197,7 @@ static void test_attention(void)
 	check_attention(1, 300, 300, 300, 2, 16, 4);  /* wide score range for exp */
 	check_attention(2, 5, 150, 160, 3, 8, 1);     /* KV cache: 5 new queries, padded rows */
 	check_attention(2, 1, 150, 160, 3, 8, 1);     /* decoding one token (gemv) */
+	check_attention(2, 300, 300, 300, 3, 16, 1);  /* big enough for heads in parallel */
 	check_attention(1, 1, 1, 1, 1, 4, 1);
 }
 
@@ -259,11 +262,11 @@ static void test_argmax(void)
 
 struct cover { int hits[1000]; };
 
-static void cover_part(void *ctx, size_t i0, size_t i1)
+static void cover_part(void *ctx, size_t i0, size_t i1, int part)
 {
 	struct cover *c = ctx;
 	for (size_t i = i0; i < i1; i++)
-		c->hits[i]++;
+		c->hits[i] += 1 + part * 1000;
 }
 
 static void test_threads(void)
@@ -272,11 +275,12 @@ static void test_threads(void)
 	lm_set_threads(2);
 	CHECK(lm_threads() == 2);
 	for (int rep = 0; rep < 50; rep++)
-		lm_parallel_for(1000, 1, cover_part, &c);
+		CHECK(lm_parallel_for(1000, 1, 0, cover_part, &c) == 2);
 	int ok = 1;
-	for (int i = 0; i < 1000; i++)
-		ok &= c.hits[i] == 50;
+	for (int i = 0; i < 1000; i++)  /* each index once per run, by part 0 then part 1 */
+		ok &= c.hits[i] == (i < 500 ? 50 : 50 * 1001);
 	CHECK(ok);
+	CHECK(lm_parallel_for(1000, 600, 0, cover_part, &c) == 1);  /* grain too big for 2 */
 	/* the threaded row loops give the same numbers */
 	test_layernorm();
 	test_attention();
