@@ -32,6 +32,34 @@ $(B)/tests/%: tests/unit/%.c tests/unit/unit.h $(B)/libcommon.a $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Itests/unit -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
 
+# ---- fuzz targets: replayed over the committed corpora in every check, fuzzed by `make fuzz` ----
+FUZZ       = stream safetensors torchbin config tokenizer
+FUZZ_RUNS  = $(FUZZ:%=$(B)/fuzz/replay_%)
+FUZZ_SECONDS ?= 60
+
+$(B)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(B)/libcommon.a $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Itests/fuzz -o $@ $< tests/fuzz/replay.c $(B)/libcommon.a $(LDFLAGS) $(LIBS)
+
+fuzz-replay: $(FUZZ_RUNS)
+	@fail=0; for t in $(FUZZ); do \
+	  if ./$(B)/fuzz/replay_$$t tests/fuzz/corpus/$$t/*; then echo "unit: ok fuzz-replay $$t"; \
+	  else echo "unit: FAIL fuzz-replay $$t"; fail=1; fi; done; test $$fail = 0
+
+# libFuzzer (clang from Debian): each target for FUZZ_SECONDS; new inputs land in
+# build-fuzz/corpus/<target>, crashes in build-fuzz/ (copy reproducers into the corpus)
+fuzz:
+	$(MAKE) B=build-fuzz BIN=bin-fuzz CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" build-fuzz/libcommon.a
+	@for t in $(FUZZ); do \
+	  clang $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Itests/fuzz \
+	    -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build-fuzz/libcommon.a $(LIBS) || exit 1; \
+	  mkdir -p build-fuzz/corpus/$$t; \
+	  (cd build-fuzz && LM_FUZZ_TOKENIZER=$(CURDIR)/models/opt-micro ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -print_final_stats=1 corpus/$$t ../tests/fuzz/corpus/$$t 2>&1 | \
+	    grep -E "stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|Done") ; \
+	done
+
 # ---- tests ----
 deps:
 	@sh .ci/deps.sh
@@ -49,13 +77,13 @@ manlint:
 
 check: deps
 	$(MAKE) all
-	$(MAKE) unit
+	$(MAKE) unit fuzz-replay
 	$(MAKE) manlint
 	$(MAKE) bats
 
 # the whole suite again with ASan+UBSan: its own build tree and programs (bin-asan/)
 check-asan:
-	$(MAKE) B=build-asan BIN=bin-asan SANITIZE=1 all unit
+	$(MAKE) B=build-asan BIN=bin-asan SANITIZE=1 all unit fuzz-replay
 	# leak checks stay on in the unit tests; a one-shot program exiting on an error
 	# need not free what the OS reclaims
 	ASAN_OPTIONS=detect_leaks=0 PATH="$(CURDIR)/bin-asan:$$PATH" LM_BIN="$(CURDIR)/bin-asan" bats --tap tests/
@@ -81,7 +109,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
-	rm -rf build build-asan bin bin-asan
+	rm -rf build build-asan build-fuzz bin bin-asan bin-fuzz
 
-.PHONY: all deps unit bats manlint check check-asan all-asan demo bench install uninstall clean
+.PHONY: all deps unit bats manlint check check-asan demo bench install uninstall clean fuzz fuzz-replay
 .SECONDARY:

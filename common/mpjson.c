@@ -32,7 +32,7 @@ static json_t *conv(const msgpack_object *o, int depth)
 			lm_seterr("non-finite number in a map");
 		return v;
 	case MSGPACK_OBJECT_STR:
-		v = json_stringn(o->via.str.ptr, o->via.str.size);
+		v = json_stringn(o->via.str.size ? o->via.str.ptr : "", o->via.str.size);
 		if (!v)
 			lm_seterr("string is not valid UTF-8");
 		return v;
@@ -54,12 +54,14 @@ static json_t *conv(const msgpack_object *o, int depth)
 			char key[LM_MPJSON_MAX_KEY + 1];
 			json_t *e;
 			if (kv->key.type != MSGPACK_OBJECT_STR || kv->key.via.str.size > LM_MPJSON_MAX_KEY ||
-			    memchr(kv->key.via.str.ptr, 0, kv->key.via.str.size)) {
+			    (kv->key.via.str.size && memchr(kv->key.via.str.ptr, 0, kv->key.via.str.size))) {
 				lm_seterr("map key is not a short string");
 				json_decref(v);
 				return NULL;
 			}
-			memcpy(key, kv->key.via.str.ptr, kv->key.via.str.size);
+			/* an empty string may come with a NULL pointer: no memcpy from it */
+			if (kv->key.via.str.size)
+				memcpy(key, kv->key.via.str.ptr, kv->key.via.str.size);
 			key[kv->key.via.str.size] = '\0';
 			if (json_object_get(v, key)) {
 				lm_seterr("duplicate key \"%s\"", key);
