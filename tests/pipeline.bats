@@ -1,0 +1,53 @@
+#!/usr/bin/env bats
+# pipes: failures propagate, nothing is silently truncated, output is deterministic
+
+load helper
+
+setup_file() {
+	lm-import "$MICRO" > "$BATS_FILE_TMPDIR/micro.lms"
+}
+
+@test "pipeline: a stage killed mid-stream makes every later stage fail, naming the record" {
+	run -1 --separate-stderr bash -c "set -o pipefail
+		{ head -c 3000000 '$BATS_FILE_TMPDIR/micro.lms'; kill -9 \$BASHPID; } | lm-info"
+	output=$stderr
+	assert_output --regexp "^lm-info: <stdin>: .*(record [0-9]+|tensor 'model.decoder.embed_tokens.weight')"
+	run ! --separate-stderr bash -c "set -o pipefail
+		{ head -c 3000000 '$BATS_FILE_TMPDIR/micro.lms'; kill -9 \$BASHPID; } | lm-eval --ppl '$DATA/novels-eval/novels-calib.txt' --seqlen 64 --windows 1"
+	[ -z "$output" ]
+}
+
+@test "pipeline: writing a stream to /dev/full or a closed stdout is an error" {
+	run -1 --separate-stderr bash -c "lm-import '$FIX/pre-ln' > /dev/full"
+	assert_one_line_error lm-import
+	output=$stderr
+	assert_output --partial "No space left on device"
+	run -1 --separate-stderr bash -c "lm-import '$FIX/pre-ln' >&-"
+	assert_one_line_error lm-import
+}
+
+@test "pipeline: a reader that stops early (head) ends the writer quietly" {
+	run -0 bash -c "lm-import '$MICRO' | head -c 10 | wc -c"
+	assert_output "10"
+}
+
+# every program once, in directory $1, with relative paths so argv is identical
+run_all() {
+	mkdir -p "$1" && cd "$1" || return 1
+	lm-import "$FIX/fp16" | lm-export -o exp
+	lm-import -t f32 exp > s.lms
+	lm-init --like opt-micro --layers 1 --seed 3 > i.lms
+	lm-eval --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 64 --windows 2 --json \
+		--save-ids ids.lms "$BATS_FILE_TMPDIR/micro.lms" |
+		"$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print(d["perplexity"], d["tokens"])' > e.txt
+	lm-info --json s.lms > info.json
+}
+
+@test "pipeline: the same input and flags give byte-identical output from every program" {
+	(run_all "$BATS_TEST_TMPDIR/a")
+	(run_all "$BATS_TEST_TMPDIR/b")
+	for f in exp/model.safetensors exp/config.json s.lms i.lms ids.lms e.txt info.json; do
+		[ -s "$BATS_TEST_TMPDIR/a/$f" ]
+		cmp "$BATS_TEST_TMPDIR/a/$f" "$BATS_TEST_TMPDIR/b/$f"
+	done
+}
