@@ -108,7 +108,8 @@ static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, siz
 		die_lm(path);
 	ids = xmalloc((nb + 1) * sizeof *ids);
 	ids[0] = ms->h.cfg.bos;
-	memcpy(ids + 1, body, nb * sizeof *ids);
+	if (nb) /* empty text: body is NULL */
+		memcpy(ids + 1, body, nb * sizeof *ids);
 	*n = nb + 1;
 	free(body);
 	free(text);
@@ -264,7 +265,8 @@ static void generate(struct lm_model_stream *ms, const struct opts *o)
 		die_lm("--generate");
 	prompt = xmalloc((nb + 1) * sizeof *prompt);
 	prompt[0] = ms->h.cfg.bos;
-	memcpy(prompt + 1, body, nb * sizeof *prompt);
+	if (nb)
+		memcpy(prompt + 1, body, nb * sizeof *prompt);
 	if ((long long)(nb + 1) + o->ntok > ms->h.cfg.max_positions)
 		edie(2, "--generate: %zu prompt tokens + %lld new exceed the model's %lld positions", nb + 1,
 		     o->ntok, (long long)ms->h.cfg.max_positions);
