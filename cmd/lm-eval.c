@@ -1,5 +1,5 @@
-#define _GNU_SOURCE /* memmem */
 /* lm-eval: the end of a pipe: perplexity of a text, greedy generation */
+#include "calib.h"
 #include "cli.h"
 #include "forward.h"
 #include "kernels.h"
@@ -47,73 +47,18 @@ static double now(void)
 
 static struct lm_tokenizer *stream_tokenizer(const struct lm_model_stream *ms, const char *why)
 {
-	const struct lm_blob *v = lm_ms_blob(ms, "tokenizer/vocab.json"), *m = lm_ms_blob(ms, "tokenizer/merges.txt");
-	struct lm_tokenizer *t;
-	if (!v || !m)
-		die("%s: the stream carries no tokenizer (vocab.json and merges.txt blobs), needed for %s",
-		    lm_reader_name(ms->rd), why);
-	if (!(t = lm_tokenizer_load(v->data, v->nbytes, m->data, m->nbytes)))
-		die_lm("tokenizer");
+	struct lm_tokenizer *t = lm_calib_tokenizer(ms, why);
+	if (!t)
+		die_lm(lm_reader_name(ms->rd));
 	return t;
 }
 
 /* FILE as ids: an lm-stream holding an integer tensor "ids", or text (one BOS in front) */
 static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, size_t *n)
 {
-	size_t len;
-	char *text = lm_read_file(path, (size_t)1 << 32, &len);
 	int32_t *ids;
-	if (!text)
+	if (lm_calib_load_ids(path, ms, &ids, n) < 0)
 		die_lm(path);
-	if (len > 12 && ((unsigned char)text[0] & 0xf0) == 0x80 && memmem(text, len < 64 ? len : 64, "lm-stream", 9)) {
-		/* pre-tokenized: read it with the stream reader from the file */
-		free(text);
-		struct lm_reader *rd = lm_in_open(path);
-		struct lm_header h;
-		struct lm_record r = {0};
-		ids = NULL;
-		if (lm_read_header(rd, &h) < 0)
-			die_lm(path);
-		for (;;) {
-			if (lm_read_record(rd, &r) < 0)
-				die_lm(path);
-			if (r.kind == LM_REC_END)
-				break;
-			if (r.kind == LM_REC_TENSOR && !strcmp(r.name, "ids") && !ids) {
-				size_t k = lm_record_numel(&r);
-				if (r.dtype != LM_I32 && r.dtype != LM_I64)
-					die("%s: tensor 'ids' is %s, not i32 or i64", path, lm_dtype_name(r.dtype));
-				ids = xmalloc(k * sizeof *ids);
-				for (size_t i = 0; i < k; i++) {
-					int64_t v = r.dtype == LM_I32 ? ((int32_t *)r.data)[i] : ((int64_t *)r.data)[i];
-					/* checked before narrowing, so no huge id wraps into the vocabulary */
-					if (v < 0 || v >= ms->h.cfg.vocab_size)
-						die("%s: token id %lld at %zu outside the vocabulary", path, (long long)v, i);
-					ids[i] = (int32_t)v;
-				}
-				*n = k;
-			}
-		}
-		lm_record_clear(&r);
-		lm_header_free(&h);
-		lm_reader_close(rd);
-		if (!ids)
-			die("%s: the stream has no tensor 'ids'", path);
-		return ids;
-	}
-	struct lm_tokenizer *tk = stream_tokenizer(ms, "text input");
-	int32_t *body;
-	size_t nb;
-	if (lm_tokenize(tk, text, len, &body, &nb) < 0)
-		die_lm(path);
-	ids = xmalloc((nb + 1) * sizeof *ids);
-	ids[0] = ms->h.cfg.bos;
-	if (nb) /* empty text: body is NULL */
-		memcpy(ids + 1, body, nb * sizeof *ids);
-	*n = nb + 1;
-	free(body);
-	free(text);
-	lm_tokenizer_free(tk);
 	return ids;
 }
 

@@ -65,7 +65,7 @@ const struct lm_blob *lm_ms_blob(const struct lm_model_stream *ms, const char *n
 	return NULL;
 }
 
-static int part_of(const struct lm_opt_tensor *t, int L)
+int lm_ms_part_of(const struct lm_opt_tensor *t, int L)
 {
 	if (t->layer >= 0)
 		return t->layer;
@@ -77,10 +77,10 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 {
 	const int L = (int)ms->h.cfg.num_layers;
 	struct lm_record *r = &ms->pending;
-	while (ms->next < ms->norder && part_of(&ms->order[ms->next], L) <= part) {
+	while (ms->next < ms->norder && lm_ms_part_of(&ms->order[ms->next], L) <= part) {
 		const struct lm_opt_tensor *want = &ms->order[ms->next];
-		if (part_of(want, L) < part)
-			return lm_seterr("internal: part %d read before part %d", part, part_of(want, L));
+		if (lm_ms_part_of(want, L) < part)
+			return lm_seterr("internal: part %d read before part %d", part, lm_ms_part_of(want, L));
 		if (!ms->have_pending && lm_read_record_meta(ms->rd, r) < 0)
 			return -1;
 		ms->have_pending = 0;
@@ -161,7 +161,7 @@ int lm_ms_write_part(struct lm_model_stream *ms, const struct lm_model *m, int p
 		const struct lm_opt_tensor *t = &ms->order[i];
 		struct lm_record r = {0};
 		size_t n;
-		if (part_of(t, L) != part)
+		if (lm_ms_part_of(t, L) != part)
 			continue;
 		lm_record_tensor(&r, t->name, ms->dtypes[i], t->ndim, t->shape);
 		if (ms->attrs[i]) {

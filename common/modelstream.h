@@ -35,6 +35,9 @@ struct lm_model_stream {
 	json_t **attrs;
 };
 
+/* the part a tensor belongs to: LM_PART_HEAD, its layer, or L (the tail) */
+int lm_ms_part_of(const struct lm_opt_tensor *t, int L);
+
 /* read the header and the leading blobs; -1 + error */
 int lm_ms_open(struct lm_model_stream *ms, struct lm_reader *rd);
 void lm_ms_close(struct lm_model_stream *ms);
