@@ -1,5 +1,6 @@
 /* lm-export: lm-stream -> a Hugging Face folder that transformers' from_pretrained loads */
 #include "cli.h"
+#include "quant.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -93,6 +94,19 @@ int main(int argc, char **argv)
 			r.data = NULL;
 			nblobs++;
 			continue;
+		}
+		if (lm_dtype_is_packed(r.dtype)) {
+			/* transformers has no packed types of ours: the dequantized values, in f16,
+			 * the dtype OPT checkpoints are published in */
+			size_t cols = (size_t)r.shape[1], numel = lm_record_numel(&r);
+			float *f = lm_alloc(numel * sizeof *f);
+			uint16_t *hv = lm_alloc(numel * sizeof *hv);
+			if (!f || !hv || lm_q_dequant_rows(f, r.data, r.dtype, (size_t)r.shape[0], cols) < 0)
+				die("%s: tensor '%s': %s", lm_reader_name(rd), r.name, lm_errmsg());
+			lm_convert(hv, LM_F16, f, LM_F32, numel);
+			lm_free(f);
+			lm_free(r.data);
+			r.data = hv, r.dtype = LM_F16, r.nbytes = numel * sizeof *hv;
 		}
 		if (!lm_dtype_info(r.dtype)->st_name)
 			die("%s: tensor '%s': dtype %s cannot be exported", lm_reader_name(rd), r.name,

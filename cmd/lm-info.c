@@ -1,5 +1,6 @@
 /* lm-info: describe an lm-stream (a table or JSON on stdout); tokenize with its tokenizer */
 #include "cli.h"
+#include "quant.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -10,7 +11,8 @@
 static const char usage_text[] =
 	"usage: lm-info [--json] [--tokenize TEXT] [FILE]\n"
 	"Describe an lm-stream read from FILE or standard input: header, provenance, and per\n"
-	"tensor name, dtype, shape, parameters, bytes, sparsity and bits per weight.\n"
+	"tensor name, dtype, shape, parameters, bytes, sparsity and bits per weight (packed\n"
+	"quantized types: the scales and zero points included).\n"
 	"  -j, --json           print one JSON object instead of a table\n"
 	"      --tokenize TEXT  print the token ids of TEXT (no BOS) with the stream's tokenizer\n"
 	"      --no-verify      skip CRC-32 checks\n"
@@ -31,6 +33,18 @@ static size_t count_zeros(const struct lm_record *r)
 			z += (((const uint16_t *)r->data)[i] & 0x7fff) == 0;
 		break;
 	default: {
+		if (lm_dtype_is_packed(r->dtype)) {
+			/* a code at the zero point is an exact 0 (quant.h): count the values */
+			size_t cols = (size_t)r->shape[1], rb = lm_dtype_row_bytes(r->dtype, cols);
+			float *row = xmalloc(cols * sizeof *row);
+			for (int64_t i = 0; i < r->shape[0]; i++) {
+				lm_q_dequant_rows(row, (const uint8_t *)r->data + (size_t)i * rb, r->dtype, 1, cols);
+				for (size_t j = 0; j < cols; j++)
+					z += row[j] == 0.0f;
+			}
+			free(row);
+			break;
+		}
 		size_t es = lm_dtype_size(r->dtype);
 		const unsigned char *p = r->data;
 		for (size_t i = 0; i < n; i++) {
@@ -185,7 +199,7 @@ int main(int argc, char **argv)
 					printf(" %s", json_string_value(a));
 			putchar('\n');
 		}
-		printf("%-52s %-5s %-12s %12s %12s %8s %6s\n", "name", "dtype", "shape", "params", "bytes",
+		printf("%-52s %-7s %-12s %12s %12s %8s %6s\n", "name", "dtype", "shape", "params", "bytes",
 		       "sparsity", "bits");
 		json_array_foreach(jt, i, p) {
 			char shp[64];
@@ -196,7 +210,7 @@ int main(int argc, char **argv)
 			json_array_foreach(s, k, d)
 				tmp.shape[k] = json_integer_value(d);
 			print_shape(shp, sizeof shp, &tmp);
-			printf("%-52s %-5s %-12s %12lld %12lld %7.2f%% %6.2f\n",
+			printf("%-52s %-7s %-12s %12lld %12lld %7.2f%% %6.2f\n",
 			       json_string_value(json_object_get(p, "name")),
 			       json_string_value(json_object_get(p, "dtype")), shp,
 			       (long long)json_integer_value(json_object_get(p, "params")),

@@ -16,16 +16,83 @@ static const struct lm_dtype_info infos[LM_DTYPE_COUNT] = {
 	[LM_I8] = {"i8", "I8", 1, 0},
 	[LM_U8] = {"u8", "U8", 1, 0},
 	[LM_BOOL] = {"bool", "BOOL", 1, 0},
+	/* packed: 8 ids per bit width, see dtype.h */
+#define QTYPES(b, bi) \
+	[32 + 8 * bi + 0] = {"q" #b "c", NULL, 0, 0, b, 0}, \
+	[32 + 8 * bi + 1] = {"q" #b "g32", NULL, 0, 0, b, 32}, \
+	[32 + 8 * bi + 2] = {"q" #b "g64", NULL, 0, 0, b, 64}, \
+	[32 + 8 * bi + 3] = {"q" #b "g128", NULL, 0, 0, b, 128}, \
+	[32 + 8 * bi + 4] = {"q" #b "g256", NULL, 0, 0, b, 256}, \
+	[32 + 8 * bi + 5] = {"q" #b "g512", NULL, 0, 0, b, 512}, \
+	[32 + 8 * bi + 6] = {"q" #b "g1024", NULL, 0, 0, b, 1024}, \
+	[32 + 8 * bi + 7] = {"q" #b "g2048", NULL, 0, 0, b, 2048},
+	QTYPES(2, 0) QTYPES(3, 1) QTYPES(4, 2) QTYPES(8, 3)
+#undef QTYPES
 };
+
+/* a packed group's header: f16 scale, u8 zero point, one reserved byte (see quant.h) */
+#define QGROUP_HDR 4
+
+int lm_dtype_q(int bits, int group)
+{
+	int bi = bits == 2 ? 0 : bits == 3 ? 1 : bits == 4 ? 2 : bits == 8 ? 3 : -1, gi = 0;
+	if (bi < 0)
+		return -1;
+	if (group) {
+		for (gi = 1; gi < 8 && (32 << (gi - 1)) != group; gi++)
+			;
+		if (gi == 8)
+			return -1;
+	}
+	return LM_Q_FIRST + 8 * bi + gi;
+}
+
+int lm_dtype_is_packed(enum lm_dtype t)
+{
+	return (unsigned)t < LM_DTYPE_COUNT && infos[t].qbits > 0;
+}
+
+size_t lm_dtype_row_bytes(enum lm_dtype t, size_t cols)
+{
+	if (!lm_dtype_is_packed(t) || cols == 0 || cols > ((size_t)1 << 40))
+		return 0;
+	size_t g = infos[t].qgroup ? (size_t)infos[t].qgroup : cols;
+	if (cols % g)
+		return 0;
+	return cols / g * (QGROUP_HDR + (g * (size_t)infos[t].qbits + 7) / 8);
+}
+
+int lm_dtype_nbytes(enum lm_dtype t, int ndim, const int64_t *shape, size_t *nbytes)
+{
+	size_t n = 1;
+	if (!lm_dtype_info(t))
+		return lm_seterr("unknown dtype %d", (int)t);
+	if (lm_dtype_is_packed(t)) {
+		if (ndim != 2 || shape[0] < 0 || shape[1] <= 0)
+			return lm_seterr("dtype %s needs a [rows, cols] shape", infos[t].name);
+		size_t rb = lm_dtype_row_bytes(t, (size_t)shape[1]);
+		if (!rb)
+			return lm_seterr("dtype %s: groups of %d do not divide rows of %lld", infos[t].name,
+			                 infos[t].qgroup, (long long)shape[1]);
+		return lm_mul((size_t)shape[0], rb, nbytes);
+	}
+	for (int i = 0; i < ndim; i++) {
+		if (shape[i] < 0)
+			return lm_seterr("negative dimension");
+		if (lm_mul(n, (size_t)shape[i], &n) < 0)
+			return -1;
+	}
+	return lm_mul(n, infos[t].size, nbytes);
+}
 
 const struct lm_dtype_info *lm_dtype_info(enum lm_dtype t)
 {
-	return (unsigned)t < LM_DTYPE_COUNT ? &infos[t] : NULL;
+	return (unsigned)t < LM_DTYPE_COUNT && infos[t].name ? &infos[t] : NULL;
 }
 
 const char *lm_dtype_name(enum lm_dtype t)
 {
-	return (unsigned)t < LM_DTYPE_COUNT ? infos[t].name : "?";
+	return lm_dtype_info(t) ? infos[t].name : "?";
 }
 
 size_t lm_dtype_size(enum lm_dtype t)
@@ -42,7 +109,8 @@ int lm_dtype_parse(const char *name)
 		{"int16", LM_I16}, {"int8", LM_I8}, {"uint8", LM_U8},
 	};
 	for (int i = 0; i < LM_DTYPE_COUNT; i++)
-		if (!strcasecmp(name, infos[i].name) || !strcasecmp(name, infos[i].st_name))
+		if (infos[i].name && (!strcasecmp(name, infos[i].name) ||
+		                      (infos[i].st_name && !strcasecmp(name, infos[i].st_name))))
 			return i;
 	for (size_t i = 0; i < sizeof aliases / sizeof *aliases; i++)
 		if (!strcasecmp(name, aliases[i].alias))

@@ -19,15 +19,36 @@ enum lm_dtype {
 	LM_I8 = 7,
 	LM_U8 = 8,
 	LM_BOOL = 9,
-	LM_DTYPE_COUNT
+	/* 10 .. 31: free for plain types */
+	/* Packed quantized matrices (lm-stream(5) "Packed quantized types"): 32 + 8 * b + g
+	 * with b = 0, 1, 2, 3 for 2, 3, 4, 8 bits and g = 0 for one group per row ("q4c", per
+	 * output channel), 1 .. 7 for groups of 32, 64, 128, 256, 512, 1024, 2048 inputs
+	 * ("q4g128"). The group size is part of the type so that a reader can check a
+	 * record's nbytes from its dtype and shape alone, before allocating anything. */
+	LM_Q_FIRST = 32,
+	LM_Q4_G128 = 32 + 8 * 2 + 3,
+	LM_DTYPE_COUNT = 64
 };
 
 struct lm_dtype_info {
-	const char *name;     /* wire name: "f32" */
-	const char *st_name;  /* safetensors name: "F32" */
-	size_t size;          /* bytes per element */
+	const char *name;     /* wire name: "f32", "q4g128" (NULL: an unused id) */
+	const char *st_name;  /* safetensors name: "F32" (NULL: safetensors has none) */
+	size_t size;          /* bytes per element; 0 for packed types (see lm_dtype_nbytes) */
 	int is_float;
+	int qbits;            /* packed types: bits per code, else 0 */
+	int qgroup;           /* packed types: inputs per group, 0 = the whole row */
 };
+
+/* packed quantized type of bits (2, 3, 4, 8) and group (0 = per row, or 32 .. 2048, a
+ * power of two); -1 if there is none */
+int lm_dtype_q(int bits, int group);
+int lm_dtype_is_packed(enum lm_dtype t);
+/* bytes of one packed row of cols inputs (0 if the group does not divide cols): per group
+ * a struct lm_qgroup then ceil(G * bits / 8) bytes of codes (see quant.h) */
+size_t lm_dtype_row_bytes(enum lm_dtype t, size_t cols);
+/* payload bytes of a tensor of this dtype and shape; -1 + error on overflow, an unknown
+ * dtype, or a packed type whose shape is not [rows, cols] with the group dividing cols */
+int lm_dtype_nbytes(enum lm_dtype t, int ndim, const int64_t *shape, size_t *nbytes);
 
 const struct lm_dtype_info *lm_dtype_info(enum lm_dtype t);
 const char *lm_dtype_name(enum lm_dtype t);

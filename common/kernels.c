@@ -9,6 +9,7 @@
  * baseline does (no silent fma contraction). */
 #include "kernels.h"
 #include "opt.h"
+#include "quant.h"
 #include "util.h"
 
 #include <cblas.h>
@@ -422,7 +423,9 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 	if (w->rows < 0 || w->cols < 0 || OUT > INT_MAX || IN > INT_MAX || N > INT_MAX)
 		return lm_seterr("matmul: sizes out of range (%zu x [%lld, %lld])", N,
 		                 (long long)w->rows, (long long)w->cols);
-	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16)
+	const int packed = lm_dtype_is_packed(w->dtype);
+	const size_t prb = packed ? lm_dtype_row_bytes(w->dtype, IN) : 0;
+	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16 && !prb)
 		return lm_seterr("matmul: weights of dtype %s are not supported",
 		                 lm_dtype_name(w->dtype));
 	if (N == 0 || OUT == 0)
@@ -447,7 +450,12 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 	const uint16_t *src = w->data;
 	for (size_t r0 = 0; r0 < OUT; r0 += R) {
 		size_t rr = min_sz(R, OUT - r0);
-		lm_rows_to_f32(tile, src + r0 * IN, w->dtype, rr * IN);
+		/* packed rows are dequantized like f16 ones are converted: a tile at a time,
+		 * so a quantized model never exists in f32 as a whole */
+		if (packed)
+			lm_q_dequant_rows(tile, (const uint8_t *)w->data + r0 * prb, w->dtype, rr, IN);
+		else
+			lm_rows_to_f32(tile, src + r0 * IN, w->dtype, rr * IN);
 		sgemm_nt(out + r0, OUT, inp, tile, N, rr, IN, beta);
 	}
 	lm_free(own);

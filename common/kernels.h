@@ -56,7 +56,8 @@ void lm_layernorm_forward_ref(float *out, float *mean, float *rstd, const float 
 size_t lm_matmul_ws(const struct lm_mat *w);
 /* the largest lm_matmul_ws() over any dtype for a [rows, cols] matrix */
 size_t lm_matmul_ws_max(int64_t rows, int64_t cols);
-/* out[N,OUT] = inp[N,IN] · w[OUT,IN]^T + bias[OUT] (bias may be NULL); w f32, f16 or bf16.
+/* out[N,OUT] = inp[N,IN] · w[OUT,IN]^T + bias[OUT] (bias may be NULL); w f32, f16, bf16
+ * or a packed quantized type (dequantized per tile, like f16).
  * f16/bf16 rows are converted tile by tile into ws (lm_matmul_ws floats, NULL: allocated
  * here), never the whole matrix. out must not alias inp. -1 + error on a bad dtype/size. */
 int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, const float *bias,

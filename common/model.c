@@ -219,8 +219,15 @@ static int take(struct lm_model *m, const char *name, enum lm_dtype dt, int ndim
 		return lm_seterr("shape %s, the config says [%lld, %lld]", got, (long long)want[0],
 		                 (long long)want[1]);
 	}
-	if (dt != LM_F32 && dt != LM_F16 && dt != LM_BF16 && dt != LM_F64)
+	/* packed quantized types only for the six linear weights of a layer: the embeddings
+	 * are read row by row (lm_embed_forward) and lm_head through the cross-entropy tiles,
+	 * which only know plain float types */
+	if (lm_dtype_is_packed(dt)) {
+		if (layer < 0 || wnd != 2)
+			return lm_seterr("dtype %s is only for a layer's linear weights", lm_dtype_name(dt));
+	} else if (dt != LM_F32 && dt != LM_F16 && dt != LM_BF16 && dt != LM_F64) {
 		return lm_seterr("dtype %s is not a float type", lm_dtype_name(dt));
+	}
 	n = (size_t)want[0] * (size_t)(wnd == 2 ? want[1] : 1);
 
 	if (wnd == 1) {
@@ -399,6 +406,8 @@ int lm_model_check_finite_part(const struct lm_model *m, int layer)
 			continue; /* it is embed_tokens */
 		if (nd == 2) {
 			struct lm_mat *mt = lm_model_mat(mm, (enum lm_opt_kind)k, layer);
+			if (lm_dtype_is_packed(mt->dtype))
+				continue; /* codes are finite; a scale is checked where it is used */
 			bad = nonfinite(mt->data, mt->dtype, (size_t)(mt->rows * mt->cols), &first);
 			if (bad) {
 				char name[LM_OPT_MAX_NAME];

@@ -48,7 +48,8 @@ void lm_record_tensor(struct lm_record *r, const char *name, enum lm_dtype dt, i
 	r->ndim = ndim;
 	for (int i = 0; i < ndim; i++)
 		r->shape[i] = shape[i];
-	r->nbytes = lm_record_numel(r) * lm_dtype_size(dt);
+	if (lm_dtype_nbytes(dt, ndim, shape, &r->nbytes) < 0)
+		r->nbytes = 0; /* lm_write_record then refuses it */
 	r->attrs = json_object();
 }
 
@@ -309,7 +310,8 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 		if (lm_mul(numel, (size_t)r->shape[i], &numel) < 0)
 			return lm_preerr("tensor '%s'", name);
 	}
-	if (lm_mul(numel, lm_dtype_size(r->dtype), &nbytes) < 0)
+	/* packed types: the group size is in the dtype, so this holds for them too */
+	if (lm_dtype_nbytes(r->dtype, r->ndim, r->shape, &nbytes) < 0)
 		return lm_preerr("tensor '%s'", name);
 	if (nbytes != r->nbytes)
 		return lm_seterr("tensor '%s': nbytes %zu does not match shape and dtype (%zu)", name,
@@ -547,8 +549,8 @@ int lm_write_record(struct lm_writer *w, struct lm_record *r)
 
 	if (r->kind == LM_REC_END)
 		return lm_write_end(w);
-	if (r->kind == LM_REC_TENSOR)
-		r->nbytes = lm_record_numel(r) * lm_dtype_size(r->dtype);
+	if (r->kind == LM_REC_TENSOR && lm_dtype_nbytes(r->dtype, r->ndim, r->shape, &r->nbytes) < 0)
+		return lm_preerr("tensor '%s'", r->name);
 	if (r->nbytes && !r->data)
 		return lm_seterr("internal: record '%s' has no payload", r->name);
 	crc = r->crc32 = (uint32_t)crc32_z(0, r->data, r->nbytes);

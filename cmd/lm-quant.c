@@ -1,0 +1,362 @@
+/* lm-quant: a filter that quantizes the linear weights: RTN or GPTQ, packed in the stream */
+#include "calib.h"
+#include "cli.h"
+#include "gptq.h"
+#include "hessian.h"
+#include "kernels.h"
+#include "modelio.h"
+#include "modelstream.h"
+#include "quant.h"
+#include "util.h"
+
+#include <fnmatch.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+	"usage: lm-quant [-b BITS] [-g G] [--method rtn|gptq] [options] [STREAM]\n"
+	"Quantize the model read from STREAM or standard input; the stream goes to stdout.\n"
+	"  -b, --bits B          2, 3, 4 (default) or 8 bits per weight; 16 keeps them as f16\n"
+	"  -g, --group G         inputs per scale and zero point: 32, 64, ..., 2048, or 0 (default)\n"
+	"                        for one per output channel (row)\n"
+	"      --sym             symmetric grid (zero point in the middle) instead of min-max\n"
+	"  -m, --method NAME     rtn (round to nearest, default) or gptq\n"
+	"  -c, --calib FILE      calibration text, or an lm-stream of token ids (gptq)\n"
+	"      --nsamples N      calibration windows (default 128)\n"
+	"      --seqlen N        tokens per window (default: the model's max positions)\n"
+	"      --blocksize N     gptq: columns per block (default 128)\n"
+	"      --damp F          gptq: dampening, a fraction of the mean diagonal (default 0.01)\n"
+	"      --include GLOB    quantize the linear weights whose names match GLOB (repeatable)\n"
+	"      --exclude GLOB    leave the tensors whose names match GLOB alone (repeatable)\n"
+	"  -o, --output FILE     write to FILE (atomically) instead of standard output\n"
+	"  -f, --force           write to standard output even if it is a terminal\n"
+	"  -j, --threads N       threads (default: all cores)\n"
+	"      --no-verify       skip CRC-32 checks of the input stream\n"
+	"  -v, --verbose         one line per quantized tensor on stderr\n"
+	"  -q, --quiet           no progress on stderr\n"
+	"  -h, --help            show this help\n"
+	"  -V, --version         show the version\n";
+
+#define MAXGLOB 64
+
+enum method { M_RTN, M_GPTQ };
+
+struct opts {
+	int bits, group, sym, force, threads, verify, verbose, quiet;
+	enum method method;
+	const char *calib, *out;
+	long long nsamples, seqlen, blocksize;
+	double damp;
+	const char *incl[MAXGLOB], *excl[MAXGLOB];
+	int nincl, nexcl;
+};
+
+struct quantizer {
+	const struct opts *o;
+	struct lm_model_stream *ms;
+	struct lm_model m;
+	unsigned char *sel;   /* [ms->norder] 1: quantize this tensor */
+	int dtype;            /* the packed type, or LM_F16 for 16 bits */
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress(const struct opts *o, int done, int total, double t0)
+{
+	if (o->quiet || !isatty(2))
+		return;
+	double el = now() - t0, eta = done ? el / done * (total - done) : 0;
+	fprintf(stderr, "\r%s: layer %d/%d, %.0f s elapsed, ETA %.0f s   ", argv0, done, total, el, eta);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+/* which tensors: the six linears of each layer by default; only those can be packed
+ * (the embeddings and lm_head are read by kernels that know float types only) */
+static void select_tensors(struct quantizer *p)
+{
+	const struct opts *o = p->o;
+	const struct lm_model_stream *ms = p->ms;
+	size_t nsel = 0;
+	p->sel = xcalloc(ms->norder, 1);
+	for (size_t i = 0; i < ms->norder; i++) {
+		const struct lm_opt_tensor *t = &ms->order[i];
+		int s = 1;
+		if (o->nincl) {
+			s = 0;
+			for (int k = 0; k < o->nincl && !s; k++)
+				s = !fnmatch(o->incl[k], t->name, 0);
+		}
+		for (int k = 0; k < o->nexcl && s; k++)
+			s = fnmatch(o->excl[k], t->name, 0) != 0;
+		if (!s)
+			continue;
+		if (!lm_opt_is_linear(t->kind)) {
+			if (o->nincl)
+				edie(2, "%s: only q/k/v/out_proj, fc1 and fc2 of the decoder layers can be "
+				     "quantized; --include matched '%s'", lm_reader_name(ms->rd), t->name);
+			continue;
+		}
+		if (o->group && t->shape[1] % o->group)
+			edie(2, "%s: tensor '%s' has rows of %lld weights, not a multiple of the group size %d "
+			     "(-g)", lm_reader_name(ms->rd), t->name, (long long)t->shape[1], o->group);
+		p->sel[i] = 1;
+		nsel++;
+	}
+	if (!nsel)
+		edie(2, "%s: no tensor to quantize (--include/--exclude select none)", lm_reader_name(ms->rd));
+}
+
+static void load_part(struct quantizer *p, int part)
+{
+	const int L = (int)p->ms->h.cfg.num_layers;
+	if (lm_ms_load(p->ms, &p->m, part) < 0)
+		die_lm(lm_reader_name(p->ms->rd));
+	for (size_t i = 0; i < p->ms->norder; i++) {
+		const struct lm_opt_tensor *t = &p->ms->order[i];
+		json_t *a = p->ms->attrs[i];
+		if (!p->sel[i] || lm_ms_part_of(t, L) != part)
+			continue;
+		if (lm_dtype_is_packed(p->ms->dtypes[i]) || (a && json_object_get(a, "quant")))
+			die("%s: tensor '%s' is already quantized (%s): quantizing it again would compound "
+			    "the error; start from the unquantized stream", lm_reader_name(p->ms->rd), t->name,
+			    lm_dtype_name(p->ms->dtypes[i]));
+	}
+}
+
+/* record what was done in the tensor's attrs, and the dtype it is written in */
+static void note(struct quantizer *p, size_t i, double loss)
+{
+	const struct lm_opt_tensor *t = &p->ms->order[i];
+	const struct opts *o = p->o;
+	p->ms->dtypes[i] = (enum lm_dtype)p->dtype;
+	if (o->bits == 16)
+		return;  /* f16 is not a quantization anything needs to know about */
+	json_object_set_new(lm_ms_attrs(p->ms, t->kind, t->layer), "quant",
+	                    json_pack("{s:s, s:i, s:i, s:b}", "method", o->method == M_GPTQ ? "gptq" : "rtn",
+	                              "bits", o->bits, "group", o->group, "sym", o->sym));
+	if (o->verbose) {
+		fprintf(stderr, "%s: %s: %s", argv0, t->name, lm_dtype_name((enum lm_dtype)p->dtype));
+		if (o->method == M_GPTQ)
+			fprintf(stderr, ", error %.6g", loss);
+		fputc('\n', stderr);
+	}
+}
+
+static void rtn_part(struct quantizer *p, int part)
+{
+	const int L = (int)p->ms->h.cfg.num_layers;
+	for (size_t i = 0; i < p->ms->norder; i++) {
+		const struct lm_opt_tensor *t = &p->ms->order[i];
+		if (!p->sel[i] || lm_ms_part_of(t, L) != part)
+			continue;
+		struct lm_mat *w = lm_model_mat(&p->m, t->kind, t->layer);
+		/* 16 bits: the write converts to f16 (ms->dtypes, set by note) */
+		if (p->o->bits != 16 && lm_q_mat_rtn(w, (enum lm_dtype)p->dtype, p->o->sym) < 0)
+			die("%s: %s", t->name, lm_errmsg());
+		note(p, i, 0);
+	}
+}
+
+/* GPTQ on layer l: one dense pass for the Hessians, quantize, then the quantized layer
+ * moves the calibration activations on */
+static void gptq_layer(struct quantizer *p, struct lm_calib *cal, int l)
+{
+	const struct opts *o = p->o;
+	const struct lm_opt_config *cfg = &p->ms->h.cfg;
+	struct lm_layer_stats st;
+	struct lm_layer *ly = &p->m.layers[l];
+	int want[LM_G_COUNT] = {0};
+
+	for (size_t i = 0; i < p->ms->norder; i++)
+		if (p->sel[i] && p->ms->order[i].layer == l)
+			want[lm_calib_group(p->ms->order[i].kind)] = 1;
+	if (lm_layer_stats_init(&st, cfg, want, 1, cal->T) < 0 ||
+	    lm_calib_observe(cal, ly, l, lm_layer_stats_hook, &st) < 0)
+		die_lm("calibration");
+	for (int g = 0; g < LM_G_COUNT; g++) {
+		float *U;
+		unsigned char *dead;
+		size_t n = st.cols[g];
+		if (!st.want[g])
+			continue;
+		if (lm_hessian_finish(&st.h[g]) < 0 || !(U = lm_alloc(n * n * sizeof *U)))
+			die("layer %d: %s", l, lm_errmsg());
+		dead = xmalloc(n);
+		if (lm_hessian_inv_chol(st.h[g].H, n, o->damp, dead, U) < 0)
+			die("layer %d: %s", l, lm_errmsg());
+		lm_hessian_free(&st.h[g]);
+		for (size_t i = 0; i < p->ms->norder; i++) {
+			const struct lm_opt_tensor *t = &p->ms->order[i];
+			double loss = 0;
+			if (!p->sel[i] || t->layer != l || lm_calib_group(t->kind) != g)
+				continue;
+			if (lm_gptq_mat(lm_model_mat(&p->m, t->kind, l), (enum lm_dtype)p->dtype, U, dead,
+			                o->sym, (size_t)o->blocksize, &loss) < 0)
+				die("%s: %s", t->name, lm_errmsg());
+			note(p, i, loss);
+		}
+		lm_free(U);
+		free(dead);
+	}
+	lm_layer_stats_free(&st);
+	if (l + 1 < cfg->num_layers && lm_calib_advance(cal, ly, l) < 0)
+		die_lm("calibration");
+}
+
+static void write_part(struct quantizer *p, int part, struct lm_writer *w)
+{
+	if (lm_ms_write_part(p->ms, &p->m, part, w) < 0)
+		die_lm(NULL);
+}
+
+static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *ids)
+{
+	const struct opts *o = p->o;
+	const int L = (int)p->ms->h.cfg.num_layers;
+	const int calibrated = o->method == M_GPTQ && o->bits != 16;
+	struct lm_calib cal;
+	double t0 = now();
+
+	load_part(p, LM_PART_HEAD);
+	if (calibrated && lm_calib_init(&cal, &p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, 4) < 0)
+		die_lm("calibration");
+	write_part(p, LM_PART_HEAD, w);
+	for (int l = 0; l < L; l++) {
+		load_part(p, l);
+		if (calibrated)
+			gptq_layer(p, &cal, l);
+		else
+			rtn_part(p, l);
+		write_part(p, l, w);
+		lm_layer_free(&p->m.layers[l]);
+		progress(o, l + 1, L, t0);
+	}
+	if (calibrated)
+		lm_calib_free(&cal);
+	load_part(p, L);
+	write_part(p, L, w);
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_SYM = 256, O_NSAMPLES, O_SEQLEN, O_BLOCK, O_DAMP, O_INCL, O_EXCL, O_NOVERIFY };
+	static const struct option lopts[] = {
+		{"bits", required_argument, 0, 'b'}, {"group", required_argument, 0, 'g'},
+		{"sym", no_argument, 0, O_SYM}, {"method", required_argument, 0, 'm'},
+		{"calib", required_argument, 0, 'c'}, {"nsamples", required_argument, 0, O_NSAMPLES},
+		{"seqlen", required_argument, 0, O_SEQLEN}, {"blocksize", required_argument, 0, O_BLOCK},
+		{"damp", required_argument, 0, O_DAMP}, {"include", required_argument, 0, O_INCL},
+		{"exclude", required_argument, 0, O_EXCL}, {"output", required_argument, 0, 'o'},
+		{"force", no_argument, 0, 'f'}, {"threads", required_argument, 0, 'j'},
+		{"no-verify", no_argument, 0, O_NOVERIFY}, {"verbose", no_argument, 0, 'v'},
+		{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+	struct opts o = {.bits = 4, .verify = 1, .nsamples = 128, .blocksize = LM_GPTQ_BLOCK, .damp = 0.01};
+	struct lm_model_stream ms;
+	struct quantizer p = {.o = &o, .ms = &ms};
+	struct lm_reader *rd;
+	struct lm_writer *w;
+	struct lm_out out;
+	int32_t *ids = NULL;
+	int c;
+
+	lm_prog_init(argc, argv);
+	while ((c = getopt_long(argc, argv, "b:g:m:c:o:fj:vqhV", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			o.bits = (int)estrtoll(optarg, 1, 64, "--bits");
+			if (o.bits != 16 && lm_dtype_q(o.bits, 0) < 0)
+				edie(2, "--bits: %s is not supported (2, 3, 4, 8, or 16 for f16)", optarg);
+			break;
+		case 'g':
+			o.group = (int)estrtoll(optarg, 0, 1 << 20, "--group");
+			if (lm_dtype_q(4, o.group) < 0)
+				edie(2, "--group: %s is not supported (0 for one group per row, or 32, 64, 128, "
+				     "256, 512, 1024, 2048)", optarg);
+			break;
+		case O_SYM: o.sym = 1; break;
+		case 'm':
+			if (!strcmp(optarg, "rtn"))
+				o.method = M_RTN;
+			else if (!strcmp(optarg, "gptq"))
+				o.method = M_GPTQ;
+			else
+				edie(2, "--method: '%s' is not rtn or gptq", optarg);
+			break;
+		case 'c': o.calib = optarg; break;
+		case O_NSAMPLES: o.nsamples = estrtoll(optarg, 1, 1 << 20, "--nsamples"); break;
+		case O_SEQLEN: o.seqlen = estrtoll(optarg, 1, 1 << 20, "--seqlen"); break;
+		case O_BLOCK: o.blocksize = estrtoll(optarg, 1, 8192, "--blocksize"); break;
+		case O_DAMP: o.damp = estrtod(optarg, 0, 1e6, "--damp"); break;
+		case O_INCL: case O_EXCL:
+			if ((c == O_INCL ? o.nincl : o.nexcl) >= MAXGLOB)
+				edie(2, "at most %d --include and %d --exclude patterns", MAXGLOB, MAXGLOB);
+			if (c == O_INCL)
+				o.incl[o.nincl++] = optarg;
+			else
+				o.excl[o.nexcl++] = optarg;
+			break;
+		case 'o': o.out = optarg; break;
+		case 'f': o.force = 1; break;
+		case 'j': o.threads = (int)estrtoll(optarg, 0, 1024, "--threads"); break;
+		case O_NOVERIFY: o.verify = 0; break;
+		case 'v': o.verbose = 1; break;
+		case 'q': o.quiet = 1; break;
+		case 'h': lm_usage(usage_text, 0);
+		case 'V': puts("lm-quant " LM_VERSION); return 0;
+		default: lm_bad_option(usage_text);
+		}
+	}
+	if (argc - optind > 1)
+		lm_usage(usage_text, 2);
+	if (o.method == M_RTN && o.calib)
+		edie(2, "-c: rtn uses no calibration data (see --method)");
+	if (o.method == M_GPTQ && !o.calib)
+		edie(2, "--method gptq needs calibration data (-c FILE)");
+	p.dtype = o.bits == 16 ? LM_F16 : lm_dtype_q(o.bits, o.group);
+	lm_set_threads(o.threads);
+	lm_out_open(&out, o.out, o.force);
+
+	rd = lm_in_open(optind < argc ? argv[optind] : NULL);
+	lm_reader_set_verify(rd, o.verify);
+	if (lm_ms_open(&ms, rd) < 0)
+		die_lm(lm_reader_name(rd));
+	select_tensors(&p);
+	if (o.calib) {
+		size_t n, T;
+		if (!o.seqlen)
+			o.seqlen = ms.h.cfg.max_positions;
+		if (o.seqlen > ms.h.cfg.max_positions)
+			edie(2, "--seqlen %lld exceeds the model's %lld positions", o.seqlen,
+			     (long long)ms.h.cfg.max_positions);
+		T = (size_t)o.seqlen;
+		if (lm_calib_load_ids(o.calib, &ms, &ids, &n) < 0)
+			die_lm(o.calib);
+		if (n / T < (size_t)o.nsamples)
+			die("%s: %zu tokens make %zu windows of %zu, fewer than the %lld asked for (--nsamples)",
+			    o.calib, n, n / T, T, o.nsamples);
+	}
+
+	w = lm_writer_open(out.fd, out.name);
+	if (lm_ms_write_start(&ms, w, argc, argv) < 0 || lm_model_init(&p.m, &ms.h.cfg) < 0)
+		die_lm(NULL);
+	quantize(&p, w, ids);
+	if (lm_writer_close(w) < 0)
+		die_lm(NULL);
+	lm_out_commit(&out);
+	free(ids);
+	free(p.sel);
+	lm_model_free(&p.m);
+	lm_ms_close(&ms);
+	lm_reader_close(rd);
+	return 0;
+}

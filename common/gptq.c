@@ -1,0 +1,164 @@
+/* gptq.c: see gptq.h */
+#include "gptq.h"
+#include "kernels.h"
+#include "quant.h"
+#include "util.h"
+
+#include <cblas.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gptq_job {
+	float *W;
+	uint8_t *dst;
+	enum lm_dtype t;
+	size_t cols, rb, G, i1, count;
+	int bits, sym;
+	const float *U;
+	const unsigned char *zero;   /* [rows, cols] 1: was exactly 0 on entry; NULL if none */
+	struct lm_qgrid *grid;       /* [rows] the grid in force */
+	float *err;                  /* [rows, count] Err1 of the reference */
+	float *snap[LM_MAX_THREADS]; /* [count] a row's block as it was at the block's start */
+	double loss[LM_MAX_THREADS];
+};
+
+/* the grid of row r's group starting at column c, from W as at the block's start */
+static void fit_group(struct gptq_job *j, size_t r, size_t c, const float *snap, float *tmp)
+{
+	const float *w = j->W + r * j->cols;
+	for (size_t k = 0; k < j->G; k++) {
+		size_t cc = c + k;
+		tmp[k] = cc < j->i1 + j->count ? snap[cc - j->i1] : w[cc];
+	}
+	lm_q_fit(&j->grid[r], tmp, j->G, j->bits, j->sym);
+	lm_q_set_grid(lm_q_group(j->dst + r * j->rb, j->t, j->cols, c / j->G), &j->grid[r]);
+}
+
+static void block_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+	struct gptq_job *j = ctx;
+	const size_t cols = j->cols, i1 = j->i1, count = j->count, G = j->G;
+	const int grouped = G != cols;
+	float *snap = j->snap[part], *tmp = snap + count;
+	double loss = 0;
+	for (size_t r = r0; r < r1; r++) {
+		float *w1 = j->W + r * cols + i1, *e = j->err + r * count;
+		const unsigned char *z = j->zero ? j->zero + r * cols + i1 : NULL;
+		uint8_t *row = j->dst + r * j->rb;
+		if (grouped)
+			memcpy(snap, w1, count * sizeof *snap);
+		for (size_t i = 0; i < count; i++) {
+			const size_t c = i1 + i;
+			const float *u = j->U + c * cols + i1;   /* U[c, i1..] */
+			const float d = u[i];
+			if (grouped && c % G == 0)
+				fit_group(j, r, c, snap, tmp);
+			const struct lm_qgrid *g = &j->grid[r];
+			const int q = z && z[i] ? g->zero : lm_q_code(w1[i], g);
+			const float w = w1[i], v = lm_q_value(q, g), err = (w - v) / d;
+			uint8_t *grp = lm_q_group(row, j->t, cols, c / G);
+			lm_q_put(grp + sizeof(struct lm_qgroup), c % G, j->bits, (unsigned)q);
+			e[i] = err;
+			if (err != 0.0f) {
+				loss += (double)((w - v) * (w - v)) / ((double)d * d);
+				for (size_t k = i + 1; k < count; k++)
+					w1[k] -= err * u[k];
+			}
+			w1[i] = v;
+		}
+	}
+	j->loss[part] += loss / 2;
+}
+
+int lm_gptq(void *dst, enum lm_dtype t, float *W, size_t rows, size_t cols, const float *U,
+            const unsigned char *dead, int sym, size_t bs, double *loss)
+{
+	const struct lm_dtype_info *in = lm_dtype_info(t);
+	size_t rb = lm_dtype_row_bytes(t, cols), blk, n;
+	int nt = lm_threads();
+	unsigned char *zero = NULL;
+
+	if (!rb)
+		return lm_seterr("cannot quantize rows of %zu to %s", cols, lm_dtype_name(t));
+	if (bs == 0 || bs > 8192)
+		return lm_seterr("GPTQ block size %zu", bs);
+	if (rows > INT_MAX || cols > INT_MAX || lm_mul(rows, bs, &blk) < 0 || lm_mul(rows, cols, &n) < 0)
+		return lm_seterr("GPTQ on a %zu x %zu matrix", rows, cols);
+	if (nt > LM_MAX_THREADS)
+		nt = LM_MAX_THREADS;
+
+	for (size_t i = 0; i < n && !zero; i++)
+		if (W[i] == 0.0f)
+			zero = xmalloc(n);
+	if (zero)
+		for (size_t i = 0; i < n; i++)
+			zero[i] = W[i] == 0.0f;
+	if (dead)
+		for (size_t c = 0; c < cols; c++)
+			if (dead[c])
+				for (size_t r = 0; r < rows; r++)
+					W[r * cols + c] = 0.0f;
+
+	struct gptq_job j = {.W = W, .dst = dst, .t = t, .cols = cols, .rb = rb,
+	                     .G = in->qgroup ? (size_t)in->qgroup : cols, .bits = in->qbits,
+	                     .sym = sym, .U = U, .zero = zero};
+	memset(dst, 0, rows * rb);
+	j.grid = xmalloc(rows * sizeof *j.grid);
+	j.err = xmalloc(blk * sizeof *j.err);
+	for (int p = 0; p < nt; p++)
+		j.snap[p] = xmalloc((bs + j.G) * sizeof(float));
+	if (j.G == cols)
+		for (size_t r = 0; r < rows; r++) {
+			lm_q_fit(&j.grid[r], W + r * cols, cols, j.bits, sym);
+			lm_q_set_grid((uint8_t *)dst + r * rb, &j.grid[r]);
+		}
+
+	for (size_t i1 = 0; i1 < cols; i1 += bs) {
+		const size_t count = cols - i1 < bs ? cols - i1 : bs;
+		j.i1 = i1, j.count = count;
+		lm_parallel_for(rows, 4, nt, block_rows, &j);
+		if (i1 + count < cols)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)(cols - i1 - count),
+			            (int)count, -1.0f, j.err, (int)count, U + i1 * cols + i1 + count, (int)cols,
+			            1.0f, W + i1 + count, (int)cols);
+	}
+	if (loss) {
+		*loss = 0;
+		for (int p = 0; p < nt; p++)
+			*loss += j.loss[p];
+	}
+	for (int p = 0; p < nt; p++)
+		free(j.snap[p]);
+	free(j.grid), free(j.err), free(zero);
+	return 0;
+}
+
+int lm_gptq_mat(struct lm_mat *w, enum lm_dtype t, const float *U, const unsigned char *dead,
+                int sym, size_t bs, double *loss)
+{
+	size_t rows = (size_t)w->rows, cols = (size_t)w->cols, n, nb;
+	int64_t shape[2] = {w->rows, w->cols};
+	float *W;
+	void *q;
+	if (lm_dtype_is_packed(w->dtype))
+		return lm_seterr("already quantized (%s): quantizing it again would compound the "
+		                 "error; start from the unquantized stream", lm_dtype_name(w->dtype));
+	if (lm_dtype_nbytes(t, 2, shape, &nb) < 0 || lm_mul(rows, cols, &n) < 0)
+		return -1;
+	if (!(W = lm_alloc(n * sizeof *W)))
+		return -1;
+	if (lm_rows_to_f32(W, w->data, w->dtype, n) < 0 || !(q = lm_alloc(nb))) {
+		lm_free(W);
+		return -1;
+	}
+	int rc = lm_gptq(q, t, W, rows, cols, U, dead, sym, bs, loss);
+	lm_free(W);
+	if (rc < 0) {
+		lm_free(q);
+		return -1;
+	}
+	lm_free(w->data);
+	w->data = q, w->dtype = t;
+	return 0;
+}

@@ -1,0 +1,207 @@
+/* test_quant.c: packed dtypes, the GPTQ-reference quantizer, RTN, the matmul on packed
+ * weights and GPTQ (quant.h, gptq.h) */
+#include "dtype.h"
+#include "gptq.h"
+#include "hessian.h"
+#include "kernels.h"
+#include "quant.h"
+#include "rng.h"
+#include "util.h"
+#include "unit.h"
+
+#include <string.h>
+
+/* deterministic data as ggml's quantization tests use */
+static void synth(float *x, size_t n, float off)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = 0.1f + 2.0f * cosf((float)i + off);
+}
+
+static void test_dtypes(void)
+{
+	int64_t shape[2] = {256, 256};
+	size_t nb = 0;
+	/* ids are on the wire (through their names) and must never move */
+	CHECK(LM_Q4_G128 == 51);
+	CHECK(lm_dtype_q(4, 128) == LM_Q4_G128);
+	CHECK(lm_dtype_q(2, 0) == 32 && lm_dtype_q(8, 2048) == 63);
+	CHECK(lm_dtype_q(5, 128) == -1 && lm_dtype_q(4, 100) == -1 && lm_dtype_q(16, 0) == -1);
+	CHECK(!strcmp(lm_dtype_name(LM_Q4_G128), "q4g128"));
+	CHECK(!strcmp(lm_dtype_name((enum lm_dtype)lm_dtype_q(3, 0)), "q3c"));
+	CHECK(lm_dtype_parse("q4g128") == LM_Q4_G128);
+	CHECK(lm_dtype_parse("q4g100") == -1);
+	CHECK(lm_dtype_info((enum lm_dtype)20) == NULL);   /* a hole: no type */
+	/* 256 rows of 2 groups of (4 + 64) bytes */
+	CHECK(lm_dtype_nbytes(LM_Q4_G128, 2, shape, &nb) == 0 && nb == 256u * 2 * 68);
+	CHECK(lm_dtype_nbytes((enum lm_dtype)lm_dtype_q(3, 0), 2, shape, &nb) == 0 && nb == 256u * (4 + 96));
+	shape[1] = 192;   /* groups of 128 do not divide it */
+	CHECK(lm_dtype_nbytes(LM_Q4_G128, 2, shape, &nb) < 0);
+	CHECK(lm_dtype_nbytes(LM_Q4_G128, 1, shape, &nb) < 0);
+	CHECK(lm_dtype_nbytes(LM_F16, 2, shape, &nb) == 0 && nb == 256u * 192 * 2);
+}
+
+/* the reference's fake quantization in double, with the scale rounded to f16 as stored */
+static double ref_value(double w, const float *grp, size_t G, int bits, int sym)
+{
+	double lo = 0, hi = 0, maxq = (1 << bits) - 1, scale, zero, q;
+	for (size_t i = 0; i < G; i++)
+		lo = grp[i] < lo ? grp[i] : lo, hi = grp[i] > hi ? grp[i] : hi;
+	if (sym) {
+		hi = -lo > hi ? -lo : hi;
+		if (lo < 0)
+			lo = -hi;
+	}
+	scale = lm_f16_to_f32(lm_f32_to_f16((float)((hi - lo) / maxq)));
+	zero = sym ? (maxq + 1) / 2 : nearbyint(-lo / scale);
+	q = nearbyint(w / scale) + zero;
+	q = q < 0 ? 0 : q > maxq ? maxq : q;
+	return scale * (q - zero);
+}
+
+static void test_rtn(void)
+{
+	enum { R = 8, C = 256 };
+	static const int bitss[] = {2, 3, 4, 8}, groups[] = {0, 32, 128, 256};
+	float W[R * C], D[R * C];
+	static uint8_t buf[R * C * 2];
+	synth(W, R * C, 0.5f);
+	for (int i = 0; i < R * C; i += 3)
+		W[i] = 0.0f;   /* "pruned" */
+	for (int sym = 0; sym < 2; sym++)
+		for (size_t b = 0; b < 4; b++)
+			for (size_t g = 0; g < 4; g++) {
+				enum lm_dtype t = (enum lm_dtype)lm_dtype_q(bitss[b], groups[g]);
+				size_t G = groups[g] ? (size_t)groups[g] : C, bad = 0, zeros = 0;
+				CHECK(lm_q_rtn(buf, t, W, R, C, sym) == 0);
+				CHECK(lm_q_dequant_rows(D, buf, t, R, C) == 0);
+				for (size_t i = 0; i < R * C; i++) {
+					double want = ref_value(W[i], W + i / G * G, G, bitss[b], sym);
+					bad += fabs(D[i] - want) > 1e-6 * (1 + fabs(want));
+					zeros += W[i] == 0.0f && D[i] != 0.0f;
+				}
+				CHECKF(bad == 0, "%s sym %d: %zu values differ from the reference", lm_dtype_name(t),
+				       sym, bad);
+				CHECKF(zeros == 0, "%s sym %d: %zu pruned zeros lost", lm_dtype_name(t), sym, zeros);
+			}
+	/* a constant-zero row takes the [-1, 1] range and stays zero */
+	memset(W, 0, sizeof W);
+	CHECK(lm_q_rtn(buf, LM_Q4_G128, W, R, C, 0) == 0);
+	CHECK(lm_q_dequant_rows(D, buf, LM_Q4_G128, R, C) == 0);
+	CHECK(unit_relerr(D, W, R * C) == 0);
+}
+
+/* 3-bit codes straddle bytes: every code of 0..7 at every offset comes back */
+static void test_packing(void)
+{
+	enum { G = 32 };
+	uint8_t grp[4 + G * 3 / 8] = {0};
+	float out[G];
+	struct lm_qgrid g = {1.0f, 0, 7};
+	lm_q_set_grid(grp, &g);
+	for (unsigned j = 0; j < G; j++)
+		lm_q_put(grp + 4, j, 3, (j * 5 + 3) % 8);
+	enum lm_dtype t = (enum lm_dtype)lm_dtype_q(3, 32);
+	CHECK(lm_q_dequant_rows(out, grp, t, 1, G) == 0);
+	for (unsigned j = 0; j < G; j++)
+		CHECKF(out[j] == (float)((j * 5 + 3) % 8), "code %u: %g", j, out[j]);
+	/* 4-bit: element 2i in the low nibble */
+	uint8_t g4[4 + 16] = {0};
+	lm_q_set_grid(g4, &g);
+	lm_q_put(g4 + 4, 0, 4, 0xa), lm_q_put(g4 + 4, 1, 4, 0x5);
+	CHECK(g4[4] == 0x5a);
+}
+
+static void test_matmul(void)
+{
+	enum { N = 5, IN = 256, OUT = 40 };
+	float W[OUT * IN], D[OUT * IN], x[N * IN], bias[OUT], y[N * OUT], yr[N * OUT];
+	static uint8_t buf[OUT * IN];
+	synth(W, OUT * IN, 0.25f), synth(x, N * IN, 1.5f), synth(bias, OUT, 2.0f);
+	enum lm_dtype t = (enum lm_dtype)lm_dtype_q(4, 64);
+	CHECK(lm_q_rtn(buf, t, W, OUT, IN, 0) == 0);
+	lm_q_dequant_rows(D, buf, t, OUT, IN);
+	struct lm_mat m = {t, OUT, IN, buf};
+	CHECK(lm_matmul_forward(y, x, &m, bias, N, NULL) == 0);
+	lm_matmul_forward_ref(yr, x, D, bias, N, IN, OUT);
+	CHECKF(unit_relerr(y, yr, N * OUT) < 1e-5, "%g", unit_relerr(y, yr, N * OUT));
+	/* one row (the decoding path) too */
+	CHECK(lm_matmul_forward(y, x, &m, NULL, 1, NULL) == 0);
+	lm_matmul_forward_ref(yr, x, D, NULL, 1, IN, OUT);
+	CHECK(unit_relerr(y, yr, OUT) < 1e-5);
+}
+
+/* sum over tokens of ||x (W - Q)^T||^2: the output error GPTQ minimises */
+static double out_err(const float *X, size_t n, const float *W, const float *Q, size_t rows, size_t cols)
+{
+	double e = 0;
+	for (size_t t = 0; t < n; t++)
+		for (size_t r = 0; r < rows; r++) {
+			double s = 0;
+			for (size_t c = 0; c < cols; c++)
+				s += (double)X[t * cols + c] * ((double)W[r * cols + c] - Q[r * cols + c]);
+			e += s * s;
+		}
+	return e;
+}
+
+static void test_gptq(void)
+{
+	enum { R = 24, C = 256, NT = 512 };
+	static float W[R * C], W2[R * C], X[NT * C], U[C * C], Qr[R * C], Qg[R * C];
+	static uint8_t a[R * C], b[R * C];
+	enum lm_dtype t = (enum lm_dtype)lm_dtype_q(3, 64);
+	struct lm_rng rng;
+	lm_rng_seed(&rng, 7);
+	for (size_t i = 0; i < R * C; i++)
+		W[i] = (float)lm_rng_normal(&rng) * 0.05f;
+	for (size_t i = 0; i < R * C; i += 7)
+		W[i] = 0.0f;
+	/* U = I: no error feedback, so GPTQ is RTN, byte for byte */
+	memset(U, 0, sizeof U);
+	for (size_t i = 0; i < C; i++)
+		U[i * C + i] = 1.0f;
+	memcpy(W2, W, sizeof W);
+	CHECK(lm_gptq(a, t, W2, R, C, U, NULL, 0, LM_GPTQ_BLOCK, NULL) == 0);
+	CHECK(lm_q_rtn(b, t, W, R, C, 0) == 0);
+	CHECK(memcmp(a, b, lm_dtype_row_bytes(t, C) * R) == 0);
+
+	/* correlated inputs: GPTQ's output error is below RTN's, and pruned zeros stay */
+	for (size_t k = 0; k < NT; k++) {
+		float common = (float)lm_rng_normal(&rng);
+		for (size_t c = 0; c < C; c++)
+			X[k * C + c] = (float)lm_rng_normal(&rng) + common * (float)(c % 5);
+	}
+	struct lm_hessian h;
+	CHECK(lm_hessian_init(&h, C) == 0);
+	lm_hessian_add(&h, X, NT, 1);
+	CHECK(lm_hessian_finish(&h) == 0);
+	CHECK(lm_hessian_inv_chol(h.H, C, 0.01, NULL, U) == 0);
+	memcpy(W2, W, sizeof W);
+	double loss = -1;
+	CHECK(lm_gptq(a, t, W2, R, C, U, NULL, 0, LM_GPTQ_BLOCK, &loss) == 0);
+	CHECK(loss > 0);
+	lm_q_dequant_rows(Qg, a, t, R, C);
+	lm_q_dequant_rows(Qr, b, t, R, C);
+	double eg = out_err(X, NT, W, Qg, R, C), er = out_err(X, NT, W, Qr, R, C);
+	CHECKF(eg < 0.8 * er, "gptq %g vs rtn %g", eg, er);
+	size_t lost = 0;
+	for (size_t i = 0; i < R * C; i++)
+		lost += W[i] == 0.0f && Qg[i] != 0.0f;
+	CHECK(lost == 0);
+	lm_hessian_free(&h);
+
+	/* a packed matrix is not quantized again */
+	struct lm_mat m = {t, R, C, NULL};
+	CHECK(lm_q_mat_rtn(&m, t, 0) < 0 && strstr(lm_errmsg(), "already quantized"));
+}
+
+int main(void)
+{
+	test_dtypes();
+	test_rtn();
+	test_packing();
+	test_matmul();
+	test_gptq();
+	return unit_done("test_quant");
+}
