@@ -1,6 +1,7 @@
 /* lm-quant: a filter that quantizes the linear weights: RTN or GPTQ, packed in the stream */
 #include "calib.h"
 #include "cli.h"
+#include "cptquant.h"
 #include "gptq.h"
 #include "hessian.h"
 #include "kernels.h"
@@ -19,12 +20,16 @@
 static const char usage_text[] =
 	"usage: lm-quant [-b BITS] [-g G] [--method rtn|gptq] [options] [STREAM]\n"
 	"Quantize the model read from STREAM or standard input; the stream goes to stdout.\n"
-	"  -b, --bits B          2, 3, 4 (default) or 8 bits per weight; 16 keeps them as f16\n"
+	"  -b, --bits B          2, 3, 4 (default) or 8 bits per weight; 16 keeps them as f16;\n"
+	"                        with --mixed, the levels to choose from (default 16,8,4)\n"
 	"  -g, --group G         inputs per scale and zero point: 32, 64, ..., 2048, or 0 (default)\n"
 	"                        for one per output channel (row)\n"
 	"      --sym             symmetric grid (zero point in the middle) instead of min-max\n"
 	"  -m, --method NAME     rtn (round to nearest, default) or gptq\n"
 	"  -c, --calib FILE      calibration text, or an lm-stream of token ids (gptq)\n"
+	"      --mixed NAME      one bit-width per decoder layer from its sensitivity on the\n"
+	"                        calibration windows: pmpq (pruning) or cmpq (correlation)\n"
+	"      --target-bits B   --mixed: meet an average of B bits per weight instead of k-means\n"
 	"      --nsamples N      calibration windows (default 128)\n"
 	"      --seqlen N        tokens per window (default: the model's max positions)\n"
 	"      --blocksize N     gptq: columns per block (default 128)\n"
@@ -43,6 +48,9 @@ static const char usage_text[] =
 #define MAXGLOB 64
 
 enum method { M_RTN, M_GPTQ };
+enum mixed { MX_NONE, MX_PMPQ, MX_CMPQ };
+static const char *const mixed_name[] = {"none", "pmpq", "cmpq"};
+#define MAXLEVELS 8
 
 struct opts {
 	int bits, group, sym, force, threads, verify, verbose, quiet;
@@ -52,6 +60,9 @@ struct opts {
 	double damp;
 	const char *incl[MAXGLOB], *excl[MAXGLOB];
 	int nincl, nexcl;
+	enum mixed mixed;
+	double target_bits;      /* 0: k-means */
+	int levels[MAXLEVELS], nlevels;
 };
 
 struct quantizer {
@@ -60,6 +71,10 @@ struct quantizer {
 	struct lm_model m;
 	unsigned char *sel;   /* [ms->norder] 1: quantize this tensor */
 	int dtype;            /* the packed type, or LM_F16 for 16 bits */
+	int bits;             /* the bits of the layer being quantized */
+	int all_loaded;       /* --mixed: the whole model is in memory already */
+	int *lbits;           /* --mixed: [L] bits per layer */
+	double *sens;         /* --mixed: [L] sensitivities */
 };
 
 static double now(void)
@@ -118,7 +133,7 @@ static void select_tensors(struct quantizer *p)
 static void load_part(struct quantizer *p, int part)
 {
 	const int L = (int)p->ms->h.cfg.num_layers;
-	if (lm_ms_load(p->ms, &p->m, part) < 0)
+	if (!p->all_loaded && lm_ms_load(p->ms, &p->m, part) < 0)
 		die_lm(lm_reader_name(p->ms->rd));
 	for (size_t i = 0; i < p->ms->norder; i++) {
 		const struct lm_opt_tensor *t = &p->ms->order[i];
@@ -137,12 +152,18 @@ static void note(struct quantizer *p, size_t i, double loss)
 {
 	const struct lm_opt_tensor *t = &p->ms->order[i];
 	const struct opts *o = p->o;
+	json_t *q;
 	p->ms->dtypes[i] = (enum lm_dtype)p->dtype;
-	if (o->bits == 16)
+	if (p->bits == 16 && !o->mixed)
 		return;  /* f16 is not a quantization anything needs to know about */
-	json_object_set_new(lm_ms_attrs(p->ms, t->kind, t->layer), "quant",
-	                    json_pack("{s:s, s:i, s:i, s:b}", "method", o->method == M_GPTQ ? "gptq" : "rtn",
-	                              "bits", o->bits, "group", o->group, "sym", o->sym));
+	q = json_pack("{s:s, s:i, s:i, s:b}", "method", o->method == M_GPTQ ? "gptq" : "rtn",
+	              "bits", p->bits, "group", o->group, "sym", o->sym);
+	if (o->mixed) {
+		/* a 16-bit layer of a mixed model is recorded too: the choice was the method's */
+		json_object_set_new(q, "mixed", json_string(mixed_name[o->mixed]));
+		json_object_set_new(q, "sensitivity", json_real(p->sens[t->layer]));
+	}
+	json_object_set_new(lm_ms_attrs(p->ms, t->kind, t->layer), "quant", q);
 	if (o->verbose) {
 		fprintf(stderr, "%s: %s: %s", argv0, t->name, lm_dtype_name((enum lm_dtype)p->dtype));
 		if (o->method == M_GPTQ)
@@ -160,7 +181,7 @@ static void rtn_part(struct quantizer *p, int part)
 			continue;
 		struct lm_mat *w = lm_model_mat(&p->m, t->kind, t->layer);
 		/* 16 bits: the write converts to f16 (ms->dtypes, set by note) */
-		if (p->o->bits != 16 && lm_q_mat_rtn(w, (enum lm_dtype)p->dtype, p->o->sym) < 0)
+		if (p->bits != 16 && lm_q_mat_rtn(w, (enum lm_dtype)p->dtype, p->o->sym) < 0)
 			die("%s: %s", t->name, lm_errmsg());
 		note(p, i, 0);
 	}
@@ -212,6 +233,62 @@ static void gptq_layer(struct quantizer *p, struct lm_calib *cal, int l)
 		die_lm("calibration");
 }
 
+/* --mixed: the whole model (as read, f16 for an imported one) is needed because each
+ * sensitivity re-runs it; then the bits of each layer, reported on stderr */
+static void plan_mixed(struct quantizer *p, const int32_t *ids)
+{
+	const struct opts *o = p->o;
+	const int L = (int)p->ms->h.cfg.num_layers;
+	int64_t *numel = xcalloc((size_t)L, sizeof *numel);
+	double nb = 0, nw = 0, bytes = 0;
+	int rc;
+
+	p->sens = xcalloc((size_t)L, sizeof *p->sens);
+	p->lbits = xcalloc((size_t)L, sizeof *p->lbits);
+	if (lm_ms_load_all(p->ms, &p->m) < 0)
+		die_lm(lm_reader_name(p->ms->rd));
+	p->all_loaded = 1;
+	rc = o->mixed == MX_PMPQ ? lm_cpt_pmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, p->sens)
+	                         : lm_cpt_cmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, p->sens);
+	if (rc < 0)
+		die_lm(mixed_name[o->mixed]);
+	for (size_t i = 0; i < p->ms->norder; i++)
+		if (p->sel[i] && p->ms->order[i].layer >= 0)
+			numel[p->ms->order[i].layer] += p->ms->order[i].shape[0] * p->ms->order[i].shape[1];
+	for (int l = 0; l < L; l++)
+		if (!numel[l])
+			numel[l] = 1;   /* a layer --exclude left out entirely: any level, it costs nothing */
+	rc = o->target_bits > 0
+		? lm_cpt_alloc_target(p->sens, numel, L, o->levels, o->nlevels, o->target_bits, p->lbits)
+		: lm_cpt_alloc_kmeans(p->sens, L, o->levels, o->nlevels, p->lbits);
+	if (rc < 0)
+		die("%s", lm_errmsg());
+	/* totals over the quantized matrices: nominal bits, and the stored size with each
+	 * group's 4-byte scale/zero header (what lm-info reports as bits per weight) */
+	for (size_t i = 0; i < p->ms->norder; i++) {
+		const struct lm_opt_tensor *t = &p->ms->order[i];
+		int b;
+		size_t n;
+		if (!p->sel[i] || t->layer < 0)
+			continue;
+		b = p->lbits[t->layer];
+		if (lm_dtype_nbytes(b == 16 ? LM_F16 : (enum lm_dtype)lm_dtype_q(b, o->group), 2, t->shape, &n) < 0)
+			die_lm(t->name);
+		nb += (double)b * (double)(t->shape[0] * t->shape[1]);
+		nw += (double)(t->shape[0] * t->shape[1]);
+		bytes += (double)n;
+	}
+	if (!o->quiet) {
+		for (int l = 0; l < L; l++)
+			fprintf(stderr, "%s: %s: layer %d: sensitivity %.6g, %d bits\n", argv0, mixed_name[o->mixed],
+			        l, p->sens[l], p->lbits[l]);
+		fprintf(stderr, "%s: %s: %.4g bits per weight nominal, %.4g stored (with scales and zero "
+		        "points), compression %.3gx vs f32, %.3gx vs f16\n", argv0, mixed_name[o->mixed],
+		        nb / nw, 8 * bytes / nw, 4 * nw / bytes, 2 * nw / bytes);
+	}
+	free(numel);
+}
+
 static void write_part(struct quantizer *p, int part, struct lm_writer *w)
 {
 	if (lm_ms_write_part(p->ms, &p->m, part, w) < 0)
@@ -222,7 +299,7 @@ static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *id
 {
 	const struct opts *o = p->o;
 	const int L = (int)p->ms->h.cfg.num_layers;
-	const int calibrated = o->method == M_GPTQ && o->bits != 16;
+	const int calibrated = o->method == M_GPTQ && (o->mixed || o->bits != 16);
 	struct lm_calib cal;
 	double t0 = now();
 
@@ -232,10 +309,18 @@ static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *id
 	write_part(p, LM_PART_HEAD, w);
 	for (int l = 0; l < L; l++) {
 		load_part(p, l);
-		if (calibrated)
+		if (o->mixed) {
+			p->bits = p->lbits[l];
+			p->dtype = p->bits == 16 ? LM_F16 : lm_dtype_q(p->bits, o->group);
+		}
+		if (calibrated && p->bits != 16) {
 			gptq_layer(p, &cal, l);
-		else
+		} else {
 			rtn_part(p, l);
+			/* a 16-bit layer of a mixed GPTQ run still moves the activations on */
+			if (calibrated && l + 1 < L && lm_calib_advance(&cal, &p->m.layers[l], l) < 0)
+				die_lm("calibration");
+		}
 		write_part(p, l, w);
 		lm_layer_free(&p->m.layers[l]);
 		progress(o, l + 1, L, t0);
@@ -248,10 +333,11 @@ static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *id
 
 int main(int argc, char **argv)
 {
-	enum { O_SYM = 256, O_NSAMPLES, O_SEQLEN, O_BLOCK, O_DAMP, O_INCL, O_EXCL, O_NOVERIFY };
+	enum { O_SYM = 256, O_MIXED, O_TARGET, O_NSAMPLES, O_SEQLEN, O_BLOCK, O_DAMP, O_INCL, O_EXCL, O_NOVERIFY };
 	static const struct option lopts[] = {
 		{"bits", required_argument, 0, 'b'}, {"group", required_argument, 0, 'g'},
-		{"sym", no_argument, 0, O_SYM}, {"method", required_argument, 0, 'm'},
+		{"sym", no_argument, 0, O_SYM}, {"mixed", required_argument, 0, O_MIXED},
+		{"target-bits", required_argument, 0, O_TARGET}, {"method", required_argument, 0, 'm'},
 		{"calib", required_argument, 0, 'c'}, {"nsamples", required_argument, 0, O_NSAMPLES},
 		{"seqlen", required_argument, 0, O_SEQLEN}, {"blocksize", required_argument, 0, O_BLOCK},
 		{"damp", required_argument, 0, O_DAMP}, {"include", required_argument, 0, O_INCL},
@@ -267,16 +353,22 @@ int main(int argc, char **argv)
 	struct lm_writer *w;
 	struct lm_out out;
 	int32_t *ids = NULL;
+	const char *bits_arg = NULL;
 	int c;
 
 	lm_prog_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "b:g:m:c:o:fj:vqhV", lopts, NULL)) != -1) {
 		switch (c) {
-		case 'b':
-			o.bits = (int)estrtoll(optarg, 1, 64, "--bits");
-			if (o.bits != 16 && lm_dtype_q(o.bits, 0) < 0)
-				edie(2, "--bits: %s is not supported (2, 3, 4, 8, or 16 for f16)", optarg);
+		case 'b': bits_arg = optarg; break;
+		case O_MIXED:
+			if (!strcmp(optarg, "pmpq"))
+				o.mixed = MX_PMPQ;
+			else if (!strcmp(optarg, "cmpq"))
+				o.mixed = MX_CMPQ;
+			else
+				edie(2, "--mixed: '%s' is not pmpq or cmpq (tdmpq is not implemented)", optarg);
 			break;
+		case O_TARGET: o.target_bits = estrtod(optarg, 1, 16, "--target-bits"); break;
 		case 'g':
 			o.group = (int)estrtoll(optarg, 0, 1 << 20, "--group");
 			if (lm_dtype_q(4, o.group) < 0)
@@ -318,10 +410,39 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		lm_usage(usage_text, 2);
-	if (o.method == M_RTN && o.calib)
+	if (o.mixed) {
+		/* a list of levels: each one 16 or a packed type at this group size */
+		char *buf = xstrdup(bits_arg ? bits_arg : "16,8,4"), *save = NULL;
+		for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			int b = (int)estrtoll(tok, 1, 64, "--bits");
+			if (b != 16 && lm_dtype_q(b, o.group) < 0)
+				edie(2, "--bits: %d is not supported (2, 3, 4, 8, or 16 for f16)", b);
+			if (o.nlevels == MAXLEVELS)
+				edie(2, "--bits: at most %d levels", MAXLEVELS);
+			for (int k = 0; k < o.nlevels; k++)
+				if (o.levels[k] == b)
+					edie(2, "--bits: %d given twice", b);
+			o.levels[o.nlevels++] = b;
+		}
+		free(buf);
+		if (!o.nlevels)
+			edie(2, "--bits: no level given");
+		if (!o.calib)
+			edie(2, "--mixed needs calibration data (-c FILE)");
+	} else {
+		if (bits_arg) {
+			o.bits = (int)estrtoll(bits_arg, 1, 64, "--bits");
+			if (o.bits != 16 && lm_dtype_q(o.bits, 0) < 0)
+				edie(2, "--bits: %s is not supported (2, 3, 4, 8, or 16 for f16)", bits_arg);
+		}
+		if (o.target_bits > 0)
+			edie(2, "--target-bits needs --mixed");
+	}
+	if (o.method == M_RTN && o.calib && !o.mixed)
 		edie(2, "-c: rtn uses no calibration data (see --method)");
 	if (o.method == M_GPTQ && !o.calib)
 		edie(2, "--method gptq needs calibration data (-c FILE)");
+	p.bits = o.bits;
 	p.dtype = o.bits == 16 ? LM_F16 : lm_dtype_q(o.bits, o.group);
 	lm_set_threads(o.threads);
 	lm_out_open(&out, o.out, o.force);
@@ -349,12 +470,16 @@ int main(int argc, char **argv)
 	w = lm_writer_open(out.fd, out.name);
 	if (lm_ms_write_start(&ms, w, argc, argv) < 0 || lm_model_init(&p.m, &ms.h.cfg) < 0)
 		die_lm(NULL);
+	if (o.mixed)
+		plan_mixed(&p, ids);
 	quantize(&p, w, ids);
 	if (lm_writer_close(w) < 0)
 		die_lm(NULL);
 	lm_out_commit(&out);
 	free(ids);
 	free(p.sel);
+	free(p.lbits);
+	free(p.sens);
 	lm_model_free(&p.m);
 	lm_ms_close(&ms);
 	lm_reader_close(rd);

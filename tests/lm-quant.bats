@@ -181,3 +181,44 @@ bad() { # expected-status message-part command...
 	lm-quant -b 4 -g 128 "$in" > "$BATS_TEST_TMPDIR/q.lms"
 	bad 1 "is already quantized (q4g128)" lm-quant -b 8 "$BATS_TEST_TMPDIR/q.lms"
 }
+
+@test "lm-quant --mixed pmpq and cmpq: a level from --bits per layer, lm-info agrees, lm-eval runs" {
+	local in="$BATS_FILE_TMPDIR/micro.lms" cal="-c $DATA/novels-eval/novels-calib.txt --nsamples 4 --seqlen 128"
+	for mx in pmpq cmpq; do
+		lm-quant --mixed $mx --bits 16,8,4 -g 128 $cal "$in" > "$BATS_TEST_TMPDIR/$mx.lms" 2> "$BATS_TEST_TMPDIR/$mx.err"
+		cat "$BATS_TEST_TMPDIR/$mx.err"
+		# one line per layer, each with a bit level from the list
+		[ "$(grep -cE "^lm-quant: $mx: layer [0-9]+: sensitivity [-0-9.e]+, (16|8|4) bits$" "$BATS_TEST_TMPDIR/$mx.err")" -eq 4 ]
+		# every linear weight of a layer carries that layer's bits; the stored bits per
+		# weight of the linear matrices is what the report says
+		lm-info --json "$BATS_TEST_TMPDIR/$mx.lms" > "$BATS_TEST_TMPDIR/$mx.json"
+		run python3 - "$BATS_TEST_TMPDIR/$mx.json" "$BATS_TEST_TMPDIR/$mx.err" "$mx" <<'PY'
+import json, re, sys
+info, err, mx = json.load(open(sys.argv[1])), open(sys.argv[2]).read(), sys.argv[3]
+want = {int(l): int(b) for l, b in re.findall(r"layer (\d+): sensitivity \S+, (\d+) bits", err)}
+lin = [t for t in info["tensors"] if re.search(r"layers\.\d+\..*(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$", t["name"])]
+assert len(lin) == 24
+for t in lin:
+    l = int(re.search(r"layers\.(\d+)\.", t["name"]).group(1))
+    q = t["attrs"]["quant"]
+    assert q["bits"] == want[l] and q["mixed"] == mx and "sensitivity" in q, t
+    assert t["dtype"] == ("f16" if want[l] == 16 else "q%dg128" % want[l]), t
+bpw = 8 * sum(t["bytes"] for t in lin) / sum(t["params"] for t in lin)
+rep = float(re.search(r"([0-9.]+) stored", err).group(1))
+assert abs(bpw - rep) < 0.01 * rep, (bpw, rep)
+PY
+		echo "$output"
+		[ "$status" -eq 0 ]
+		lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --windows 2 --seqlen 128 "$BATS_TEST_TMPDIR/$mx.lms"
+	done
+	# --target-bits: the average is met
+	lm-quant --mixed pmpq --bits 8,4 --target-bits 5 $cal "$in" 2>&1 > /dev/null | grep -q "^lm-quant: pmpq: 5 bits per weight nominal"
+}
+
+@test "lm-quant --mixed: bad input" {
+	local in="$BATS_FILE_TMPDIR/micro.lms" c="$DATA/novels-eval/novels-calib.txt"
+	bad 2 "--mixed needs calibration data (-c FILE)" lm-quant --mixed pmpq "$in"
+	bad 2 "--mixed: 'tdmpq' is not pmpq or cmpq" lm-quant --mixed tdmpq -c "$c" "$in"
+	bad 2 "--bits: 5 is not supported" lm-quant --mixed pmpq --bits 16,5,4 -c "$c" "$in"
+	bad 2 "--target-bits needs --mixed" lm-quant --target-bits 6 "$in"
+}

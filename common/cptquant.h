@@ -1,0 +1,54 @@
+/* cptquant.h: CPTQuant mixed precision (docs/methods.md §5): one bit-width per decoder
+ * layer, chosen from a layer sensitivity.
+ *
+ *   PMPQ  sensitivity_t = ppl(layer t's six linears each 30 % magnitude-pruned) - ppl(model),
+ *         perplexity over the calibration windows (positive: more sensitive)
+ *   CMPQ  sensitivity_t = 1 - mean over u != t of the first canonical correlation between
+ *         the mean-pooled hidden states after layer t and after layer u (one sample per
+ *         calibration window)
+ *   allocation: 1-D k-means (k = number of bit levels, sorted-quantile init), clusters
+ *         ordered by centre, the most sensitive cluster getting the most bits; or, with a
+ *         target average, the exact minimum of sum_t max(s_t, 0) * n_t * 4^-b_t subject to
+ *         sum_t n_t b_t <= B sum_t n_t (dynamic programming over the layers).
+ *
+ * TDMPQ needs a whole-model backward (or a loss per noisy layer); it is not implemented. */
+#ifndef LM_CPTQUANT_H
+#define LM_CPTQUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* 1-D k-means of x[n] into k clusters (k <= n): rank[i] in 0..k-1 is the order of x[i]'s
+ * cluster by centre (0: smallest values). Deterministic: centres start at the quantiles
+ * (j + 0.5) / k of the sorted values; Lloyd iterations until nothing moves. -1 + error */
+int lm_kmeans_1d(const double *x, int n, int k, int *rank);
+
+/* bits[t] for n layers from sensitivities s[n] and levels[nl] (any order): k-means with
+ * k = min(nl, n), the cluster of rank r getting the r-th smallest level of the top k */
+int lm_cpt_alloc_kmeans(const double *s, int n, const int *levels, int nl, int *bits);
+
+/* bits[t] minimizing sum max(s_t,0) * numel_t * 4^-bits_t under an average of at most
+ * target bits per weight (numel-weighted, nominal bits: scale/zero overhead not counted).
+ * -1 + error when even the smallest level exceeds target or the table gets too large */
+int lm_cpt_alloc_target(const double *s, const int64_t *numel, int n, const int *levels, int nl,
+                        double target, int *bits);
+
+/* First canonical correlation of X [n,p] and Y [n,q] (row-major, one sample per row):
+ * each is centred and reduced to its top k principal directions (left singular vectors
+ * of the centred data, LAPACK dgesvd), k = min(p, q, max(1, (n - 1) / 4)), so that a
+ * handful of samples in a wide space does not give a spurious correlation of 1 (the
+ * SVCCA recipe); the result is the largest singular value of Ux^T Uy, in [0, 1].
+ * -1 + error (n < 2, LAPACK failure) */
+int lm_cca_first(const double *X, const double *Y, size_t n, size_t p, size_t q, double *rho);
+
+/* the mean over windows of the per-token NLL of m on W windows of T tokens from ids
+ * (window w: ids[w*T ..)), as exp = perplexity */
+int lm_cpt_ppl(const struct lm_model *m, const int32_t *ids, size_t W, size_t T, double *ppl);
+
+/* sensitivities s[L] of a whole loaded model on W windows of T tokens */
+int lm_cpt_pmpq(struct lm_model *m, const int32_t *ids, size_t W, size_t T, double *s);
+int lm_cpt_cmpq(const struct lm_model *m, const int32_t *ids, size_t W, size_t T, double *s);
+
+#endif
