@@ -86,7 +86,7 @@ check-asan:
 	$(MAKE) B=build-asan BIN=bin-asan SANITIZE=1 all unit fuzz-replay
 	# leak checks stay on in the unit tests; a one-shot program exiting on an error
 	# need not free what the OS reclaims
-	ASAN_OPTIONS=detect_leaks=0 PATH="$(CURDIR)/bin-asan:$$PATH" LM_BIN="$(CURDIR)/bin-asan" bats --tap tests/
+	LM_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0 PATH="$(CURDIR)/bin-asan:$$PATH" LM_BIN="$(CURDIR)/bin-asan" bats --tap tests/
 
 demo: all
 	@sh examples/demo.sh

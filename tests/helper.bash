@@ -30,3 +30,10 @@ import json, sys
 for t in json.load(sys.stdin)["tensors"]:
     print(t["name"], t["dtype"], t["shape"], t["crc32"])'
 }
+
+# Full reference-number runs (all 138 windows of novels-test.txt) are skipped in the
+# sanitizer pass (LM_SANITIZE=1, `make check-asan`): they take minutes under ASan, and the
+# short tests drive the same code paths there.
+reference_run() {
+	[ -z "${LM_SANITIZE:-}" ] || skip "reference-number run: checked in the unsanitized pass"
+}

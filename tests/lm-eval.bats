@@ -28,6 +28,7 @@ json_field() { "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)[sys.arg
 }
 
 @test "lm-eval --ppl: opt-micro on novels-test at seqlen 512 within 0.05% of transformers" {
+	reference_run
 	run -0 --separate-stderr lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --json \
 		"$BATS_FILE_TMPDIR/micro.lms"
 	echo "$output" > "$BATS_FILE_TMPDIR/ppl.json"

@@ -108,6 +108,7 @@ check() { run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$@"; }
 # prune with METHOD at 0.5 in the reference setting, check the stream, then the perplexity
 # on novels-test.txt (all 138 windows of 512) within TOL of reference.json
 reference() { # method tol
+	reference_run
 	local m=$1 tol=$2 cal=""
 	[ "$m" = magnitude ] || cal=$(cat "$BATS_FILE_TMPDIR/cal")
 	# shellcheck disable=SC2086

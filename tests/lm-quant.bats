@@ -90,6 +90,7 @@ ppl() { # stream -> perplexity on all 138 windows of novels-test.txt
 }
 
 @test "lm-quant: RTN 4-bit g128 within 0.5% of the reference; GPTQ 4-bit g128 lower" {
+	reference_run
 	lm-quant -q -b 4 -g 128 "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/r.lms"
 	run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$BATS_FILE_TMPDIR/micro.lms" "$BATS_TEST_TMPDIR/r.lms" 4 128
 	# shellcheck disable=SC2046
