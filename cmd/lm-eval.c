@@ -210,8 +210,7 @@ static void generate(struct lm_model_stream *ms, const struct opts *o)
 		die_lm("--generate");
 	prompt = xmalloc((nb + 1) * sizeof *prompt);
 	prompt[0] = ms->h.cfg.bos;
-	if (nb)
-		memcpy(prompt + 1, body, nb * sizeof *prompt);
+	memcpy(prompt + 1, body, nb * sizeof *prompt);
 	if ((long long)(nb + 1) + o->ntok > ms->h.cfg.max_positions)
 		edie(2, "--generate: %zu prompt tokens + %lld new exceed the model's %lld positions", nb + 1,
 		     o->ntok, (long long)ms->h.cfg.max_positions);

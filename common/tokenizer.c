@@ -722,9 +722,14 @@ int lm_tokenize(const struct lm_tokenizer *t, const char *text, size_t len, int3
 			i++;
 		}
 	}
-	*ids = e.out;
+	/* never NULL on success, even for empty text: callers may memcpy from it */
+	*ids = e.out ? e.out : malloc(sizeof **ids);
 	*n = e.n;
 	e.out = NULL;
+	if (!*ids) {
+		lm_seterr("out of memory");
+		goto out;
+	}
 	rc = 0;
 out:
 	pcre2_match_data_free(md);

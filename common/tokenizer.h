@@ -20,7 +20,8 @@ struct lm_tokenizer;
 /* vocab.json and merges.txt contents (not NUL-terminated necessarily); NULL + lm_seterr on bad input */
 struct lm_tokenizer *lm_tokenizer_load(const char *vocab_json, size_t vocab_len, const char *merges, size_t merges_len);
 void lm_tokenizer_free(struct lm_tokenizer *t);
-/* encode UTF-8 (or arbitrary bytes) text without BOS; *ids malloc'd (caller frees); 0 or -1 + error */
+/* encode UTF-8 (or arbitrary bytes) text without BOS; *ids malloc'd, never NULL on success
+ * (caller frees); 0 or -1 + error */
 int lm_tokenize(const struct lm_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n);
 /* decode ids to bytes, malloc'd, NUL-terminated, *len set; unknown id -> -1 + error */
 char *lm_detokenize(const struct lm_tokenizer *t, const int32_t *ids, size_t n, size_t *len);
