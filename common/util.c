@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <unistd.h>
 
 const char *argv0 = "lm";
@@ -52,6 +53,13 @@ const char *lm_errmsg(void) { return errbuf[0] ? errbuf : "unknown error"; }
 void lm_prog_init(int argc, char **argv)
 {
 	lm_argc = argc, lm_argv = argv;
+#ifdef M_MMAP_THRESHOLD
+	/* glibc raises its mmap threshold each time a large block is freed, after which
+	 * tensor payloads come from the heap and a one-tensor-at-a-time program's heap can
+	 * grow layer after layer (seen: 1.6 GB for lm-info on OPT-1.3b). A fixed threshold
+	 * keeps every payload in its own mapping, returned to the OS when freed. */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
 	/* getopt's own message would make a second line: lm_usage says it in one */
 	opterr = 0;
 	if (argv && argv[0]) {
