@@ -1,0 +1,634 @@
+#define _GNU_SOURCE /* memmem */
+/* lm-retrain: retrain a (pruned) model: PERP's parameter-efficient subsets, LoRA variants
+ * that keep sparsity, full masked retraining, or layer-wise reconstruction against a dense
+ * teacher. The model is read whole, trained, and written only when training succeeded. */
+#include "cli.h"
+#include "backward.h"
+#include "forward.h"
+#include "kernels.h"
+#include "modelio.h"
+#include "modelstream.h"
+#include "rng.h"
+#include "tokenizer.h"
+#include "train.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+	"usage: lm-retrain (--perp | --full | --train GLOB | --lora R | --mask-lora R | --scale-lora R)...\n"
+	"                  (-d FILE | --reconstruct --teacher STREAM -c FILE) [options] [STREAM]\n"
+	"Retrain the model read from STREAM or standard input; the retrained model goes to stdout.\n"
+	"What trains (any combination):\n"
+	"      --perp            every bias and LayerNorm weight/bias (PERP's subset)\n"
+	"      --full            every tensor of the decoder layers and the final LayerNorm\n"
+	"      --train GLOB      the tensors whose names match GLOB (fnmatch; repeatable)\n"
+	"      --lora R          LoRA of rank R on q/k/v/out_proj/fc1/fc2 of every layer\n"
+	"      --mask-lora R     MaskLoRA: W + alpha/R (BA * 1[W != 0])\n"
+	"      --scale-lora R    ScaleLoRA: W * BA (elementwise)\n"
+	"      --lora-alpha A    LoRA scale alpha/R (default 2R)\n"
+	"      --lora-head       also standard LoRA of rank R on the LM head\n"
+	"Pruned zeros (exact zeros of a trained or adapted matrix) stay zero in every mode.\n"
+	"Data:\n"
+	"  -d, --data FILE       training text (or an lm-stream of token ids): random windows\n"
+	"  -s, --seqlen N        tokens per window (default 512, or the model's positions if fewer)\n"
+	"  -b, --batch N         windows per step (default 8)\n"
+	"  -n, --steps N         optimizer steps (default 200; per layer with --reconstruct)\n"
+	"      --eval FILE       validation text or ids: loss on its first windows\n"
+	"      --eval-every N    validation every N steps (default: at the start and the end)\n"
+	"      --eval-windows K  validation windows (default 8)\n"
+	"Optimizer (AdamW):\n"
+	"  -l, --lr X            peak learning rate (default 1e-3; 1e-4 with --full)\n"
+	"      --warmup X        warmup fraction of the steps (default 0.1)\n"
+	"      --schedule S      decay after warmup: linear (default) or cosine, to 0\n"
+	"      --beta1 X         (default 0.9)\n"
+	"      --beta2 X         (default 0.999)\n"
+	"      --eps X           (default 1e-8)\n"
+	"      --weight-decay X  on matrices and LoRA factors (default 0)\n"
+	"      --clip X          clip the global gradient norm to X (default 1.0; 0: off)\n"
+	"      --dropout P       dropout probability (default: the stream's config)\n"
+	"      --seed N          windows, LoRA initialisation and dropout (default 0)\n"
+	"Layer-wise reconstruction:\n"
+	"      --reconstruct     train each layer to match the teacher layer's output (MSE)\n"
+	"      --teacher STREAM  the dense model (read layer by layer along with training)\n"
+	"  -c, --calib FILE      calibration text or ids: the first windows of it\n"
+	"      --nsamples K      calibration windows (default 128)\n"
+	"Output and the rest:\n"
+	"  -o, --output FILE     write to FILE (atomically) instead of standard output\n"
+	"  -f, --force           write to standard output even if it is a terminal\n"
+	"      --log FILE        one line per step (step, loss, lr, gradient norm, tokens/s)\n"
+	"  -j, --threads N       threads (default: all cores)\n"
+	"      --no-verify       skip CRC-32 checks of the input stream\n"
+	"  -v, --verbose         summary and validation lines on stderr even when it is no terminal\n"
+	"  -q, --quiet           nothing on stderr but errors (progress shows only on a terminal)\n"
+	"  -h, --help            show this help\n"
+	"  -V, --version         show the version\n";
+
+struct opts {
+	struct lm_train_opts to;
+	const char *data, *eval, *teacher, *calib, *input, *output, *log;
+	const char **globs;
+	size_t nglobs;
+	long long seqlen, batch, steps, eval_every, eval_windows, nsamples, seed;
+	double lr, warmup, clip, dropout;
+	struct lm_adamw adam;
+	int cosine, reconstruct, threads, verify, quiet, verbose, force, alpha_set, dropout_set;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- token ids from a text or an ids stream ---- */
+
+static struct lm_tokenizer *stream_tokenizer(const struct lm_model_stream *ms, const char *why)
+{
+	const struct lm_blob *v = lm_ms_blob(ms, "tokenizer/vocab.json");
+	const struct lm_blob *m = lm_ms_blob(ms, "tokenizer/merges.txt");
+	struct lm_tokenizer *t;
+	if (!v || !m)
+		die("%s: the stream carries no tokenizer (vocab.json and merges.txt blobs), needed for %s",
+		    lm_reader_name(ms->rd), why);
+	if (!(t = lm_tokenizer_load(v->data, v->nbytes, m->data, m->nbytes)))
+		die_lm("tokenizer");
+	return t;
+}
+
+/* FILE as ids: an lm-stream holding an integer tensor "ids", or text (one BOS in front),
+ * as lm-eval reads it */
+static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, size_t *n)
+{
+	size_t len;
+	char *text = lm_read_file(path, (size_t)1 << 32, &len);
+	int32_t *ids = NULL;
+	if (!text)
+		die_lm(path);
+	if (len > 12 && ((unsigned char)text[0] & 0xf0) == 0x80 &&
+	    memmem(text, len < 64 ? len : 64, "lm-stream", 9)) {
+		free(text);
+		struct lm_reader *rd = lm_in_open(path);
+		struct lm_header h;
+		struct lm_record r = {0};
+		if (lm_read_header(rd, &h) < 0)
+			die_lm(path);
+		for (;;) {
+			if (lm_read_record(rd, &r) < 0)
+				die_lm(path);
+			if (r.kind == LM_REC_END)
+				break;
+			if (r.kind != LM_REC_TENSOR || strcmp(r.name, "ids") || ids)
+				continue;
+			size_t k = lm_record_numel(&r);
+			if (r.dtype != LM_I32 && r.dtype != LM_I64)
+				die("%s: tensor 'ids' is %s, not i32 or i64", path, lm_dtype_name(r.dtype));
+			ids = xmalloc((k ? k : 1) * sizeof *ids);
+			for (size_t i = 0; i < k; i++) {
+				int64_t v = r.dtype == LM_I32 ? ((int32_t *)r.data)[i] : ((int64_t *)r.data)[i];
+				if (v < 0 || v >= ms->h.cfg.vocab_size)
+					die("%s: token id %lld at %zu outside the vocabulary", path, (long long)v, i);
+				ids[i] = (int32_t)v;
+			}
+			*n = k;
+		}
+		lm_record_clear(&r);
+		lm_header_free(&h);
+		lm_reader_close(rd);
+		if (!ids)
+			die("%s: the stream has no tensor 'ids'", path);
+		return ids;
+	}
+	struct lm_tokenizer *tk = stream_tokenizer(ms, "text input");
+	int32_t *body;
+	size_t nb;
+	if (lm_tokenize(tk, text, len, &body, &nb) < 0)
+		die_lm(path);
+	ids = xmalloc((nb + 1) * sizeof *ids);
+	ids[0] = ms->h.cfg.bos;
+	memcpy(ids + 1, body, nb * sizeof *ids);
+	*n = nb + 1;
+	free(body);
+	free(text);
+	lm_tokenizer_free(tk);
+	return ids;
+}
+
+/* ---- progress ---- */
+
+struct progress {
+	const struct opts *o;
+	FILE *log;
+	double t0;
+	int tty;
+	long total;
+};
+
+static void fmt_time(char *buf, size_t n, double s)
+{
+	if (s >= 3600)
+		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+	else if (s >= 60)
+		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+	else
+		snprintf(buf, n, "%.0fs", s);
+}
+
+static void progress(struct progress *p, const char *what, long step, double loss, double lr,
+                     double gnorm, double tokens)
+{
+	double el = now() - p->t0, tps = el > 0 ? tokens / el : 0;
+	if (p->log)
+		fprintf(p->log, "%s%sstep %ld loss %.6f lr %.4e grad_norm %.4f tokens_per_s %.1f\n",
+		        what ? what : "", what ? " " : "", step, loss, lr, gnorm, tps);
+	if (!p->tty)
+		return;
+	char eta[32];
+	fmt_time(eta, sizeof eta, step > 0 ? el / (double)step * (double)(p->total - step) : 0);
+	fprintf(stderr, "\r%s: %s%sstep %ld/%ld loss %.4f lr %.2e %.0f tok/s ETA %s   ", argv0,
+	        what ? what : "", what ? " " : "", step, p->total, loss, lr, tps, eta);
+	if (step == p->total)
+		fputc('\n', stderr);
+}
+
+/* a line that must not be glued to a progress line */
+static void note(struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct progress *p, const char *fmt, ...)
+{
+	va_list ap;
+	char buf[512];
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	if (p->log && p->log != stderr)
+		fprintf(p->log, "%s\n", buf);
+	if (p->tty || p->o->verbose || p->log == stderr)
+		fprintf(stderr, "%s%s: %s\n", p->tty ? "\r\033[K" : "", argv0, buf);
+}
+
+/* ---- what the output records ---- */
+
+static void mark_attrs(struct lm_model_stream *ms, const struct lm_train *tr,
+                       const struct opts *o, int layer_only)
+{
+	for (size_t i = 0; i < ms->norder; i++) {
+		const struct lm_opt_tensor *t = &ms->order[i];
+		if (layer_only >= 0 && t->layer != layer_only)
+			continue;
+		if (!lm_train_changes(tr, t->kind, t->layer))
+			continue;
+		json_t *a = lm_ms_attrs(ms, t->kind, t->layer);
+		json_t *r = json_pack("{s:s, s:I, s:f, s:I, s:I, s:I}", "method",
+		                      o->reconstruct ? "reconstruct" : "end-to-end", "steps",
+		                      (json_int_t)o->steps, "lr", o->lr, "batch", (json_int_t)o->batch,
+		                      "seqlen", (json_int_t)o->seqlen, "seed", (json_int_t)o->seed);
+		int adapted = 0;
+		for (size_t k = 0; k < tr->npar; k++)
+			if (tr->par[k].lora && tr->par[k].kind == t->kind && tr->par[k].layer == t->layer)
+				adapted = 1;
+		if (adapted) {
+			int head = !lm_opt_is_linear(t->kind);
+			json_object_set_new(r, "adapter", json_string(lm_lora_name(head ? LM_LORA_STD : o->to.lora)));
+			json_object_set_new(r, "rank", json_integer(o->to.rank));
+			if (head || o->to.lora != LM_LORA_SCALE)
+				json_object_set_new(r, "alpha", json_real(o->to.alpha));
+		}
+		json_object_set_new(a, "retrain", r);
+	}
+}
+
+static void write_model(struct lm_model_stream *ms, struct lm_model *m, struct lm_out *out,
+                        int argc, char **argv)
+{
+	struct lm_writer *w = lm_writer_open(out->fd, out->name);
+	if (lm_ms_write_start(ms, w, argc, argv) < 0)
+		die_lm(out->name);
+	for (int p = LM_PART_HEAD; p <= ms->h.cfg.num_layers; p++)
+		if (lm_ms_write_part(ms, m, p, w) < 0)
+			die_lm(out->name);
+	if (lm_writer_close(w) < 0)
+		die_lm(out->name);
+	lm_out_commit(out);
+}
+
+/* ---- one optimizer step's bookkeeping, shared by both modes ---- */
+
+/* clip, check, update; dies on a non-finite loss or gradient */
+static double update(struct lm_train *tr, const struct opts *o, double loss, double lr, long step,
+                     double last_ok, long last_ok_step, const char *what)
+{
+	double gn = lm_train_grad_norm(tr);
+	if (!isfinite(loss) || !isfinite(gn)) {
+		if (last_ok_step < 0)
+			die("%s%sstep %ld: the %s is not finite from the start; nothing written", what ? what : "",
+			    what ? ": " : "", step + 1, isfinite(loss) ? "gradient" : "loss");
+		die("%s%sstep %ld: the %s is not finite (last finite loss %.6f at step %ld); nothing "
+		    "written", what ? what : "", what ? ": " : "", step + 1,
+		    isfinite(loss) ? "gradient" : "loss", last_ok, last_ok_step + 1);
+	}
+	if (o->clip > 0 && gn > o->clip)
+		lm_train_scale_grad(tr, (float)(o->clip / (gn + 1e-6)));
+	lm_train_adamw(tr, &o->adam, lr);
+	return gn;
+}
+
+/* ---- end-to-end ---- */
+
+static double eval_loss(struct lm_train *tr, const int32_t *ids, size_t W, size_t B, size_t T)
+{
+	double sum = 0, s;
+	size_t cnt = 0, c;
+	for (size_t w0 = 0; w0 < W; w0 += B) {
+		size_t nb = W - w0 < B ? W - w0 : B;
+		if (lm_train_eval(tr, ids + w0 * T, nb, T, &s, &c) < 0)
+			die_lm("validation");
+		sum += s, cnt += c;
+	}
+	return sum / (double)cnt;
+}
+
+static void end_to_end(struct lm_model_stream *ms, struct lm_model *m, struct opts *o,
+                       struct progress *pg)
+{
+	size_t T = (size_t)o->seqlen, B = (size_t)o->batch, n = 0, ne = 0, We = 0;
+	int32_t *ids = load_ids(o->data, ms, &n), *eids = NULL, *batch;
+	struct lm_train tr;
+	struct lm_rng rng;
+	double last = NAN, tokens = 0;
+	long last_step = -1;
+
+	if (n < T)
+		die("%s: %zu tokens, fewer than one window of %zu", o->data, n, T);
+	if (o->eval) {
+		eids = load_ids(o->eval, ms, &ne);
+		We = ne / T;
+		if (We == 0)
+			die("%s: %zu tokens, fewer than one window of %zu", o->eval, ne, T);
+		if ((size_t)o->eval_windows < We)
+			We = (size_t)o->eval_windows;
+	}
+	if (lm_train_init(&tr, m, &o->to, B, T) < 0)
+		die_lm(lm_reader_name(ms->rd));
+	note(pg, "training %zu values in %zu tensors (%.0f MiB of gradients, moments and activations); "
+	     "%zu windows of %zu tokens per step, %lld steps", lm_train_count(&tr), tr.npar,
+	     (double)lm_train_bytes(&tr) / 1048576.0, B, T, o->steps);
+	lm_rng_seed(&rng, (uint64_t)o->seed);
+	batch = xmalloc(B * T * sizeof *batch);
+	long warm = (long)ceil(o->warmup * (double)o->steps);
+	if (eids)
+		note(pg, "step 0: validation loss %.6f", eval_loss(&tr, eids, We, B, T));
+	/* from here on: -v lines, the log, and a terminal's progress line */
+	pg->t0 = now(), pg->total = o->steps;
+	for (long s = 0; s < o->steps; s++) {
+		double loss, lr = lm_lr_at(s, o->steps, warm, o->lr, o->cosine);
+		for (size_t b = 0; b < B; b++) {
+			size_t at = (size_t)lm_rng_below(&rng, n - T + 1);
+			memcpy(batch + b * T, ids + at, T * sizeof *batch);
+		}
+		lm_train_zero_grad(&tr);
+		if (lm_train_step(&tr, batch, B, T, &loss) < 0)
+			die_lm("training");
+		double gn = update(&tr, o, loss, lr, s, last, last_step, NULL);
+		last = loss, last_step = s;
+		tokens += (double)(B * T);
+		progress(pg, NULL, s + 1, loss, lr, gn, tokens);
+		if (eids && o->eval_every && (s + 1) % o->eval_every == 0 && s + 1 < o->steps)
+			note(pg, "step %ld: validation loss %.6f", s + 1, eval_loss(&tr, eids, We, B, T));
+	}
+	/* the last validation is the trained model's before the adapters are merged: what
+	 * lm-eval says of the output must agree (the merge is exact up to rounding) */
+	if (eids)
+		note(pg, "step %lld: validation loss %.6f", o->steps, eval_loss(&tr, eids, We, B, T));
+	if (lm_train_merge(&tr) < 0)
+		die("training: %s; nothing written", lm_errmsg());
+	mark_attrs(ms, &tr, o, -1);
+	lm_train_commit(&tr);
+	lm_train_free(&tr);
+	free(batch), free(ids), free(eids);
+}
+
+/* ---- layer-wise reconstruction ---- */
+
+static int same_shape(const struct lm_opt_config *a, const struct lm_opt_config *b)
+{
+	return a->vocab_size == b->vocab_size && a->hidden_size == b->hidden_size &&
+	       a->num_layers == b->num_layers && a->num_heads == b->num_heads &&
+	       a->ffn_dim == b->ffn_dim && a->word_embed_proj_dim == b->word_embed_proj_dim &&
+	       a->pre_ln == b->pre_ln && a->max_positions == b->max_positions;
+}
+
+static void reconstruct(struct lm_model_stream *ms, struct lm_model *m, struct opts *o,
+                        struct progress *pg)
+{
+	const struct lm_opt_config *c = &m->cfg;
+	size_t T = (size_t)o->seqlen, B = (size_t)o->batch, C = (size_t)c->hidden_size, n = 0;
+	int32_t *ids = load_ids(o->calib, ms, &n);
+	struct lm_model_stream tms;
+	struct lm_model tm;
+	struct lm_fwd fw;
+	struct lm_reader *trd;
+	size_t K = n / T, xn;
+	float *X, *Y, *xb, *yb;
+	double tokens = 0;
+
+	if (K == 0)
+		die("%s: %zu tokens, fewer than one window of %zu", o->calib, n, T);
+	if ((size_t)o->nsamples < K)
+		K = (size_t)o->nsamples;
+	if (B > K)
+		B = K;
+	trd = lm_in_open(o->teacher);
+	lm_reader_set_verify(trd, o->verify);
+	if (lm_ms_open(&tms, trd) < 0)
+		die_lm(o->teacher);
+	if (!same_shape(&tms.h.cfg, c))
+		die("%s: the teacher's shape differs from the model's", o->teacher);
+	if (lm_model_init(&tm, &tms.h.cfg) < 0 || lm_ms_load(&tms, &tm, LM_PART_HEAD) < 0)
+		die_lm(o->teacher);
+	if (lm_fwd_init(&fw, c, B, T) < 0 || lm_mul(K * T, C, &xn) < 0 ||
+	    !(X = lm_alloc(xn * sizeof *X)) || !(Y = lm_alloc(xn * sizeof *Y)) ||
+	    !(xb = lm_alloc(B * T * C * sizeof *xb)) || !(yb = lm_alloc(B * T * C * sizeof *yb)))
+		die_lm("calibration activations");
+	/* the inputs of layer 0: the student's embeddings (pruning leaves them alone) */
+	for (size_t w0 = 0; w0 < K; w0 += B) {
+		size_t nb = K - w0 < B ? K - w0 : B;
+		if (lm_forward_embed(&fw, m, ids + w0 * T, nb, T) < 0)
+			die_lm("forward");
+		memcpy(X + w0 * T * C, fw.x, nb * T * C * sizeof *X);
+	}
+	note(pg, "reconstruction: %zu calibration windows of %zu tokens, %lld steps per layer", K, T,
+	     o->steps);
+	long warm = (long)ceil(o->warmup * (double)o->steps);
+	pg->t0 = now(), pg->total = o->steps;
+	for (int l = 0; l < c->num_layers; l++) {
+		struct lm_train tr;
+		struct lm_train_opts lo = o->to;
+		char what[32];
+		double last = NAN, mse0 = NAN, mse = NAN;
+		long last_step = -1;
+		snprintf(what, sizeof what, "layer %d", l);
+		/* targets: the dense teacher layer on the inputs from the reconstructed layers */
+		if (lm_ms_load(&tms, &tm, l) < 0)
+			die_lm(o->teacher);
+		memcpy(Y, X, xn * sizeof *Y);
+		for (size_t w0 = 0; w0 < K; w0 += B) {
+			size_t nb = K - w0 < B ? K - w0 : B;
+			if (lm_forward_layer(&fw, &tm.layers[l], l, Y + w0 * T * C, nb, T) < 0)
+				die_lm("teacher forward");
+		}
+		lm_layer_free(&tm.layers[l]);
+		lo.layer = l;
+		if (lm_train_init(&tr, m, &lo, B, T) < 0)
+			die_lm(lm_reader_name(ms->rd));
+		pg->t0 = now(), tokens = 0;
+		for (long s = 0; s < o->steps; s++) {
+			double lr = lm_lr_at(s, o->steps, warm, o->lr, o->cosine);
+			/* the calibration windows in order, round and round (no shuffling, as PERP) */
+			for (size_t b = 0; b < B; b++) {
+				size_t w = ((size_t)s * B + b) % K;
+				memcpy(xb + b * T * C, X + w * T * C, T * C * sizeof *xb);
+				memcpy(yb + b * T * C, Y + w * T * C, T * C * sizeof *yb);
+			}
+			lm_train_zero_grad(&tr);
+			if (lm_train_layer_step(&tr, xb, yb, B, T, &mse) < 0)
+				die_lm("training");
+			if (s == 0)
+				mse0 = mse;
+			double gn = update(&tr, o, mse, lr, s, last, last_step, what);
+			last = mse, last_step = s;
+			tokens += (double)(B * T);
+			progress(pg, what, s + 1, mse, lr, gn, tokens);
+		}
+		if (lm_train_merge(&tr) < 0)
+			die("%s: %s; nothing written", what, lm_errmsg());
+		mark_attrs(ms, &tr, o, l);
+		lm_train_commit(&tr);
+		lm_train_free(&tr);
+		/* the next layer's inputs come from this reconstructed layer */
+		for (size_t w0 = 0; w0 < K; w0 += B) {
+			size_t nb = K - w0 < B ? K - w0 : B;
+			if (lm_forward_layer(&fw, &m->layers[l], l, X + w0 * T * C, nb, T) < 0)
+				die_lm("forward");
+		}
+		double after = lm_mse_backward(NULL, X, Y, xn);
+		note(pg, "layer %d: MSE to the teacher %.6g (first step %.6g, last step %.6g)", l, after,
+		     mse0, mse);
+	}
+	if (lm_ms_load(&tms, &tm, (int)c->num_layers) < 0)
+		die_lm(o->teacher);
+	lm_model_free(&tm);
+	lm_ms_close(&tms);
+	lm_reader_close(trd);
+	lm_fwd_free(&fw);
+	lm_free(X), lm_free(Y), lm_free(xb), lm_free(yb);
+	free(ids);
+}
+
+/* ---- options ---- */
+
+static int rank_arg(const char *s, const char *what)
+{
+	return (int)estrtoll(s, 1, 1 << 20, what);
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		O_PERP = 256, O_FULL, O_TRAIN, O_LORA, O_MLORA, O_SLORA, O_ALPHA, O_HEAD, O_EVAL,
+		O_EVERY, O_EWIN, O_WARM, O_SCHED, O_B1, O_B2, O_EPS, O_WD, O_CLIP, O_DROP, O_SEED,
+		O_RECON, O_TEACHER, O_NSAMP, O_LOG, O_NOVERIFY,
+	};
+	static const struct option lopts[] = {
+		{"perp", no_argument, 0, O_PERP}, {"full", no_argument, 0, O_FULL},
+		{"train", required_argument, 0, O_TRAIN}, {"lora", required_argument, 0, O_LORA},
+		{"mask-lora", required_argument, 0, O_MLORA}, {"scale-lora", required_argument, 0, O_SLORA},
+		{"lora-alpha", required_argument, 0, O_ALPHA}, {"lora-head", no_argument, 0, O_HEAD},
+		{"data", required_argument, 0, 'd'}, {"seqlen", required_argument, 0, 's'},
+		{"batch", required_argument, 0, 'b'}, {"steps", required_argument, 0, 'n'},
+		{"eval", required_argument, 0, O_EVAL}, {"eval-every", required_argument, 0, O_EVERY},
+		{"eval-windows", required_argument, 0, O_EWIN}, {"lr", required_argument, 0, 'l'},
+		{"warmup", required_argument, 0, O_WARM}, {"schedule", required_argument, 0, O_SCHED},
+		{"beta1", required_argument, 0, O_B1}, {"beta2", required_argument, 0, O_B2},
+		{"eps", required_argument, 0, O_EPS}, {"weight-decay", required_argument, 0, O_WD},
+		{"clip", required_argument, 0, O_CLIP}, {"dropout", required_argument, 0, O_DROP},
+		{"seed", required_argument, 0, O_SEED}, {"reconstruct", no_argument, 0, O_RECON},
+		{"teacher", required_argument, 0, O_TEACHER}, {"calib", required_argument, 0, 'c'},
+		{"nsamples", required_argument, 0, O_NSAMP}, {"output", required_argument, 0, 'o'},
+		{"force", no_argument, 0, 'f'}, {"log", required_argument, 0, O_LOG},
+		{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, O_NOVERIFY},
+		{"quiet", no_argument, 0, 'q'}, {"verbose", no_argument, 0, 'v'},
+		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+	struct opts o = {.batch = 8, .steps = 200, .eval_windows = 8, .nsamples = 128, .lr = -1,
+	                 .warmup = 0.1, .clip = 1.0, .verify = 1,
+	                 .adam = {0.9, 0.999, 1e-8, 0.0}};
+	struct lm_model_stream ms;
+	struct lm_model m;
+	struct lm_reader *rd;
+	struct lm_out out;
+	struct progress pg = {0};
+	int c, nlora = 0;
+
+	o.to.layer = -1;
+	lm_prog_init(argc, argv);
+	o.globs = xcalloc((size_t)argc, sizeof *o.globs);
+	while ((c = getopt_long(argc, argv, "d:s:b:n:l:c:o:fj:qvhV", lopts, NULL)) != -1) {
+		switch (c) {
+		case O_PERP: o.to.perp = 1; break;
+		case O_FULL: o.to.full = 1; break;
+		case O_TRAIN: o.globs[o.nglobs++] = optarg; break;
+		case O_LORA: o.to.lora = LM_LORA_STD, o.to.rank = rank_arg(optarg, "--lora"), nlora++; break;
+		case O_MLORA: o.to.lora = LM_LORA_MASK, o.to.rank = rank_arg(optarg, "--mask-lora"), nlora++; break;
+		case O_SLORA: o.to.lora = LM_LORA_SCALE, o.to.rank = rank_arg(optarg, "--scale-lora"), nlora++; break;
+		case O_ALPHA: o.to.alpha = estrtod(optarg, 1e-12, 1e12, "--lora-alpha"), o.alpha_set = 1; break;
+		case O_HEAD: o.to.lora_head = 1; break;
+		case 'd': o.data = optarg; break;
+		case 's': o.seqlen = estrtoll(optarg, 2, 1 << 20, "--seqlen"); break;
+		case 'b': o.batch = estrtoll(optarg, 1, 1 << 16, "--batch"); break;
+		case 'n': o.steps = estrtoll(optarg, 1, 1LL << 40, "--steps"); break;
+		case O_EVAL: o.eval = optarg; break;
+		case O_EVERY: o.eval_every = estrtoll(optarg, 1, 1LL << 40, "--eval-every"); break;
+		case O_EWIN: o.eval_windows = estrtoll(optarg, 1, 1LL << 40, "--eval-windows"); break;
+		case 'l': o.lr = estrtod(optarg, 0, 1e300, "--lr"); break;
+		case O_WARM: o.warmup = estrtod(optarg, 0, 1, "--warmup"); break;
+		case O_SCHED:
+			if (!strcmp(optarg, "cosine"))
+				o.cosine = 1;
+			else if (strcmp(optarg, "linear"))
+				edie(2, "--schedule: '%s' is not linear or cosine", optarg);
+			break;
+		case O_B1: o.adam.beta1 = estrtod(optarg, 0, 0.999999999, "--beta1"); break;
+		case O_B2: o.adam.beta2 = estrtod(optarg, 0, 0.999999999, "--beta2"); break;
+		case O_EPS: o.adam.eps = estrtod(optarg, 0, 1, "--eps"); break;
+		case O_WD: o.adam.weight_decay = estrtod(optarg, 0, 1e6, "--weight-decay"); break;
+		case O_CLIP: o.clip = estrtod(optarg, 0, 1e300, "--clip"); break;
+		case O_DROP: o.dropout = estrtod(optarg, 0, 0.99, "--dropout"), o.dropout_set = 1; break;
+		case O_SEED: o.seed = estrtoll(optarg, 0, 1LL << 62, "--seed"); break;
+		case O_RECON: o.reconstruct = 1; break;
+		case O_TEACHER: o.teacher = optarg; break;
+		case 'c': o.calib = optarg; break;
+		case O_NSAMP: o.nsamples = estrtoll(optarg, 1, 1LL << 40, "--nsamples"); break;
+		case 'o': o.output = optarg; break;
+		case 'f': o.force = 1; break;
+		case O_LOG: o.log = optarg; break;
+		case 'j': o.threads = (int)estrtoll(optarg, 0, 1024, "--threads"); break;
+		case O_NOVERIFY: o.verify = 0; break;
+		case 'q': o.quiet = 1; break;
+		case 'v': o.verbose = 1; break;
+		case 'h': lm_usage(usage_text, 0);
+		case 'V': puts("lm-retrain " LM_VERSION); return 0;
+		default: lm_bad_option(usage_text);
+		}
+	}
+	if (argc - optind > 1)
+		lm_usage(usage_text, 2);
+	if (!o.to.perp && !o.to.full && !o.nglobs && !o.to.lora)
+		edie(2, "nothing to train: give --perp, --full, --train GLOB or a LoRA kind (see --help)");
+	if (nlora > 1)
+		edie(2, "--lora, --mask-lora and --scale-lora exclude each other");
+	if (o.to.lora_head && !o.to.lora)
+		edie(2, "--lora-head needs a rank: give --lora, --mask-lora or --scale-lora");
+	if (o.reconstruct) {
+		if (!o.teacher || !o.calib)
+			edie(2, "--reconstruct needs --teacher STREAM and -c FILE");
+		if (o.data || o.eval)
+			edie(2, "--reconstruct trains on -c FILE; -d and --eval are for end-to-end training");
+		if (o.to.lora_head)
+			edie(2, "--lora-head: the LM head is not part of a layer (--reconstruct)");
+	} else if (!o.data) {
+		edie(2, "no training data: give -d FILE (or --reconstruct)");
+	}
+	if (o.teacher && !o.reconstruct)
+		edie(2, "--teacher is for --reconstruct");
+	if (o.lr < 0)
+		o.lr = o.to.full ? 1e-4 : 1e-3;
+	if (!o.alpha_set)
+		o.to.alpha = 2.0 * o.to.rank;
+	o.to.globs = o.globs, o.to.nglobs = o.nglobs, o.to.seed = (uint64_t)o.seed;
+
+	lm_set_threads(o.threads);
+	/* the output is checked (terminal, path) now, and written only at the very end */
+	lm_out_open(&out, o.output, o.force);
+	rd = lm_in_open(optind < argc ? argv[optind] : NULL);
+	lm_reader_set_verify(rd, o.verify);
+	if (lm_ms_open(&ms, rd) < 0)
+		die_lm(lm_reader_name(rd));
+	const struct lm_opt_config *cfg = &ms.h.cfg;
+	if (!o.seqlen)
+		o.seqlen = cfg->max_positions < 512 ? cfg->max_positions : 512;
+	if (o.seqlen > cfg->max_positions)
+		edie(2, "--seqlen %lld exceeds the model's %lld positions", o.seqlen,
+		     (long long)cfg->max_positions);
+	o.to.dropout = o.dropout_set ? o.dropout : cfg->dropout;
+	if (lm_model_init(&m, cfg) < 0 || lm_ms_load_all(&ms, &m) < 0)
+		die_lm(lm_reader_name(rd));
+
+	pg.o = &o;
+	pg.tty = isatty(2) && !o.quiet;
+	if (o.log && !(pg.log = strcmp(o.log, "-") ? fopen(o.log, "w") : stderr))
+		die("%s:", o.log);
+	if (pg.log == stderr)
+		pg.tty = 0;
+	else if (pg.log)
+		setvbuf(pg.log, NULL, _IOLBF, 0); /* a log is for watching a long run */
+	if (o.reconstruct)
+		reconstruct(&ms, &m, &o, &pg);
+	else
+		end_to_end(&ms, &m, &o, &pg);
+
+	write_model(&ms, &m, &out, argc, argv);
+	if (pg.log && pg.log != stderr && fclose(pg.log) == EOF)
+		die("%s: write error:", o.log);
+	lm_model_free(&m);
+	lm_ms_close(&ms);
+	lm_reader_close(rd);
+	free(o.globs);
+	return 0;
+}
