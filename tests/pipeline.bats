@@ -41,12 +41,18 @@ run_all() {
 		--save-ids ids.lms "$BATS_FILE_TMPDIR/micro.lms" |
 		"$PYTHON" -c 'import json,sys; d=json.load(sys.stdin); print(d["perplexity"], d["tokens"])' > e.txt
 	lm-info --json s.lms > info.json
+	lm-prune -q -s 0.5 -m wanda -c "$DATA/novels-eval/novels-calib.txt" --nsamples 2 --seqlen 64 \
+		"$BATS_FILE_TMPDIR/micro.lms" > p.lms
+	lm-quant -q -b 4 -g 128 -m gptq -c "$DATA/novels-eval/novels-calib.txt" --nsamples 2 --seqlen 64 \
+		p.lms > q.lms
+	lm-retrain -q -j 1 --perp --mask-lora 2 -d "$DATA/novels-eval/novels-calib.txt" --steps 2 --batch 2 \
+		--seqlen 32 --seed 5 p.lms > r.lms
 }
 
 @test "pipeline: the same input and flags give byte-identical output from every program" {
 	(run_all "$BATS_TEST_TMPDIR/a")
 	(run_all "$BATS_TEST_TMPDIR/b")
-	for f in exp/model.safetensors exp/config.json s.lms i.lms ids.lms e.txt info.json; do
+	for f in exp/model.safetensors exp/config.json s.lms i.lms ids.lms e.txt info.json p.lms q.lms r.lms; do
 		[ -s "$BATS_TEST_TMPDIR/a/$f" ]
 		cmp "$BATS_TEST_TMPDIR/a/$f" "$BATS_TEST_TMPDIR/b/$f"
 	done
