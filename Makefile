@@ -14,7 +14,8 @@ MAN5      = $(wildcard man/*.5)
 
 all: $(PROGS)
 
-$(B)/common/kernels.o $(B)/common/forward.o $(B)/common/quant.o: XFLAGS = $(KFLAGS)
+$(B)/common/kernels.o $(B)/common/forward.o $(B)/common/quant.o \
+$(B)/common/backward.o $(B)/common/train.o: XFLAGS = $(KFLAGS)
 
 $(B)/common/%.o: common/%.c $(LIB_HDR) config.mk
 	@mkdir -p $(@D)

@@ -1,7 +1,7 @@
-#define _GNU_SOURCE /* memmem */
 /* lm-retrain: retrain a (pruned) model: PERP's parameter-efficient subsets, LoRA variants
  * that keep sparsity, full masked retraining, or layer-wise reconstruction against a dense
  * teacher. The model is read whole, trained, and written only when training succeeded. */
+#include "calib.h"
 #include "cli.h"
 #include "backward.h"
 #include "forward.h"
@@ -90,74 +90,13 @@ static double now(void)
 
 /* ---- token ids from a text or an ids stream ---- */
 
-static struct lm_tokenizer *stream_tokenizer(const struct lm_model_stream *ms, const char *why)
-{
-	const struct lm_blob *v = lm_ms_blob(ms, "tokenizer/vocab.json");
-	const struct lm_blob *m = lm_ms_blob(ms, "tokenizer/merges.txt");
-	struct lm_tokenizer *t;
-	if (!v || !m)
-		die("%s: the stream carries no tokenizer (vocab.json and merges.txt blobs), needed for %s",
-		    lm_reader_name(ms->rd), why);
-	if (!(t = lm_tokenizer_load(v->data, v->nbytes, m->data, m->nbytes)))
-		die_lm("tokenizer");
-	return t;
-}
-
 /* FILE as ids: an lm-stream holding an integer tensor "ids", or text (one BOS in front),
- * as lm-eval reads it */
+ * read exactly as lm-eval and lm-prune read it */
 static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, size_t *n)
 {
-	size_t len;
-	char *text = lm_read_file(path, (size_t)1 << 32, &len);
-	int32_t *ids = NULL;
-	if (!text)
+	int32_t *ids;
+	if (lm_calib_load_ids(path, ms, &ids, n) < 0)
 		die_lm(path);
-	if (len > 12 && ((unsigned char)text[0] & 0xf0) == 0x80 &&
-	    memmem(text, len < 64 ? len : 64, "lm-stream", 9)) {
-		free(text);
-		struct lm_reader *rd = lm_in_open(path);
-		struct lm_header h;
-		struct lm_record r = {0};
-		if (lm_read_header(rd, &h) < 0)
-			die_lm(path);
-		for (;;) {
-			if (lm_read_record(rd, &r) < 0)
-				die_lm(path);
-			if (r.kind == LM_REC_END)
-				break;
-			if (r.kind != LM_REC_TENSOR || strcmp(r.name, "ids") || ids)
-				continue;
-			size_t k = lm_record_numel(&r);
-			if (r.dtype != LM_I32 && r.dtype != LM_I64)
-				die("%s: tensor 'ids' is %s, not i32 or i64", path, lm_dtype_name(r.dtype));
-			ids = xmalloc((k ? k : 1) * sizeof *ids);
-			for (size_t i = 0; i < k; i++) {
-				int64_t v = r.dtype == LM_I32 ? ((int32_t *)r.data)[i] : ((int64_t *)r.data)[i];
-				if (v < 0 || v >= ms->h.cfg.vocab_size)
-					die("%s: token id %lld at %zu outside the vocabulary", path, (long long)v, i);
-				ids[i] = (int32_t)v;
-			}
-			*n = k;
-		}
-		lm_record_clear(&r);
-		lm_header_free(&h);
-		lm_reader_close(rd);
-		if (!ids)
-			die("%s: the stream has no tensor 'ids'", path);
-		return ids;
-	}
-	struct lm_tokenizer *tk = stream_tokenizer(ms, "text input");
-	int32_t *body;
-	size_t nb;
-	if (lm_tokenize(tk, text, len, &body, &nb) < 0)
-		die_lm(path);
-	ids = xmalloc((nb + 1) * sizeof *ids);
-	ids[0] = ms->h.cfg.bos;
-	memcpy(ids + 1, body, nb * sizeof *ids);
-	*n = nb + 1;
-	free(body);
-	free(text);
-	lm_tokenizer_free(tk);
 	return ids;
 }
 

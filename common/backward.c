@@ -2,13 +2,9 @@
  *
  * Like kernels.c: never -ffast-math (NaN must reach the loss so training can stop on it);
  * elementwise loops are written branch-free so gcc vectorizes them, and cloned for
- * x86-64-v3 (AVX2+FMA) where the compiler supports it. The Makefile gives -O3 only to
- * kernels.o and forward.o; this file asks for it itself, since the softmax rows of the
- * fused cross-entropy (V exponentials per token) are most of its arithmetic and stay scalar
- * at -O2. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("O3", "no-math-errno")
-#endif
+ * x86-64-v3 (AVX2+FMA) where the compiler supports it. The Makefile compiles this file at
+ * -O3 like kernels.o: the softmax rows of the fused cross-entropy (V exponentials per
+ * token) are most of its arithmetic and stay scalar at -O2. */
 
 #include "backward.h"
 #include "kernels.h"
