@@ -378,6 +378,12 @@ def main():
         p(open(big).read())
     else:
         p("Not run (set `BENCH_BIG=1`).\n")
+
+    # ---- (d) ----
+    methods = os.path.join(S, "methods.md")
+    if os.path.exists(methods):
+        p("## (d) Quality of the compression methods (opt-micro)\n")
+        p(open(methods).read())
     sys.stdout.write("\n".join(out).rstrip() + "\n")
 
 

@@ -162,6 +162,8 @@ fi
 if [ -f bench/big.md ]; then
 	cp bench/big.md "$B/big.md"
 fi
+# (d): the method-quality tables, minutes per row, kept by hand with their commands
+cp bench/methods.md "$B/methods.md"
 
 fact quiet_wait "$(awk '{ s += $1; n++ } END { printf "%d s before %d measured runs", s, n }' "$B/quiet.log")"
 fact load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
