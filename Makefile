@@ -93,6 +93,7 @@ demo: all
 	@sh examples/demo.sh
 
 bench: all
+	@sh .ci/deps.sh python3-torch python3-numpy time
 	@sh bench/run.sh
 
 install: all

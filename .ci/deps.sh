@@ -1,10 +1,11 @@
 #!/bin/sh
-# deps.sh: install the Debian packages lmpipe builds and tests with, if any is missing.
+# deps.sh: install the Debian packages lmpipe builds and tests with, if any is missing,
+# plus any named as arguments (`make bench` adds PyTorch and GNU time).
 # Called by `make check` (and so by .ci/run); a no-op when everything is there.
 set -eu
 pkgs="build-essential pkg-config libmsgpack-dev libopenblas-dev libarchive-dev zlib1g-dev
 libjansson-dev libpcre2-dev bats bats-support bats-assert mandoc python3 python3-msgpack
-util-linux"
+util-linux $*"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
