@@ -401,20 +401,8 @@ int main(int argc, char **argv)
 	if (lm_ms_open(&ms, rd) < 0)
 		die_lm(lm_reader_name(rd));
 	select_tensors(&p);
-	if (o.calib) {
-		size_t n, T;
-		if (!o.seqlen)
-			o.seqlen = ms.h.cfg.max_positions;
-		if (o.seqlen > ms.h.cfg.max_positions)
-			edie(2, "--seqlen %lld exceeds the model's %lld positions", o.seqlen,
-			     (long long)ms.h.cfg.max_positions);
-		T = (size_t)o.seqlen;
-		if (lm_calib_load_ids(o.calib, &ms, &ids, &n) < 0)
-			die_lm(o.calib);
-		if (n / T < (size_t)o.nsamples)
-			die("%s: %zu tokens make %zu windows of %zu, fewer than the %lld asked for (--nsamples)",
-			    o.calib, n, n / T, T, o.nsamples);
-	}
+	if (o.calib)
+		ids = lm_cli_calib_ids(o.calib, &ms, &o.seqlen, o.nsamples);
 
 	w = lm_writer_open(out.fd, out.name);
 	if (lm_ms_write_start(&ms, w, argc, argv) < 0 || lm_model_init(&p.m, &ms.h.cfg) < 0)

@@ -1,4 +1,5 @@
 /* cli.c: shared program plumbing (see cli.h) */
+#include "calib.h"
 #include "cli.h"
 #include "util.h"
 
@@ -125,4 +126,23 @@ _Noreturn void lm_bad_option(const char *text)
 		fprintf(stderr, "option '%s': unknown or missing its argument; ", lm_argv[optind - 1]);
 	fprintf(stderr, "%.*s (see --help)\n", len, text);
 	exit(2);
+}
+
+int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, long long *seqlen,
+                          long long nsamples)
+{
+	int32_t *ids;
+	size_t n, T;
+	if (!*seqlen)
+		*seqlen = ms->h.cfg.max_positions;
+	if (*seqlen > ms->h.cfg.max_positions)
+		edie(2, "--seqlen %lld exceeds the model's %lld positions", *seqlen,
+		     (long long)ms->h.cfg.max_positions);
+	T = (size_t)*seqlen;
+	if (lm_calib_load_ids(path, ms, &ids, &n) < 0)
+		die_lm(path);
+	if (n / T < (size_t)nsamples)
+		die("%s: %zu tokens make %zu windows of %zu, fewer than the %lld asked for (--nsamples)",
+		    path, n, n / T, T, nsamples);
+	return ids;
 }

@@ -3,6 +3,7 @@
 #ifndef LM_CLI_H
 #define LM_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "stream.h"
@@ -28,6 +29,13 @@ struct lm_reader *lm_in_open(const char *path);
 
 /* header + provenance, for filters: read the input header, write it with this tool appended */
 void lm_pass_header(struct lm_reader *rd, struct lm_writer *w, struct lm_header *h, int argc, char **argv);
+
+/* calibration ids for a layer-by-layer tool (lm-prune, lm-quant): *seqlen 0 becomes the
+ * model's positions; a seqlen above them is a usage error (exit 2), a file with fewer than
+ * nsamples windows of *seqlen tokens a runtime error naming how many it has (exit 1) */
+struct lm_model_stream;
+int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, long long *seqlen,
+                          long long nsamples);
 
 /* fflush + ferror + fclose on stdout for text tools; dies with a message on failure */
 void lm_fshut_stdout(void);
