@@ -496,7 +496,32 @@ struct ceb_job {
 	size_t n0, V;
 	float scale;
 	int grad;
+	const float *rw;   /* per-row weights (times scale) or NULL */
+	float *Q;          /* soft targets: the reference logits of the chunk (overwritten), or NULL */
 };
+
+/* one row against soft targets q = softmax(zq): nll = -sum q log softmax(z) =
+ * logsumexp(z) - sum q z; (grad) z becomes sc * (softmax(z) - q). zq is overwritten. */
+static void soft_row(float *z, float *zq, size_t V, float sc, int grad, float *nll)
+{
+	float mq = bmax(zq, V), m = bmax(z, V);
+	for (size_t i = 0; i < V; i++)
+		zq[i] = bexp(zq[i] - mq);
+	double sq = bsum(zq, V), qz = 0;
+	for (size_t i = 0; i < V; i++) {
+		zq[i] = (float)((double)zq[i] / sq);
+		qz += (double)zq[i] * (double)z[i];
+	}
+	for (size_t i = 0; i < V; i++)
+		z[i] = bexp(z[i] - m);
+	double s = bsum(z, V);
+	*nll = (float)(log(s) + (double)m - qz);
+	if (!grad)
+		return;
+	float k = (float)(1.0 / s);
+	for (size_t i = 0; i < V; i++)
+		z[i] = sc * (z[i] * k - zq[i]);
+}
 
 /* per row of the chunk: nll from the logits, then (grad) the logits become
  * dL/dz = scale * (softmax(z) - onehot(target)) */
@@ -514,6 +539,11 @@ BW_CLONES static void ceb_rows(void *ctx, size_t r0, size_t r1, int part)
 				memset(z, 0, V * sizeof *z);
 			continue;
 		}
+		float sc = j->rw ? j->scale * j->rw[j->n0 + r] : j->scale;
+		if (j->Q) {
+			soft_row(z, j->Q + r * V, V, sc, j->grad, &j->nll[j->n0 + r]);
+			continue;
+		}
 		float zt = z[t], m = bmax(z, V);
 		for (size_t i = 0; i < V; i++)
 			z[i] = bexp(z[i] - m);
@@ -521,10 +551,10 @@ BW_CLONES static void ceb_rows(void *ctx, size_t r0, size_t r1, int part)
 		j->nll[j->n0 + r] = (float)(log(s) + (double)m - (double)zt);
 		if (!j->grad)
 			continue;
-		float k = (float)((double)j->scale / s);
+		float k = (float)((double)sc / s);
 		for (size_t i = 0; i < V; i++)
 			z[i] *= k;
-		z[t] -= j->scale;
+		z[t] -= sc;
 	}
 }
 
@@ -532,7 +562,19 @@ int lm_logits_ce_backward(float *nll, float *dinp, float *dhead, const float *in
                           const float *head, const int32_t *target, size_t N, size_t V,
                           size_t E, float scale, float *ws, size_t ws_n)
 {
+	return lm_logits_loss_backward(nll, dinp, dhead, inp, head, target, N, V, E, scale, NULL,
+	                               ws, ws_n);
+}
+
+int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *inp,
+                            const float *head, const int32_t *target, size_t N, size_t V,
+                            size_t E, float scale, const struct lm_ce_opts *o, float *ws,
+                            size_t ws_n)
+{
 	float *own = NULL;
+	const float *rw = o ? o->rw : NULL;
+	const float *rinp = o ? o->ref_inp : NULL, *rhead = o && o->ref_head ? o->ref_head : head;
+	size_t per = rinp ? 2 : 1;   /* soft targets: a second chunk of logits */
 
 	if (V > INT_MAX || E > INT_MAX || N > INT_MAX)
 		return lm_seterr("lm_head: sizes out of range");
@@ -542,29 +584,34 @@ int lm_logits_ce_backward(float *nll, float *dinp, float *dhead, const float *in
 			                 (long)target[n], n, V);
 	if (N == 0)
 		return 0;
-	if (!ws) {
-		ws_n = lm_ce_bwd_ws(N, V);
+	if (!ws || (V && ws_n / (per * V) == 0)) {
+		ws_n = per * lm_ce_bwd_ws(N, V);
 		if (!(ws = own = lm_alloc(ws_n * sizeof *ws)))
 			return -1;
 	}
-	size_t rc = V ? ws_n / V : N;
-	if (rc == 0) {
-		lm_free(own);
-		return lm_seterr("lm_head: workspace smaller than one row of logits");
-	}
+	size_t rc = V ? ws_n / (per * V) : N;
+	float *wq = rinp ? ws + rc * V : NULL;
 	for (size_t n0 = 0; n0 < N; n0 += rc) {
 		size_t nr = min_sz(rc, N - n0);
-		if (E == 0)
+		if (E == 0) {
 			memset(ws, 0, nr * V * sizeof *ws);
-		else
+			if (wq)
+				memset(wq, 0, nr * V * sizeof *wq);
+		} else {
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)V, (int)E, 1.0f,
 			            inp + n0 * E, (int)E, head, (int)E, 0.0f, ws, (int)V);
-		struct ceb_job j = {ws, nll, target, n0, V, scale, dinp != NULL};
+			if (wq)
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)V, (int)E,
+				            1.0f, rinp + n0 * E, (int)E, rhead, (int)E, 0.0f, wq, (int)V);
+		}
+		struct ceb_job j = {ws, nll, target, n0, V, scale, dinp != NULL || dhead != NULL, rw,
+		                    wq};
 		lm_parallel_for(nr, 1 + 65536 / (V + 1), 0, ceb_rows, &j);
-		if (!dinp || E == 0)
+		if (E == 0)
 			continue;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)E, (int)V, 1.0f, ws,
-		            (int)V, head, (int)E, 0.0f, dinp + n0 * E, (int)E);
+		if (dinp)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)E, (int)V, 1.0f,
+			            ws, (int)V, head, (int)E, 0.0f, dinp + n0 * E, (int)E);
 		if (dhead)
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)E, (int)nr, 1.0f, ws,
 			            (int)V, inp + n0 * E, (int)E, 1.0f, dhead, (int)E);

@@ -93,6 +93,23 @@ int lm_logits_ce_backward(float *nll, float *dinp, float *dhead, const float *in
                           const float *head, const int32_t *target, size_t N, size_t V,
                           size_t E, float scale, float *ws, size_t ws_n);
 
+/* The same with more choices of loss (o NULL: as lm_logits_ce_backward):
+ *   o->rw [N]: row n's term is scale * rw[n] * nll[n] (weights per position: a mean over a
+ *   subset, per-sample normalisation, negative for gradient ascent);
+ *   o->ref_inp [N,E]: soft targets, the distribution q = softmax(ref_inp[n] · ref_head^T)
+ *   of a reference model (ref_head NULL: head), and nll[n] = -sum_v q_v log p_v (the
+ *   cross-entropy to the reference, KL + q's entropy); target[n] < 0 still skips a row and
+ *   its value is otherwise unused. Needs twice the workspace (one of fewer than 2 rows of
+ *   logits is replaced by an own allocation). */
+struct lm_ce_opts {
+	const float *rw;
+	const float *ref_inp, *ref_head;
+};
+int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *inp,
+                            const float *head, const int32_t *target, size_t N, size_t V,
+                            size_t E, float scale, const struct lm_ce_opts *o, float *ws,
+                            size_t ws_n);
+
 /* ---- mean squared error (layer-wise reconstruction) ---- */
 /* returns mean((out - target)^2) over n values (in double); dout[n] = 2 (out - target) / n
  * (NULL: loss only) */

@@ -645,12 +645,12 @@ static int layer_fwd(struct lm_train *tr, int l, size_t B, size_t T, int train)
 	return 0;
 }
 
-/* X[L] -> the head's input (returned): final LayerNorm, project_out */
-static const float *final_fwd(struct lm_train *tr, size_t N)
+/* a residual stream h [N,C] (X[L], or an exit's) -> the head's input (returned): final
+ * LayerNorm, project_out; keeps in lnf/lnf_mean/lnf_rstd/xf what output_bwd reads */
+static const float *final_fwd(struct lm_train *tr, const float *h, size_t N)
 {
 	const struct lm_opt_config *c = &tr->cfg;
 	size_t C = (size_t)c->hidden_size;
-	const float *h = tr->X[c->num_layers];
 	if (c->final_ln) {
 		lm_layernorm_forward(tr->lnf, tr->lnf_mean, tr->lnf_rstd, h, tr->m->final_ln_w,
 		                     tr->m->final_ln_b, N, C, (float)c->ln_eps);
@@ -704,7 +704,7 @@ int lm_train_eval(struct lm_train *tr, const int32_t *ids, size_t B, size_t T, d
 	const float *xf;
 	if (tr->o.layer >= 0)
 		return lm_seterr("internal: a whole-model loss on a layer-wise training");
-	if (forward(tr, ids, B, T, 0) < 0 || !(xf = final_fwd(tr, N)))
+	if (forward(tr, ids, B, T, 0) < 0 || !(xf = final_fwd(tr, tr->X[tr->cfg.num_layers], N)))
 		return -1;
 	if (lm_logits_ce_backward(tr->nll, NULL, NULL, xf, head_f32(tr), tr->tgt, N, V, E, 1.0f,
 	                          tr->ws_ce, tr->ws_ce_n) < 0)
@@ -852,60 +852,139 @@ static int embed_bwd(struct lm_train *tr, size_t B, size_t T)
 	return 0;
 }
 
-static int backward(struct lm_train *tr, size_t B, size_t T)
+/* what one step differentiates (struct lm_train_loss, resolved) */
+struct step_loss {
+	const struct lm_train_loss *ls;   /* NULL: plain next-token cross-entropy */
+	float scale;                      /* 1 / targets when ls->weight is NULL, else 1 */
+	double dscale;                    /* the same in double, for the loss value */
+	struct lm_ce_opts ce;
+	double total;                     /* the loss, summed over the outputs */
+};
+
+/* One output of the model taken from residual stream h [N,C] (X[L], or X[e+1] for an
+ * exit after layer e) with weight w: its loss is added to sl->total (and to *val), and the
+ * gradients go to the head, project_out and final LayerNorm where they train and, when dh
+ * is not NULL, dL/dh is added to dh (acc) or written there. */
+static int output_bwd(struct lm_train *tr, const float *h, size_t N, float w,
+                      struct step_loss *sl, float *dh, int acc, double *val)
 {
 	const struct lm_opt_config *c = &tr->cfg;
-	size_t N = B * T, C = (size_t)c->hidden_size, L = (size_t)c->num_layers;
+	size_t C = (size_t)c->hidden_size, V = (size_t)c->vocab_size;
+	size_t E = (size_t)c->word_embed_proj_dim;
 	float *fw = vgrad(tr, -1, LM_T_FINAL_LN_W), *fb = vgrad(tr, -1, LM_T_FINAL_LN_B);
-	int below = tr->lowest < (int)L || tr->embed_grad;
-	const float *d = tr->dxf;
-
-	if (tr->head->lora && !(tr->cfg.tied && tr->embed_grad))
-		lora_grads(tr, tr->head, tr->head->G);
-	if (!below && !fw && !fb && !needs_dw(&tr->pout))
+	float *dhead = tr->head->grad ? tr->head->grad : tr->head->G;
+	const float *xf = final_fwd(tr, h, N), *d = tr->dxf;
+	if (!xf || lm_logits_loss_backward(tr->nll, tr->dxf, dhead, xf, head_f32(tr), tr->tgt, N, V,
+	                                   E, w * sl->scale, &sl->ce, tr->ws_ce, tr->ws_ce_n) < 0)
+		return -1;
+	double s = 0;
+	for (size_t i = 0; i < N; i++)
+		s += (sl->ce.rw ? (double)sl->ce.rw[i] : sl->dscale) * (double)tr->nll[i];
+	sl->total += (double)w * s;
+	if (val)
+		*val = s;
+	if (!dh && !fw && !fb && !needs_dw(&tr->pout))
 		return 0;
 	if (tr->pout.mt->data) {
-		const float *h = c->final_ln ? tr->lnf : tr->X[L];
-		float *dh = below || fw || fb ? tr->dt1 : NULL;
-		if (linear_bwd(tr, &tr->pout, NULL, tr->dxf, h, dh, N, 0) < 0)
+		const float *hin = c->final_ln ? tr->lnf : h;
+		float *dhin = dh || fw || fb ? tr->dt1 : NULL;
+		if (linear_bwd(tr, &tr->pout, NULL, tr->dxf, hin, dhin, N, 0) < 0)
 			return -1;
 		d = tr->dt1;
 	}
 	if (c->final_ln)
-		lm_layernorm_backward(below ? tr->dres : NULL, fw, fb, d, tr->X[L], tr->m->final_ln_w,
-		                      tr->lnf_mean, tr->lnf_rstd, N, C, 0);
-	else if (below)
-		memcpy(tr->dres, d, N * C * sizeof *tr->dres);
-	for (int l = (int)L - 1; l >= tr->lowest; l--)
-		if (layer_bwd(tr, l, B, T, l > tr->lowest || tr->embed_grad) < 0)
+		lm_layernorm_backward(dh, fw, fb, d, h, tr->m->final_ln_w, tr->lnf_mean, tr->lnf_rstd, N,
+		                      C, acc);
+	else if (dh && acc)
+		lm_vec_add(dh, d, N * C);
+	else if (dh)
+		memcpy(dh, d, N * C * sizeof *dh);
+	return 0;
+}
+
+/* the outputs' losses and gradients, then down through the layers that need it; an exit
+ * after layer e adds its dL/dX[e+1] to dres just before layer e's backward */
+static int backward(struct lm_train *tr, size_t B, size_t T, struct step_loss *sl)
+{
+	const struct lm_opt_config *c = &tr->cfg;
+	const struct lm_train_loss *ls = sl->ls;
+	size_t N = B * T, C = (size_t)c->hidden_size;
+	int L = c->num_layers, below = tr->lowest < L || tr->embed_grad;
+	size_t ne = ls && ls->exits ? ls->nexits : 0, k = ne;
+	float *dres = below ? tr->dres : NULL;
+
+	if (ne == 0) {
+		if (output_bwd(tr, tr->X[L], N, 1.0f, sl, dres, 0, NULL) < 0)
+			return -1;
+	} else if (ls->exits[ne - 1] == L - 1) {
+		k--;
+		if (output_bwd(tr, tr->X[L], N, ls->exit_w[k], sl, dres, 0,
+		               ls->exit_loss ? &ls->exit_loss[k] : NULL) < 0)
+			return -1;
+	} else if (dres) {
+		memset(dres, 0, N * C * sizeof *dres);
+	}
+	for (int l = L - 1; l >= 0; l--) {
+		if (k > 0 && ls->exits[k - 1] == l) {
+			k--;
+			if (output_bwd(tr, tr->X[l + 1], N, ls->exit_w[k], sl, l >= tr->lowest ? dres : NULL,
+			               1, ls->exit_loss ? &ls->exit_loss[k] : NULL) < 0)
+				return -1;
+		}
+		if (l >= tr->lowest && layer_bwd(tr, l, B, T, l > tr->lowest || tr->embed_grad) < 0)
 			return lm_preerr("layer %d backward", l);
+	}
 	if (tr->embed_grad && embed_bwd(tr, B, T) < 0)
 		return -1;
-	/* a tied head's adapter also has the embedding lookup's share now */
-	if (tr->head->lora && tr->cfg.tied && tr->embed_grad)
+	/* dL/dW_eff of the head is complete (a tied head's includes the embedding lookup) */
+	if (tr->head->lora)
 		lora_grads(tr, tr->head, tr->head->G);
+	return 0;
+}
+
+int lm_train_step_loss(struct lm_train *tr, const int32_t *ids, size_t B, size_t T,
+                       const struct lm_train_loss *ls, double *loss)
+{
+	size_t N = B * T, cnt = 0;
+	int L = tr->cfg.num_layers;
+	struct step_loss sl = {ls, 1.0f, 1.0, {0}, 0.0};
+	if (tr->o.layer >= 0)
+		return lm_seterr("internal: a whole-model step on a layer-wise training");
+	if (ls && ls->exits)
+		for (size_t e = 0; e < ls->nexits; e++)
+			if (ls->exits[e] < 0 || ls->exits[e] >= L || (e && ls->exits[e] <= ls->exits[e - 1]))
+				return lm_seterr("exit layers must be increasing decoder layers in [0, %d)", L);
+	if (ls && ls->exits && ls->nexits && !ls->exit_w)
+		return lm_seterr("internal: exits without weights");
+	if (forward(tr, ids, B, T, 1) < 0)
+		return -1;
+	if (ls && ls->targets)
+		memcpy(tr->tgt, ls->targets, N * sizeof *tr->tgt);
+	for (size_t i = 0; i < N; i++)
+		cnt += tr->tgt[i] >= 0;
+	if (ls) {
+		sl.ce.rw = ls->weight;
+		sl.ce.ref_inp = ls->ref_xf;
+		sl.ce.ref_head = ls->ref_head;
+	}
+	if (!sl.ce.rw) {
+		if (cnt == 0)
+			return lm_seterr("no position of the batch has a target");
+		sl.dscale = 1.0 / (double)cnt;
+		sl.scale = (float)sl.dscale;
+	}
+	/* a head adapter's dL/dW_eff is per step: it becomes dA, dB at the end of this one */
+	if (tr->head->lora)
+		memset(tr->head->G, 0, (size_t)(tr->head->mt->rows * tr->head->mt->cols) * sizeof(float));
+	if (backward(tr, B, T, &sl) < 0)
+		return -1;
+	*loss = sl.total;
 	return 0;
 }
 
 int lm_train_step(struct lm_train *tr, const int32_t *ids, size_t B, size_t T, double *loss)
 {
-	const struct lm_opt_config *c = &tr->cfg;
-	size_t N = B * T, V = (size_t)c->vocab_size, E = (size_t)c->word_embed_proj_dim;
-	size_t cnt = B * (T - 1);
-	const float *xf;
-	if (tr->o.layer >= 0)
-		return lm_seterr("internal: a whole-model step on a layer-wise training");
-	if (forward(tr, ids, B, T, 1) < 0 || !(xf = final_fwd(tr, N)))
-		return -1;
-	float *dhead = tr->head->grad ? tr->head->grad : tr->head->G;
-	if (lm_logits_ce_backward(tr->nll, tr->dxf, dhead, xf, head_f32(tr), tr->tgt, N, V, E,
-	                          (float)(1.0 / (double)cnt), tr->ws_ce, tr->ws_ce_n) < 0)
-		return -1;
-	double s = 0;
-	for (size_t i = 0; i < N; i++)
-		s += tr->nll[i];
-	*loss = s / (double)cnt;
-	return backward(tr, B, T);
+	return lm_train_step_loss(tr, ids, B, T, NULL, loss);
 }
 
 /* ---- layer-wise reconstruction ---- */

@@ -145,6 +145,28 @@ void lm_train_zero_grad(struct lm_train *tr);
  * the T-1 shifted targets of each sequence; gradients accumulate; *loss = mean NLL. With
  * dropout if opts.dropout > 0 (masks keyed by the step counter). */
 int lm_train_step(struct lm_train *tr, const int32_t *ids, size_t B, size_t T, double *loss);
+/* A step with another loss than plain next-token cross-entropy (lm-unlearn, early exits).
+ * Every term is a weighted sum of per-position cross-entropies on the model's outputs:
+ *   loss = sum over outputs o of w_o * sum_i r_i * nll_o(i)
+ * where the outputs are the final one (w = 1) or, with exits, the output of each listed
+ * decoder layer taken through the shared final LayerNorm, project_out and head (so an exit
+ * at the last layer is the final output, and the final output counts only if listed);
+ * r_i = weight[i], or 1 / (number of positions with a target) when weight is NULL. */
+struct lm_train_loss {
+	const int32_t *targets;  /* [B,T] target of each position, -1: none; NULL: the next id */
+	const float *weight;     /* [B,T] r_i (negative: ascent); NULL: the mean over targets */
+	const float *ref_xf;     /* [B,T,E] final outputs of a reference model: soft targets
+	                            softmax(ref_xf head^T) instead of the target ids (which then
+	                            only select positions); NULL: hard targets */
+	const float *ref_head;   /* [V,E] f32 head for the soft targets; NULL: this model's */
+	const int *exits;        /* strictly increasing decoder-layer indices; NULL: none */
+	const float *exit_w;     /* [nexits] w of each exit */
+	size_t nexits;
+	double *exit_loss;       /* [nexits] out: sum_i r_i nll(i) of each exit; NULL: not wanted */
+};
+/* Forward and backward of that loss; gradients accumulate; *loss = the weighted sum. */
+int lm_train_step_loss(struct lm_train *tr, const int32_t *ids, size_t B, size_t T,
+                       const struct lm_train_loss *ls, double *loss);
 /* the same loss without dropout and without a backward (validation): sum of NLL and count */
 int lm_train_eval(struct lm_train *tr, const int32_t *ids, size_t B, size_t T, double *nll_sum,
                   size_t *count);
