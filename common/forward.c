@@ -109,7 +109,28 @@ int lm_forward_embed(struct lm_fwd *s, const struct lm_model *m, const int32_t *
 {
 	if (fits(s, B, T) < 0)
 		return -1;
+	s->pad = NULL;
 	return embed_at(s, m, ids, B, T, 0, s->x);
+}
+
+int lm_forward_embed_padded(struct lm_fwd *s, const struct lm_model *m, const int32_t *ids,
+                            const size_t *pad, size_t B, size_t T)
+{
+	size_t C = (size_t)s->cfg.hidden_size;
+	if (fits(s, B, T) < 0)
+		return -1;
+	s->pad = NULL;
+	for (size_t b = 0; b < B; b++) {
+		size_t p = pad[b];
+		if (p >= T)
+			return lm_seterr("sequence %zu is all padding (%zu of %zu tokens)", b, p, T);
+		memset(s->x + b * T * C, 0, p * C * sizeof *s->x);
+		/* one sequence at a time: its real tokens at positions 0.. */
+		if (embed_at(s, m, ids + b * T + p, 1, T - p, 0, s->x + (b * T + p) * C) < 0)
+			return -1;
+	}
+	s->pad = pad;
+	return 0;
 }
 
 /* ---- one decoder layer ---- */
@@ -167,8 +188,14 @@ static int layer_run(struct lm_fwd *s, const struct lm_layer *l, int il, float *
 		}
 		kk = kc, vv = vc, Tk = past + T, kvr = kv_rows;
 	}
-	if (lm_attention_forward(s->att, s->q, kk, vv, B, T, Tk, kvr, NH, HS, s->ws, s->ws_n) < 0)
+	if (s->pad && !kc) {
+		if (lm_attention_forward_padded(s->att, s->q, s->k, s->v, B, T, s->pad, NH, HS, s->ws,
+		                                s->ws_n) < 0)
+			goto fail;
+	} else if (lm_attention_forward(s->att, s->q, kk, vv, B, T, Tk, kvr, NH, HS, s->ws,
+	                                s->ws_n) < 0) {
 		goto fail;
+	}
 	hook(s, il, LM_T_O_W, s->att, N, C);
 	/* q is dead now: it holds the out_proj and fc2 outputs */
 	if (lm_matmul_forward(s->q, s->att, &l->o, l->o_b, N, s->ws) < 0)
@@ -260,6 +287,7 @@ int lm_forward(struct lm_fwd *s, const struct lm_model *m, const int32_t *ids,
 	size_t N = B * T;
 	if (fits(s, B, T) < 0 || lm_model_check(m) < 0)
 		return -1;
+	s->pad = NULL;
 	if (embed_at(s, m, ids, B, T, 0, s->x) < 0)
 		return -1;
 	for (int l = 0; l < m->cfg.num_layers; l++)
@@ -396,4 +424,90 @@ out:
 	lm_kv_free(&kv);
 	lm_fwd_free(&s);
 	return r;
+}
+
+/* ---- decoding one layer at a time ---- */
+
+/* what lm_forward_decode checks before it embeds n new tokens */
+static int decode_fits(struct lm_fwd *s, const struct lm_model *m, const struct lm_kv *kv,
+                       size_t n)
+{
+	if (n == 0)
+		return lm_seterr("decode: no tokens");
+	if (kv->L != (size_t)m->cfg.num_layers || kv->C != (size_t)m->cfg.hidden_size)
+		return lm_seterr("decode: the KV cache was made for another model shape");
+	if (kv->len + n > kv->cap)
+		return lm_seterr("decode: %zu + %zu tokens overflow the KV cache of %zu", kv->len, n,
+		                 kv->cap);
+	if (fits(s, kv->B, n) < 0)
+		return -1;
+	if (kv->len + n > s->T)
+		return lm_seterr("decode: the arena (T = %zu) is narrower than the cache's %zu keys",
+		                 s->T, kv->len + n);
+	return 0;
+}
+
+static int decode_layer_ok(const struct lm_model *m, int layer)
+{
+	if (layer < 0 || layer >= m->cfg.num_layers)
+		return lm_seterr("decode: layer %d outside 0..%lld", layer,
+		                 (long long)m->cfg.num_layers - 1);
+	return 0;
+}
+
+int lm_decode_embed(struct lm_fwd *s, const struct lm_model *m, const struct lm_kv *kv,
+                    const int32_t *ids, size_t n)
+{
+	if (decode_fits(s, m, kv, n) < 0 || lm_model_check(m) < 0)
+		return -1;
+	s->pad = NULL;
+	return embed_at(s, m, ids, kv->B, n, kv->len, s->x);
+}
+
+int lm_decode_layer(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *kv, int layer,
+                    float *x, size_t n)
+{
+	size_t per_layer = kv->B * kv->cap * kv->C;
+	if (decode_fits(s, m, kv, n) < 0 || decode_layer_ok(m, layer) < 0)
+		return -1;
+	return layer_run(s, &m->layers[layer], layer, x, kv->B, n, kv->k + (size_t)layer * per_layer,
+	                 kv->v + (size_t)layer * per_layer, kv->len, kv->cap);
+}
+
+int lm_decode_kv(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *kv, int layer,
+                 const float *x, size_t n)
+{
+	const struct lm_opt_config *c = &m->cfg;
+	size_t B = kv->B, C = kv->C, N = B * n, per_layer = kv->B * kv->cap * kv->C;
+	const float *ain = x;
+	if (decode_fits(s, m, kv, n) < 0 || decode_layer_ok(m, layer) < 0)
+		return -1;
+	const struct lm_layer *l = &m->layers[layer];
+	if (!l->mem || !l->k.data || !l->v.data)
+		return lm_seterr("layer %d is not loaded", layer);
+	if (!mat_is(&l->k, C, C) || !mat_is(&l->v, C, C))
+		return lm_seterr("layer %d: weight shapes differ from the config", layer);
+	/* the same input the layer's k_proj and v_proj would see (layer_run) */
+	if (c->pre_ln) {
+		lm_layernorm_forward(s->ln, NULL, NULL, x, l->ln1_w, l->ln1_b, N, C, (float)c->ln_eps);
+		ain = s->ln;
+	}
+	if (lm_matmul_forward(s->k, ain, &l->k, l->k_b, N, s->ws) < 0 ||
+	    lm_matmul_forward(s->v, ain, &l->v, l->v_b, N, s->ws) < 0)
+		return lm_preerr("layer %d", layer);
+	float *kc = kv->k + (size_t)layer * per_layer, *vc = kv->v + (size_t)layer * per_layer;
+	for (size_t b = 0; b < B; b++) {
+		memcpy(kc + (b * kv->cap + kv->len) * C, s->k + b * n * C, n * C * sizeof *kc);
+		memcpy(vc + (b * kv->cap + kv->len) * C, s->v + b * n * C, n * C * sizeof *vc);
+	}
+	return 0;
+}
+
+int lm_kv_advance(struct lm_kv *kv, size_t n)
+{
+	if (kv->len + n > kv->cap)
+		return lm_seterr("decode: %zu + %zu tokens overflow the KV cache of %zu", kv->len, n,
+		                 kv->cap);
+	kv->len += n;
+	return 0;
 }

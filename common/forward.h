@@ -44,6 +44,9 @@ struct lm_fwd {
 	void *mem;
 	lm_fwd_hook *hook;  /* NULL: none */
 	void *hook_ctx;
+	/* left padding [B] set by lm_forward_embed_padded (NULL otherwise): lm_forward_layer
+	 * then masks each sequence's first pad[b] keys. Borrowed: the caller keeps it alive. */
+	const size_t *pad;
 };
 
 /* arena for cfg's shapes, B sequences x T tokens; -1 + error (sizes, memory). Its
@@ -55,6 +58,13 @@ void lm_fwd_free(struct lm_fwd *s);
 /* ids [B,T] -> s->x [B,T,C]: embed_tokens, project_in when present, + positions 0..T-1 */
 int lm_forward_embed(struct lm_fwd *s, const struct lm_model *m, const int32_t *ids, size_t B,
                      size_t T);
+/* Left-padded batch: sequence b is pad[b] pad tokens then T - pad[b] real ones (ids of
+ * the pads are ignored). The real tokens get positions 0.. (as transformers' positions
+ * from the attention mask do), pad rows of x are zero, and until the next
+ * lm_forward_embed/lm_forward the layers mask the pads out of attention (s->pad = pad),
+ * so each sequence's real rows come out as if it ran alone. */
+int lm_forward_embed_padded(struct lm_fwd *s, const struct lm_model *m, const int32_t *ids,
+                            const size_t *pad, size_t B, size_t T);
 /* decoder layer `layer` (index for messages and hooks) in place on x [B,T,C] */
 int lm_forward_layer(struct lm_fwd *s, const struct lm_layer *l, int layer, float *x, size_t B,
                      size_t T);
@@ -96,5 +106,27 @@ int lm_forward_decode(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *
  * eos (kept) when stop_at_eos. *nout = tokens in out. Allocates its own arena and cache. */
 int lm_generate_greedy(const struct lm_model *m, const int32_t *prompt, size_t np, size_t nnew,
                        int stop_at_eos, int32_t *out, size_t *nout);
+
+/* ---- decoding one layer at a time (early exit, earlyexit.h) ----
+ * lm_forward_decode in pieces, so that a token may leave after any layer:
+ *   lm_decode_embed                       n new tokens -> s->x, positions kv->len..
+ *   lm_decode_layer(0), (1), ... (l)      full layers; each appends its K/V to the cache
+ *   lm_decode_kv(l+1), ..., (L-1)         only K/V of the layers the token skipped,
+ *                                         computed from the exited hidden state
+ *   lm_kv_advance                         the n positions now exist in every layer
+ * Embed, every layer and advance give exactly what lm_forward_decode gives. */
+int lm_decode_embed(struct lm_fwd *s, const struct lm_model *m, const struct lm_kv *kv,
+                    const int32_t *ids, size_t n);
+/* decoder layer `layer` in place on x [B,n,C]; its new keys and values go to cache rows
+ * kv->len.., and attention spans those and the kv->len before them */
+int lm_decode_layer(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *kv, int layer,
+                    float *x, size_t n);
+/* "just propagate" (GREEN-CODE): layer `layer`'s keys and values of x [B,n,C] (its
+ * self_attn_layer_norm first in a pre-LN model, then k_proj and v_proj) into cache rows
+ * kv->len..; x is not changed, nothing else of the layer runs */
+int lm_decode_kv(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *kv, int layer,
+                 const float *x, size_t n);
+/* kv->len += n, once every layer has the K/V of the n positions */
+int lm_kv_advance(struct lm_kv *kv, size_t n);
 
 #endif

@@ -414,6 +414,23 @@ static void sgemm_nt(float *out, size_t ldo, const float *inp, const float *wt, 
 		            1.0f, inp, (int)cols, wt, (int)cols, beta, out, (int)ldo);
 }
 
+/* packed rows [r0, r1) of a tile: the dequantization is split over the threads, as the
+ * sgemm that follows is; done by one thread it would be a serial share of every product.
+ * (A decoding tile, of few rows of x, is too small to split: see the grain below.) */
+struct dq_job {
+	float *tile;
+	const uint8_t *src;
+	size_t prb, IN;
+	enum lm_dtype t;
+};
+
+static void dq_part(void *ctx, size_t r0, size_t r1, int part)
+{
+	const struct dq_job *j = ctx;
+	(void)part;
+	lm_q_dequant_rows(j->tile + r0 * j->IN, j->src + r0 * j->prb, j->t, r1 - r0, j->IN);
+}
+
 int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, const float *bias,
                       size_t N, float *ws)
 {
@@ -452,9 +469,11 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 		size_t rr = min_sz(R, OUT - r0);
 		/* packed rows are dequantized like f16 ones are converted: a tile at a time,
 		 * so a quantized model never exists in f32 as a whole */
-		if (packed)
-			lm_q_dequant_rows(tile, (const uint8_t *)w->data + r0 * prb, w->dtype, rr, IN);
-		else
+		if (packed) {
+			struct dq_job j = {tile, (const uint8_t *)w->data + r0 * prb, prb, IN, w->dtype};
+			/* ~64k weights per thread at least: below that a wake-up costs more */
+			lm_parallel_for(rr, 1 + ((size_t)1 << 16) / IN, 0, dq_part, &j);
+		} else
 			lm_rows_to_f32(tile, src + r0 * IN, w->dtype, rr * IN);
 		sgemm_nt(out + r0, OUT, inp, tile, N, rr, IN, beta);
 	}
@@ -591,19 +610,25 @@ struct att_job {
 	float *out, *ws;
 	const float *q, *k, *v;
 	size_t B, Tq, Tk, kv_rows, NH, HS, per_part;
+	const size_t *pad;  /* left padding per batch (lm_attention_forward_padded), or NULL */
 };
 
 /* one (batch, head): blocks of ATT_QB queries, S and inv are this thread's scratch */
 static void att_head(const struct att_job *j, size_t b, size_t h, float *S, float *inv)
 {
 	size_t C = j->NH * j->HS, HS = j->HS, Tq = j->Tq, off = j->Tk - j->Tq;
-	const float *kh = j->k + b * j->kv_rows * C + h * HS;
-	const float *vh = j->v + b * j->kv_rows * C + h * HS;
+	/* left padding: keys before p are masked out, so the keys start at p and a query
+	 * that sees no key (a pad itself) gets a zero row */
+	size_t p = j->pad ? j->pad[b] : 0, t_first = p > off ? p - off : 0;
+	const float *kh = j->k + (b * j->kv_rows + p) * C + h * HS;
+	const float *vh = j->v + (b * j->kv_rows + p) * C + h * HS;
 	int ic = (int)C, ihs = (int)HS;
 
-	for (size_t t0 = 0; t0 < Tq; t0 += ATT_QB) {
+	for (size_t t = 0; t < t_first && t < Tq; t++)
+		memset(j->out + (b * Tq + t) * C + h * HS, 0, HS * sizeof *j->out);
+	for (size_t t0 = t_first; t0 < Tq; t0 += ATT_QB) {
 		size_t qb = min_sz(ATT_QB, Tq - t0);
-		size_t kn = off + t0 + qb;  /* keys the last query of the block sees */
+		size_t kn = off + t0 + qb - p;  /* keys the last query of the block sees */
 		const float *qh = j->q + (b * Tq + t0) * C + h * HS;
 		float *oh = j->out + (b * Tq + t0) * C + h * HS;
 		if (qb == 1) {
@@ -618,7 +643,7 @@ static void att_head(const struct att_job *j, size_t b, size_t h, float *S, floa
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, ihs, 1.0f, qh, ic,
 		            kh, ic, 0.0f, S, (int)kn);
 		for (size_t r = 0; r < qb; r++)
-			inv[r] = softmax_row(S + r * kn, off + t0 + r + 1, kn);
+			inv[r] = softmax_row(S + r * kn, off + t0 + r + 1 - p, kn);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, ihs, (int)kn, 1.0f, S,
 		            (int)kn, vh, ic, 0.0f, oh, ic);
 		scale_rows(oh, inv, qb, HS, C);
@@ -634,11 +659,12 @@ static void att_heads(void *ctx, size_t i0, size_t i1, int part)
 		att_head(j, i / j->NH, i % j->NH, inv + ATT_QB, inv);
 }
 
-int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
+static int attention_run(float *out, const float *q, const float *k, const float *v,
                          size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
-                         size_t HS, float *ws, size_t ws_n)
+                         size_t HS, const size_t *pad, float *ws, size_t ws_n)
 {
-	struct att_job j = {out, ws, q, k, v, B, Tq, Tk, kv_rows, NH, HS, lm_attention_ws(Tq, Tk, 1)};
+	struct att_job j = {out, ws, q, k, v, B, Tq, Tk, kv_rows, NH, HS, lm_attention_ws(Tq, Tk, 1),
+	                    pad};
 	float *own = NULL;
 	int nt = lm_threads();
 	double work = (double)B * (double)NH * (double)Tq * (double)Tk * (double)HS;
@@ -667,6 +693,23 @@ int lm_attention_forward(float *out, const float *q, const float *k, const float
 	}
 	lm_free(own);
 	return 0;
+}
+
+int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
+                         size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
+                         size_t HS, float *ws, size_t ws_n)
+{
+	return attention_run(out, q, k, v, B, Tq, Tk, kv_rows, NH, HS, NULL, ws, ws_n);
+}
+
+int lm_attention_forward_padded(float *out, const float *q, const float *k, const float *v,
+                                size_t B, size_t T, const size_t *pad, size_t NH, size_t HS,
+                                float *ws, size_t ws_n)
+{
+	for (size_t b = 0; b < B; b++)
+		if (pad[b] >= T)
+			return lm_seterr("attention: sequence %zu is all padding (%zu of %zu)", b, pad[b], T);
+	return attention_run(out, q, k, v, B, T, T, T, NH, HS, pad, ws, ws_n);
 }
 
 void lm_attention_forward_ref(float *out, const float *q, const float *k, const float *v,

@@ -98,6 +98,13 @@ size_t lm_attention_ws(size_t Tq, size_t Tk, int nthreads);
 int lm_attention_forward(float *out, const float *q, const float *k, const float *v,
                          size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,
                          size_t HS, float *ws, size_t ws_n);
+/* The same over B left-padded sequences of T tokens (Tq = Tk = kv_rows = T): the first
+ * pad[b] rows of sequence b are padding, masked out as keys (query t sees keys
+ * pad[b] .. t), and their own output rows are zero. Equal to lm_attention_forward on each
+ * sequence's T - pad[b] real rows alone. -1 + error if a sequence is all padding. */
+int lm_attention_forward_padded(float *out, const float *q, const float *k, const float *v,
+                                size_t B, size_t T, const size_t *pad, size_t NH, size_t HS,
+                                float *ws, size_t ws_n);
 /* the naive loops (same contract, expf from libm, no workspace) */
 void lm_attention_forward_ref(float *out, const float *q, const float *k, const float *v,
                               size_t B, size_t Tq, size_t Tk, size_t kv_rows, size_t NH,

@@ -1,0 +1,379 @@
+/* rtune.c: UPRISE retriever tuning: scoring prompts with the frozen LM, InfoNCE on a
+ * linear projection of frozen embeddings (see rtune.h) */
+#include "rtune.h"
+#include "retrieve.h"
+#include "rng.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ADAM_B1 0.9
+#define ADAM_B2 0.999
+#define ADAM_EPS 1e-8
+
+void lm_rtune_defaults(struct lm_rtune_cfg *c)
+{
+	memset(c, 0, sizeof *c);
+	c->sample = 16, c->negatives = 4, c->train_max = 256, c->epochs = 20, c->batch = 16;
+	c->lr = 1e-3, c->temperature = 0.05;
+}
+
+/* ---- InfoNCE ---- */
+
+/* u = P x normalised: uhat [d], returns |P x| */
+static double project(const float *P, const float *x, size_t d, double *uhat)
+{
+	double nn = 0;
+	for (size_t i = 0; i < d; i++) {
+		double s = 0;
+		for (size_t j = 0; j < d; j++)
+			s += (double)P[i * d + j] * x[j];
+		uhat[i] = s;
+		nn += s * s;
+	}
+	double n = sqrt(nn);
+	for (size_t i = 0; i < d; i++)
+		uhat[i] = n > 0 ? uhat[i] / n : 0;
+	return n;
+}
+
+/* g (w.r.t. uhat) -> gradient w.r.t. u = P x, then dP += that x^T */
+static void back_norm(double *g, const double *uhat, double norm, const float *x, size_t d,
+                      double *dP)
+{
+	double dot = 0;
+	if (norm <= 0)
+		return;
+	for (size_t i = 0; i < d; i++)
+		dot += uhat[i] * g[i];
+	for (size_t i = 0; i < d; i++) {
+		double gi = (g[i] - uhat[i] * dot) / norm;
+		for (size_t j = 0; j < d; j++)
+			dP[i * d + j] += gi * x[j];
+	}
+}
+
+double lm_infonce(const float *P, const float *q, size_t B, const float *k, size_t K,
+                  const size_t *pos, const unsigned char *mask, size_t d, double temperature,
+                  float *dP)
+{
+	double *uq = xmalloc(B * d * sizeof *uq), *uk = xmalloc(K * d * sizeof *uk);
+	double *nq = xmalloc(B * sizeof *nq), *nk = xmalloc(K * sizeof *nk);
+	double *G = xcalloc(B * K, sizeof *G), loss = 0;
+
+	for (size_t b = 0; b < B; b++)
+		nq[b] = project(P, q + b * d, d, uq + b * d);
+	for (size_t j = 0; j < K; j++)
+		nk[j] = project(P, k + j * d, d, uk + j * d);
+	for (size_t b = 0; b < B; b++) {
+		double mx = -INFINITY, sum = 0, *z = G + b * K;
+		for (size_t j = 0; j < K; j++) {
+			if (mask && !mask[b * K + j] && j != pos[b])
+				continue;
+			double s = 0;
+			for (size_t i = 0; i < d; i++)
+				s += uq[b * d + i] * uk[j * d + i];
+			z[j] = s / temperature;
+			mx = z[j] > mx ? z[j] : mx;
+		}
+		for (size_t j = 0; j < K; j++)
+			if (!mask || mask[b * K + j] || j == pos[b])
+				sum += exp(z[j] - mx);
+		loss += log(sum) + mx - z[pos[b]];
+		/* G = d(mean loss)/dz / temperature = (softmax - onehot) / (B tau) */
+		for (size_t j = 0; j < K; j++) {
+			double p = !mask || mask[b * K + j] || j == pos[b] ? exp(z[j] - mx) / sum : 0;
+			z[j] = (p - (j == pos[b])) / ((double)B * temperature);
+		}
+	}
+	if (dP) {
+		double *acc = xcalloc(d * d, sizeof *acc), *g = xmalloc(d * sizeof *g);
+		for (size_t b = 0; b < B; b++) {
+			for (size_t i = 0; i < d; i++) {
+				double s = 0;
+				for (size_t j = 0; j < K; j++)
+					s += G[b * K + j] * uk[j * d + i];
+				g[i] = s;
+			}
+			back_norm(g, uq + b * d, nq[b], q + b * d, d, acc);
+		}
+		for (size_t j = 0; j < K; j++) {
+			for (size_t i = 0; i < d; i++) {
+				double s = 0;
+				for (size_t b = 0; b < B; b++)
+					s += G[b * K + j] * uq[b * d + i];
+				g[i] = s;
+			}
+			back_norm(g, uk + j * d, nk[j], k + j * d, d, acc);
+		}
+		for (size_t i = 0; i < d * d; i++)
+			dP[i] = (float)acc[i];
+		free(acc);
+		free(g);
+	}
+	free(uq), free(uk), free(nq), free(nk), free(G);
+	return loss / (double)B;
+}
+
+/* ---- scoring: positives and hard negatives ---- */
+
+struct pair {
+	size_t q;        /* row of the query embeddings */
+	size_t pos;      /* pool index */
+	size_t *neg;     /* [H] pool indices */
+};
+
+struct scored {
+	double score;
+	size_t pool;
+	int correct;
+};
+
+static int by_score(const void *a, const void *b)
+{
+	const struct scored *x = a, *y = b;
+	if (x->score != y->score)
+		return x->score < y->score ? -1 : 1;
+	return x->pool < y->pool ? -1 : x->pool > y->pool;
+}
+
+/* score `sample` random pool prompts for item it; fills p and returns 1 when a correct
+ * prompt exists, 0 when none, -1 on error */
+static int score_item(struct lm_scorer *sc, const struct lm_task_item *it,
+                      const char *const *pool_input, const char *const *pool_prompt, size_t npool,
+                      const struct lm_rtune_cfg *c, struct lm_rng *rng, struct pair *p)
+{
+	size_t *allowed = xmalloc(npool * sizeof *allowed), na = 0, *pick, L = c->sample;
+	struct scored *sv = xmalloc(L * sizeof *sv);
+	struct lm_choice_score *cs = xmalloc(it->nchoice * sizeof *cs);
+	int r = -1;
+
+	for (size_t i = 0; i < npool; i++)  /* never the input's own demonstration */
+		if (strcmp(pool_input[i], it->input))
+			allowed[na++] = i;
+	if (na < L) {
+		lm_seterr("the pool has %zu prompts for this input, fewer than --sample %zu", na, L);
+		goto out;
+	}
+	pick = xmalloc(L * sizeof *pick);
+	lm_ret_random(rng, na, L, pick);
+	for (size_t l = 0; l < L; l++) {
+		size_t pi = allowed[pick[l]];
+		char *ctx = lm_ret_context(pool_prompt, &pi, 1, it->input);
+		int e = lm_score_choices(sc, ctx, (const char *const *)it->choices, it->nchoice, cs);
+		free(ctx);
+		if (e < 0) {
+			free(pick);
+			goto out;
+		}
+		double tot = 0;
+		for (size_t o = 0; o < it->nchoice; o++)
+			tot += cs[o].sum / (double)cs[o].ntok;
+		sv[l].score = cs[it->gold].sum / (double)cs[it->gold].ntok / tot;
+		sv[l].pool = pi;
+		sv[l].correct = lm_mc_pick(cs, it->nchoice, LM_MC_MEAN) == (size_t)it->gold;
+	}
+	free(pick);
+	qsort(sv, L, sizeof *sv, by_score);
+	r = 0;
+	for (size_t l = 0; l < L; l++)
+		if (sv[l].correct) {
+			p->pos = sv[l].pool;
+			/* the worst-scored, from the end, never the positive itself */
+			for (size_t h = 0, j = L; h < c->negatives; h++) {
+				if (--j == l)
+					--j;
+				p->neg[h] = sv[j].pool;
+			}
+			r = 1;
+			break;
+		}
+out:
+	free(allowed);
+	free(sv);
+	free(cs);
+	return r;
+}
+
+/* share of pairs whose positive outranks every hard negative under P */
+static double ranked_first(const float *P, const float *Q, const float *E, const struct pair *pr,
+                           size_t n, size_t H, size_t d)
+{
+	double *u = xmalloc(d * sizeof *u), *w = xmalloc(d * sizeof *w);
+	size_t ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		project(P, Q + pr[i].q * d, d, u);
+		double best = -INFINITY, cp = 0;
+		for (size_t h = 0; h <= H; h++) {
+			project(P, E + (h ? pr[i].neg[h - 1] : pr[i].pos) * d, d, w);
+			double s = 0;
+			for (size_t j = 0; j < d; j++)
+				s += u[j] * w[j];
+			if (h == 0)
+				cp = s;
+			else
+				best = s > best ? s : best;
+		}
+		ok += cp > best;
+	}
+	free(u);
+	free(w);
+	return n ? (double)ok / (double)n : 0;
+}
+
+static void shuffle(struct lm_rng *r, size_t *a, size_t n)
+{
+	for (size_t i = n; i > 1; i--) {
+		size_t j = (size_t)lm_rng_below(r, i), t = a[i - 1];
+		a[i - 1] = a[j], a[j] = t;
+	}
+}
+
+/* ---- training ---- */
+
+static void train(float *P, const float *Q, const float *E, const struct pair *pr, size_t n,
+                  const struct lm_rtune_cfg *c, size_t d, struct lm_rng *rng,
+                  struct lm_rtune_report *rep)
+{
+	size_t H = c->negatives, Bmax = c->batch, Kmax = Bmax * (1 + H), step = 0;
+	size_t *order = xmalloc(n * sizeof *order), *pos = xmalloc(Bmax * sizeof *pos);
+	float *q = xmalloc(Bmax * d * sizeof *q), *k = xmalloc(Kmax * d * sizeof *k);
+	float *dP = xmalloc(d * d * sizeof *dP);
+	double *m1 = xcalloc(d * d, sizeof *m1), *m2 = xcalloc(d * d, sizeof *m2);
+	unsigned char *mask = xmalloc(Bmax * Kmax);
+	size_t *kid = xmalloc(Kmax * sizeof *kid);
+
+	for (size_t i = 0; i < n; i++)
+		order[i] = i;
+	for (size_t ep = 0; ep < c->epochs; ep++) {
+		double sum = 0;
+		size_t nb = 0;
+		shuffle(rng, order, n);
+		for (size_t i0 = 0; i0 < n; i0 += Bmax) {
+			size_t B = n - i0 < Bmax ? n - i0 : Bmax, K = B * (1 + H);
+			for (size_t b = 0; b < B; b++) {
+				const struct pair *p = &pr[order[i0 + b]];
+				memcpy(q + b * d, Q + p->q * d, d * sizeof *q);
+				pos[b] = b * (1 + H);
+				for (size_t h = 0; h <= H; h++)
+					kid[b * (1 + H) + h] = h ? p->neg[h - 1] : p->pos;
+			}
+			for (size_t j = 0; j < K; j++)
+				memcpy(k + j * d, E + kid[j] * d, d * sizeof *k);
+			/* another slot holding this query's positive is not a negative */
+			for (size_t b = 0; b < B; b++)
+				for (size_t j = 0; j < K; j++)
+					mask[b * K + j] = j == pos[b] || kid[j] != kid[pos[b]];
+			sum += lm_infonce(P, q, B, k, K, pos, mask, d, c->temperature, dP);
+			nb++;
+			step++;
+			double b1 = 1 - pow(ADAM_B1, (double)step), b2 = 1 - pow(ADAM_B2, (double)step);
+			for (size_t i = 0; i < d * d; i++) {
+				m1[i] = ADAM_B1 * m1[i] + (1 - ADAM_B1) * dP[i];
+				m2[i] = ADAM_B2 * m2[i] + (1 - ADAM_B2) * (double)dP[i] * dP[i];
+				P[i] -= (float)(c->lr * (m1[i] / b1) / (sqrt(m2[i] / b2) + ADAM_EPS));
+			}
+		}
+		if (ep == 0)
+			rep->loss_first = sum / (double)nb;
+		rep->loss_last = sum / (double)nb;
+		if (c->progress)
+			c->progress(c->pctx, "training", ep + 1, c->epochs);
+	}
+	free(order), free(pos), free(q), free(k), free(dP), free(m1), free(m2), free(mask), free(kid);
+}
+
+float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
+                const struct lm_embed_cfg *ec, const struct lm_task *task,
+                const char *const *pool_input, const char *const *pool_prompt,
+                const float *pool_emb, size_t npool, const struct lm_rtune_cfg *c,
+                struct lm_rtune_report *rep_out)
+{
+	size_t d = (size_t)m->cfg.word_embed_proj_dim, H = c->negatives;
+	size_t nt = task->n < c->train_max ? task->n : c->train_max, npair = 0;
+	struct lm_rtune_report rep = {0};
+	struct lm_scorer sc;
+	struct lm_rng rng;
+	size_t *items;
+	const char **texts;
+	float *Q = NULL, *P = NULL;
+	struct pair *pr;
+
+	if (H == 0 || H >= c->sample || c->batch == 0 || nt == 0) {
+		lm_seterr("negatives (%zu) must be at least 1 and fewer than the sample (%zu)", H,
+		          c->sample);
+		return NULL;
+	}
+	items = xmalloc(task->n * sizeof *items);
+	texts = xmalloc(nt * sizeof *texts);
+	pr = xcalloc(nt, sizeof *pr);
+	lm_rng_seed(&rng, c->seed);
+	for (size_t i = 0; i < task->n; i++)
+		items[i] = i;
+	shuffle(&rng, items, task->n);
+	for (size_t i = 0; i < nt; i++)
+		texts[i] = task->it[items[i]].input;
+	if (!(Q = lm_alloc(nt * d * sizeof *Q)) ||
+	    lm_embed_texts(m, tk, ec, texts, nt, Q, NULL, NULL) < 0)
+		goto fail;
+	lm_scorer_init(&sc, m, tk);
+	for (size_t i = 0; i < nt; i++) {
+		struct pair *p = &pr[npair];
+		p->neg = xmalloc(H * sizeof *p->neg);
+		p->q = i;
+		int r = score_item(&sc, &task->it[items[i]], pool_input, pool_prompt, npool, c, &rng, p);
+		if (r < 0) {
+			lm_preerr("item %zu (line %zu)", items[i] + 1, task->it[items[i]].line);
+			free(p->neg);
+			lm_scorer_free(&sc);
+			goto fail;
+		}
+		if (r)
+			npair++;
+		else
+			free(p->neg), p->neg = NULL;
+		if (c->progress)
+			c->progress(c->pctx, "scoring", i + 1, nt);
+	}
+	lm_scorer_free(&sc);
+	rep.inputs = nt, rep.pairs = npair;
+	if (npair == 0) {
+		lm_seterr("none of %zu training inputs has a sampled prompt that makes the model right",
+		          nt);
+		goto fail;
+	}
+	/* every tenth pair held out (none when there are fewer than 10) */
+	struct pair *held = xmalloc(npair * sizeof *held), *tr = xmalloc(npair * sizeof *tr);
+	size_t nh = 0, ntr = 0;
+	for (size_t i = 0; i < npair; i++) {
+		if (npair >= 10 && i % 10 == 9)
+			held[nh++] = pr[i];
+		else
+			tr[ntr++] = pr[i];
+	}
+	rep.held_out = nh;
+	if (!(P = lm_alloc(d * d * sizeof *P))) {
+		free(held), free(tr);
+		goto fail;
+	}
+	for (size_t i = 0; i < d * d; i++)
+		P[i] = i % (d + 1) == 0 ? 1.0f : 0.0f;
+	rep.held_before = ranked_first(P, Q, pool_emb, held, nh, H, d);
+	train(P, Q, pool_emb, tr, ntr, c, d, &rng, &rep);
+	rep.held_after = ranked_first(P, Q, pool_emb, held, nh, H, d);
+	free(held), free(tr);
+	if (rep_out)
+		*rep_out = rep;
+	goto out;
+fail:
+	lm_free(P);
+	P = NULL;
+out:
+	for (size_t i = 0; i < npair; i++)
+		free(pr[i].neg);
+	free(pr), free(items), free(texts);
+	lm_free(Q);
+	return P;
+}
