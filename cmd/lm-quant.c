@@ -28,12 +28,15 @@ static const char usage_text[] =
 	"  -m, --method NAME     rtn (round to nearest, default) or gptq\n"
 	"  -c, --calib FILE      calibration text, or an lm-stream of token ids (gptq)\n"
 	"      --mixed NAME      one bit-width per decoder layer from its sensitivity on the\n"
-	"                        calibration windows: pmpq (pruning) or cmpq (correlation)\n"
+	"                        calibration windows: pmpq (pruning), cmpq (correlation) or\n"
+	"                        tdmpq (Taylor: gradients of the whole model held in memory)\n"
 	"      --target-bits B   --mixed: meet an average of B bits per weight instead of k-means\n"
 	"      --nsamples N      calibration windows (default 128)\n"
 	"      --seqlen N        tokens per window (default: the model's max positions)\n"
 	"      --blocksize N     gptq: columns per block (default 128)\n"
 	"      --damp F          gptq: dampening, a fraction of the mean diagonal (default 0.01)\n"
+	"      --act-order       gptq: columns in order of decreasing Hessian diagonal (groups:\n"
+	"                        fitted up front on the natural column groups)\n"
 	"      --include GLOB    quantize the linear weights whose names match GLOB (repeatable)\n"
 	"      --exclude GLOB    leave the tensors whose names match GLOB alone (repeatable)\n"
 	"  -o, --output FILE     write to FILE (atomically) instead of standard output\n"
@@ -48,12 +51,12 @@ static const char usage_text[] =
 #define MAXGLOB 64
 
 enum method { M_RTN, M_GPTQ };
-enum mixed { MX_NONE, MX_PMPQ, MX_CMPQ };
-static const char *const mixed_name[] = {"none", "pmpq", "cmpq"};
+enum mixed { MX_NONE, MX_PMPQ, MX_CMPQ, MX_TDMPQ };
+static const char *const mixed_name[] = {"none", "pmpq", "cmpq", "tdmpq"};
 #define MAXLEVELS 8
 
 struct opts {
-	int bits, group, sym, force, threads, verify, verbose, quiet;
+	int bits, group, sym, act_order, force, threads, verify, verbose, quiet;
 	enum method method;
 	const char *calib, *out;
 	long long nsamples, seqlen, blocksize;
@@ -75,6 +78,7 @@ struct quantizer {
 	int all_loaded;       /* --mixed: the whole model is in memory already */
 	int *lbits;           /* --mixed: [L] bits per layer */
 	double *sens;         /* --mixed: [L] sensitivities */
+	double t0;            /* --mixed tdmpq: start of the backward passes */
 };
 
 static double now(void)
@@ -158,6 +162,8 @@ static void note(struct quantizer *p, size_t i, double loss)
 		return;  /* f16 is not a quantization anything needs to know about */
 	q = json_pack("{s:s, s:i, s:i, s:b}", "method", o->method == M_GPTQ ? "gptq" : "rtn",
 	              "bits", p->bits, "group", o->group, "sym", o->sym);
+	if (o->act_order && o->method == M_GPTQ && p->bits != 16)
+		json_object_set_new(q, "act_order", json_true());
 	if (o->mixed) {
 		/* a 16-bit layer of a mixed model is recorded too: the choice was the method's */
 		json_object_set_new(q, "mixed", json_string(mixed_name[o->mixed]));
@@ -204,15 +210,26 @@ static void gptq_layer(struct quantizer *p, struct lm_calib *cal, int l)
 	    lm_calib_observe(cal, ly, l, lm_layer_stats_hook, &st) < 0)
 		die_lm("calibration");
 	for (int g = 0; g < LM_G_COUNT; g++) {
-		float *U;
+		float *U, *H;
 		unsigned char *dead;
+		int *perm = NULL;
 		size_t n = st.cols[g];
 		if (!st.want[g])
 			continue;
 		if (lm_hessian_finish(&st.h[g]) < 0 || !(U = lm_alloc(n * n * sizeof *U)))
 			die("layer %d: %s", l, lm_errmsg());
 		dead = xmalloc(n);
-		if (lm_hessian_inv_chol(st.h[g].H, n, o->damp, dead, U) < 0)
+		H = st.h[g].H;
+		if (o->act_order) {
+			/* U (and dead) of the permuted Hessian: the walk's order (gptq.h); U's buffer
+			 * holds the permuted H until the factorization reads it */
+			perm = xmalloc(n * sizeof *perm);
+			if (lm_gptq_act_order(H, n, perm) < 0)
+				die("layer %d: %s", l, lm_errmsg());
+			lm_gptq_permute_h(U, H, n, perm);
+			memcpy(H, U, n * n * sizeof *H);
+		}
+		if (lm_hessian_inv_chol(H, n, o->damp, dead, U) < 0)
 			die("layer %d: %s", l, lm_errmsg());
 		lm_hessian_free(&st.h[g]);
 		for (size_t i = 0; i < p->ms->norder; i++) {
@@ -220,17 +237,50 @@ static void gptq_layer(struct quantizer *p, struct lm_calib *cal, int l)
 			double loss = 0;
 			if (!p->sel[i] || t->layer != l || lm_calib_group(t->kind) != g)
 				continue;
-			if (lm_gptq_mat(lm_model_mat(&p->m, t->kind, l), (enum lm_dtype)p->dtype, U, dead,
+			if (lm_gptq_mat(lm_model_mat(&p->m, t->kind, l), (enum lm_dtype)p->dtype, U, dead, perm,
 			                o->sym, (size_t)o->blocksize, &loss) < 0)
 				die("%s: %s", t->name, lm_errmsg());
 			note(p, i, loss);
 		}
 		lm_free(U);
 		free(dead);
+		free(perm);
 	}
 	lm_layer_stats_free(&st);
 	if (l + 1 < cfg->num_layers && lm_calib_advance(cal, ly, l) < 0)
 		die_lm("calibration");
+}
+
+static void tdmpq_progress(void *ctx, size_t done, size_t total)
+{
+	struct quantizer *p = ctx;
+	if (p->o->quiet || !isatty(2))
+		return;
+	fprintf(stderr, "\r%s: tdmpq: window %zu/%zu, %.0f s   ", argv0, done, total, now() - p->t0);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+/* TDMPQ: Q(w) is RTN at the lowest level of --bits: the sensitivity is the first-order
+ * loss change of the most aggressive choice the allocation can make for a layer (at b
+ * bits the rounding error is about 2^(bmin - b) times that at bmin in every layer alike,
+ * so the order of the layers hardly depends on the level; the lowest one is the furthest
+ * above f16's own rounding) */
+static int tdmpq(struct quantizer *p, const int32_t *ids)
+{
+	const struct opts *o = p->o;
+	int b = o->levels[0];
+	enum lm_dtype qt;
+	for (int k = 1; k < o->nlevels; k++)
+		b = o->levels[k] < b ? o->levels[k] : b;
+	qt = b == 16 ? LM_F16 : (enum lm_dtype)lm_dtype_q(b, o->group);
+	if (!o->quiet)
+		fprintf(stderr, "%s: tdmpq: the whole model in memory, gradients of its linear weights "
+		        "over %lld windows of %lld tokens; Q = RTN %s\n", argv0, o->nsamples, o->seqlen,
+		        lm_dtype_name(qt));
+	p->t0 = now();
+	return lm_cpt_tdmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, qt, o->sym, p->sens,
+	                    NULL, tdmpq_progress, p);
 }
 
 /* --mixed: the whole model (as read, f16 for an imported one) is needed because each
@@ -249,7 +299,8 @@ static void plan_mixed(struct quantizer *p, const int32_t *ids)
 		die_lm(lm_reader_name(p->ms->rd));
 	p->all_loaded = 1;
 	rc = o->mixed == MX_PMPQ ? lm_cpt_pmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, p->sens)
-	                         : lm_cpt_cmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, p->sens);
+	   : o->mixed == MX_CMPQ ? lm_cpt_cmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, p->sens)
+	                         : tdmpq(p, ids);
 	if (rc < 0)
 		die_lm(mixed_name[o->mixed]);
 	for (size_t i = 0; i < p->ms->norder; i++)
@@ -333,10 +384,11 @@ static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *id
 
 int main(int argc, char **argv)
 {
-	enum { O_SYM = 256, O_MIXED, O_TARGET, O_NSAMPLES, O_SEQLEN, O_BLOCK, O_DAMP, O_INCL, O_EXCL, O_NOVERIFY };
+	enum { O_SYM = 256, O_ACT_ORDER, O_MIXED, O_TARGET, O_NSAMPLES, O_SEQLEN, O_BLOCK, O_DAMP, O_INCL, O_EXCL, O_NOVERIFY };
 	static const struct option lopts[] = {
 		{"bits", required_argument, 0, 'b'}, {"group", required_argument, 0, 'g'},
-		{"sym", no_argument, 0, O_SYM}, {"mixed", required_argument, 0, O_MIXED},
+		{"sym", no_argument, 0, O_SYM}, {"act-order", no_argument, 0, O_ACT_ORDER},
+		{"mixed", required_argument, 0, O_MIXED},
 		{"target-bits", required_argument, 0, O_TARGET}, {"method", required_argument, 0, 'm'},
 		{"calib", required_argument, 0, 'c'}, {"nsamples", required_argument, 0, O_NSAMPLES},
 		{"seqlen", required_argument, 0, O_SEQLEN}, {"blocksize", required_argument, 0, O_BLOCK},
@@ -365,8 +417,10 @@ int main(int argc, char **argv)
 				o.mixed = MX_PMPQ;
 			else if (!strcmp(optarg, "cmpq"))
 				o.mixed = MX_CMPQ;
+			else if (!strcmp(optarg, "tdmpq"))
+				o.mixed = MX_TDMPQ;
 			else
-				edie(2, "--mixed: '%s' is not pmpq or cmpq (tdmpq is not implemented)", optarg);
+				edie(2, "--mixed: '%s' is not pmpq, cmpq or tdmpq", optarg);
 			break;
 		case O_TARGET: o.target_bits = estrtod(optarg, 1, 16, "--target-bits"); break;
 		case 'g':
@@ -376,6 +430,7 @@ int main(int argc, char **argv)
 				     "256, 512, 1024, 2048)", optarg);
 			break;
 		case O_SYM: o.sym = 1; break;
+		case O_ACT_ORDER: o.act_order = 1; break;
 		case 'm':
 			if (!strcmp(optarg, "rtn"))
 				o.method = M_RTN;
@@ -442,6 +497,8 @@ int main(int argc, char **argv)
 		edie(2, "-c: rtn uses no calibration data (see --method)");
 	if (o.method == M_GPTQ && !o.calib)
 		edie(2, "--method gptq needs calibration data (-c FILE)");
+	if (o.act_order && o.method != M_GPTQ)
+		edie(2, "--act-order needs --method gptq");
 	p.bits = o.bits;
 	p.dtype = o.bits == 16 ? LM_F16 : lm_dtype_q(o.bits, o.group);
 	lm_set_threads(o.threads);

@@ -5,6 +5,8 @@
 #include "lapack.h"
 #include "modelio.h"
 #include "prune.h"
+#include "quant.h"
+#include "train.h"
 #include "util.h"
 
 #include <math.h>
@@ -374,4 +376,84 @@ fail:
 	lm_fwd_free(&f);
 	free(P);
 	return -1;
+}
+
+/* |g (Q(w) - w)| and g (Q(w) - w) summed over one matrix w [rows, cols] (f32) */
+static int taylor_mat(const float *w, const float *g, size_t rows, size_t cols, enum lm_dtype qt,
+                      int sym, double *abs_sum, double *lin_sum)
+{
+	size_t n = rows * cols, nb = 0;
+	int64_t shape[2] = {(int64_t)rows, (int64_t)cols};
+	float *q = lm_alloc(n * sizeof *q);
+	void *packed = NULL;
+	int rc = 0;
+	if (!q)
+		return -1;
+	if (qt == LM_F16) {
+		for (size_t i = 0; i < n; i++)
+			q[i] = lm_f16_to_f32(lm_f32_to_f16(w[i]));
+	} else if (lm_dtype_nbytes(qt, 2, shape, &nb) < 0 || !(packed = lm_alloc(nb)) ||
+	           lm_q_rtn(packed, qt, w, rows, cols, sym) < 0 ||
+	           lm_q_dequant_rows(q, packed, qt, rows, cols) < 0) {
+		rc = -1;
+	}
+	if (!rc) {
+		double a = 0, l = 0;
+		for (size_t i = 0; i < n; i++) {
+			double t = (double)g[i] * ((double)q[i] - (double)w[i]);
+			a += fabs(t), l += t;
+		}
+		*abs_sum += a, *lin_sum += l;
+	}
+	lm_free(packed);
+	lm_free(q);
+	return rc;
+}
+
+int lm_cpt_tdmpq(struct lm_model *m, const int32_t *ids, size_t W, size_t T, enum lm_dtype qt,
+                 int sym, double *s, double *lin, lm_cpt_progress_fn *progress, void *ctx)
+{
+	/* the six linear weights of every layer train, nothing else: the backward then runs
+	 * down to layer 0 and keeps only what their gradients need */
+	static const char *const globs[] = {"model.decoder.layers.*.self_attn.*_proj.weight",
+	                                    "model.decoder.layers.*.fc[12].weight"};
+	const struct lm_train_opts to = {.globs = globs, .nglobs = 2, .layer = -1};
+	const int L = (int)m->cfg.num_layers;
+	struct lm_train tr;
+	int rc = 0;
+
+	if (W < 1 || T < 2)
+		return lm_seterr("TDMPQ: %zu windows of %zu tokens (need 1 window of 2 or more)", W, T);
+	if (qt != LM_F16 && !lm_dtype_is_packed(qt))
+		return lm_seterr("TDMPQ: %s is not a quantized type", lm_dtype_name(qt));
+	if (lm_train_init(&tr, m, &to, 1, T) < 0)
+		return lm_preerr("TDMPQ");
+	lm_train_zero_grad(&tr);
+	/* one window per step: the gradients add up, so their sum / W is the gradient of the
+	 * mean over windows of each window's mean NLL (every window has T - 1 targets) */
+	for (size_t w = 0; w < W && !rc; w++) {
+		double loss;
+		rc = lm_train_step(&tr, ids + w * T, 1, T, &loss);
+		if (!rc && progress)
+			progress(ctx, w + 1, W);
+	}
+	for (int l = 0; l < L; l++) {
+		s[l] = 0;
+		if (lin)
+			lin[l] = 0;
+	}
+	for (size_t i = 0; i < tr.npar && !rc; i++) {
+		const struct lm_tparam *p = &tr.par[i];
+		const struct lm_mat *mt = lm_model_mat(m, p->kind, p->layer);
+		double a = 0, d = 0;
+		if (p->layer < 0 || p->layer >= L || !lm_opt_is_linear(p->kind))
+			continue;
+		/* sum_i |g_i / W * dq_i| = (1 / W) sum_i |g_i dq_i| */
+		rc = taylor_mat(p->p, p->g, (size_t)mt->rows, (size_t)mt->cols, qt, sym, &a, &d);
+		s[p->layer] += a / (double)W;
+		if (lin)
+			lin[p->layer] += d / (double)W;
+	}
+	lm_train_free(&tr);
+	return rc ? lm_preerr("TDMPQ") : 0;
 }

@@ -83,9 +83,51 @@ int lm_q_rtn(void *dst, enum lm_dtype t, const float *W, size_t rows, size_t col
 	return 0;
 }
 
-/* one group of G codes to f32: a table of the 2^b values, then a lookup per code, with
- * the common widths unpacked a byte at a time */
-static void dequant_group(float *dst, const uint8_t *grp, int bits, size_t G)
+/* (as kernels.c: the AVX2 clone vectorizes the unpacking loops; not under TSan, whose
+ * runtime is not up when the ifunc resolver runs) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
+    !defined(__SANITIZE_THREAD__)
+#define Q_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define Q_CLONES
+#endif
+
+/* n groups of G 4-bit codes (G even), gb bytes apart, to scale * (q - zero): the
+ * arithmetic of lm_q_value, so the values are bit for bit the quantizer's, in a loop the
+ * compiler vectorizes (a table lookup per code does not) */
+Q_CLONES static void dequant4(float *restrict dst, const uint8_t *restrict grp, size_t G, size_t n,
+                              size_t gb)
+{
+	for (size_t k = 0; k < n; k++, grp += gb, dst += G) {
+		struct lm_qgrid g;
+		const uint8_t *restrict c = grp + sizeof(struct lm_qgroup);
+		lm_q_get_grid(grp, 4, &g);
+		const float s = g.scale;
+		const int z = g.zero;
+		for (size_t i = 0; i < G / 2; i++) {
+			dst[2 * i] = s * (float)((int)(c[i] & 15) - z);
+			dst[2 * i + 1] = s * (float)((int)(c[i] >> 4) - z);
+		}
+	}
+}
+
+Q_CLONES static void dequant8(float *restrict dst, const uint8_t *restrict grp, size_t G, size_t n,
+                              size_t gb)
+{
+	for (size_t k = 0; k < n; k++, grp += gb, dst += G) {
+		struct lm_qgrid g;
+		const uint8_t *restrict c = grp + sizeof(struct lm_qgroup);
+		lm_q_get_grid(grp, 8, &g);
+		const float s = g.scale;
+		const int z = g.zero;
+		for (size_t i = 0; i < G; i++)
+			dst[i] = s * (float)((int)c[i] - z);
+	}
+}
+
+/* one group of G codes of the other widths (and odd G) to f32: a table of the 2^b values,
+ * then a lookup per code */
+static void dequant_lut(float *dst, const uint8_t *grp, int bits, size_t G)
 {
 	struct lm_qgrid g;
 	float lut[256];
@@ -93,31 +135,12 @@ static void dequant_group(float *dst, const uint8_t *grp, int bits, size_t G)
 	lm_q_get_grid(grp, bits, &g);
 	for (int q = 0; q <= g.maxq; q++)
 		lut[q] = lm_q_value(q, &g);
-	switch (bits) {
-	case 8:
-		for (size_t j = 0; j < G; j++)
-			dst[j] = lut[c[j]];
-		break;
-	case 4:
-		for (size_t j = 0; j + 1 < G; j += 2) {
-			dst[j] = lut[c[j / 2] & 15];
-			dst[j + 1] = lut[c[j / 2] >> 4];
-		}
-		if (G & 1)
-			dst[G - 1] = lut[c[G / 2] & 15];
-		break;
-	case 2:
-		for (size_t j = 0; j < G; j++)
-			dst[j] = lut[(c[j / 4] >> (2 * (j & 3))) & 3];
-		break;
-	default:
-		for (size_t j = 0; j < G; j++) {
-			size_t bit = j * (size_t)bits, byte = bit >> 3;
-			unsigned v = c[byte];
-			if ((bit & 7) + (size_t)bits > 8)
-				v |= (unsigned)c[byte + 1] << 8;
-			dst[j] = lut[(v >> (bit & 7)) & (unsigned)g.maxq];
-		}
+	for (size_t j = 0; j < G; j++) {
+		size_t bit = j * (size_t)bits, byte = bit >> 3;
+		unsigned v = c[byte];
+		if ((bit & 7) + (size_t)bits > 8)
+			v |= (unsigned)c[byte + 1] << 8;
+		dst[j] = lut[(v >> (bit & 7)) & (unsigned)g.maxq];
 	}
 }
 
@@ -127,13 +150,17 @@ int lm_q_dequant_rows(float *dst, const void *src, enum lm_dtype t, size_t rows,
 	size_t rb = lm_dtype_row_bytes(t, cols);
 	if (!rb)
 		return lm_seterr("no f32 conversion for dtype %s with rows of %zu", lm_dtype_name(t), cols);
-	const size_t G = in->qgroup ? (size_t)in->qgroup : cols;
-	for (size_t r = 0; r < rows; r++) {
-		const uint8_t *row = (const uint8_t *)src + r * rb;
-		for (size_t gi = 0; gi < cols / G; gi++)
-			dequant_group(dst + r * cols + gi * G, lm_q_group((void *)row, t, cols, gi),
-			              in->qbits, G);
-	}
+	const size_t G = in->qgroup ? (size_t)in->qgroup : cols, n = rows * (cols / G);
+	/* groups are contiguous, row after row: one stride for the whole matrix */
+	const size_t gb = sizeof(struct lm_qgroup) + (G * (size_t)in->qbits + 7) / 8;
+	const uint8_t *grp = src;
+	if (in->qbits == 8)
+		dequant8(dst, grp, G, n, gb);
+	else if (in->qbits == 4 && G % 2 == 0)
+		dequant4(dst, grp, G, n, gb);
+	else
+		for (size_t k = 0; k < n; k++)
+			dequant_lut(dst + k * G, grp + k * gb, in->qbits, G);
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # lm-quant: RTN 4-bit g128 reproduces the reference perplexity of opt-micro, GPTQ beats RTN
-# at the same bits; the packed records are checked by an independent reader in Python;
-# every bad input is one line on stderr
+# at the same bits, act-order is no worse than plain GPTQ at 3 bits; the packed records are
+# checked by an independent reader in Python; CPTQuant PMPQ/CMPQ/TDMPQ give every layer a
+# level; every bad input is one line on stderr
 
 load helper
 
@@ -45,7 +46,7 @@ src, dst = read(sys.argv[1]), read(sys.argv[2])
 bits, G = int(sys.argv[3]), int(sys.argv[4])
 assert list(src[1]) == list(dst[1]), "tensor order changed"
 assert dst[0]["provenance"][-1]["tool"] == "lm-quant"
-assert dst[0]["version"] == [1, 1], dst[0]["version"]
+assert dst[0]["version"][0] == 1 and dst[0]["version"][1] >= 1, dst[0]["version"]  # packed types: 1.1 and later
 n = 0
 for name, (rec, body) in src[1].items():
     drec, dbody = dst[1][name]
@@ -128,12 +129,12 @@ for t in d['tensors']:
 print('ok')" <<< "$output"
 }
 
-@test "lm-quant: pruned zeros survive RTN and GPTQ" {
+@test "lm-quant: pruned zeros survive RTN, GPTQ and GPTQ --act-order" {
 	local in="$BATS_FILE_TMPDIR/micro.lms"
 	lm-prune -q -s 0.5 "$in" > "$BATS_TEST_TMPDIR/p.lms"
-	for m in rtn gptq; do
+	for m in rtn gptq "gptq --act-order"; do
 		cal=""
-		[ $m = rtn ] || cal="$(cat "$BATS_FILE_TMPDIR/cal") --nsamples 2"
+		[ "$m" = rtn ] || cal="$(cat "$BATS_FILE_TMPDIR/cal") --nsamples 2"
 		# shellcheck disable=SC2086
 		lm-quant -q -b 4 -g 128 -m $m $cal "$BATS_TEST_TMPDIR/p.lms" > "$BATS_TEST_TMPDIR/q.lms"
 		run -0 "$PYTHON" -c "
@@ -145,6 +146,60 @@ for n in a:
         assert b[n] >= a[n] >= 0.5, (n, a[n], b[n])
 print('ok')" <(lm-info --json "$BATS_TEST_TMPDIR/p.lms") <(lm-info --json "$BATS_TEST_TMPDIR/q.lms")
 	done
+}
+
+@test "lm-quant --act-order: 3-bit perplexity no worse than plain GPTQ (+2 %), static grids = RTN's" {
+	reference_run
+	local in="$BATS_FILE_TMPDIR/micro.lms"
+	# shellcheck disable=SC2046
+	lm-quant -q -b 3 -g 128 -m gptq $(cat "$BATS_FILE_TMPDIR/cal") --nsamples 16 "$in" > "$BATS_TEST_TMPDIR/g.lms"
+	# shellcheck disable=SC2046
+	lm-quant -q -b 3 -g 128 -m gptq --act-order $(cat "$BATS_FILE_TMPDIR/cal") --nsamples 16 "$in" > "$BATS_TEST_TMPDIR/a.lms"
+	lm-quant -q -b 3 -g 128 "$in" > "$BATS_TEST_TMPDIR/r.lms"
+	# exact: every group's grid (f16 scale, zero point) is the one RTN fits on the input's
+	# natural group (gptq.h: static groups), the codes are not all RTN's, the attr says so.
+	# Not fc2: its inputs (after a ReLU) can be dead columns, zeroed before the grids are fit
+	run -0 "$PYTHON" - "$BATS_TEST_TMPDIR/a.lms" "$BATS_TEST_TMPDIR/r.lms" <<'PY'
+import sys, msgpack
+def recs(path):
+    u = msgpack.Unpacker(open(path, "rb"), raw=False, max_buffer_size=1 << 30)
+    next(u)
+    out = {}
+    for rec in u:
+        if rec["kind"] == "end":
+            break
+        body = b""
+        while len(body) < rec["nbytes"]:
+            body += next(u)
+        out[rec["name"]] = (rec, body)
+    return out
+a, r = recs(sys.argv[1]), recs(sys.argv[2])
+n = same = 0
+for name, (rec, body) in a.items():
+    if rec.get("dtype") != "q3g128":
+        continue
+    assert rec["attrs"]["quant"]["act_order"] is True, rec["attrs"]
+    if name.endswith("fc2.weight"):
+        continue
+    rb = r[name][1]
+    gb = 4 + 128 * 3 // 8
+    assert len(body) == len(rb)
+    for off in range(0, len(body), gb):
+        assert body[off:off + 4] == rb[off:off + 4], (name, off)
+        same += body[off + 4:off + gb] == rb[off + 4:off + gb]
+        n += 1
+assert n == 4 * (4 * 256 * 2 + 1024 * 2), n
+assert same < n / 2, (same, n)
+print(n, "groups on RTN's grids")
+PY
+	plain=$(lm-eval -q --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --windows 16 --json "$BATS_TEST_TMPDIR/g.lms")
+	act=$(lm-eval -q --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --windows 16 --json "$BATS_TEST_TMPDIR/a.lms")
+	run -0 "$PYTHON" -c "
+import json, math
+p, a = json.loads('$plain')['perplexity'], json.loads('$act')['perplexity']
+print('gptq 3-bit g128', p, 'act-order', a)
+assert math.isfinite(a) and a <= 1.02 * p"
+	echo "$output"
 }
 
 @test "lm-quant: execution on packed weights; lm-export writes dequantized f16" {
@@ -177,19 +232,26 @@ bad() { # expected-status message-part command...
 	bad 2 "not a multiple of the group size 512" lm-quant -g 512 "$in"
 	bad 2 "--method: 'awq' is not rtn or gptq" lm-quant -m awq "$in"
 	bad 2 "--method gptq needs calibration data (-c FILE)" lm-quant -m gptq "$in"
+	bad 2 "--act-order needs --method gptq" lm-quant --act-order "$in"
 	bad 2 "rtn uses no calibration data" lm-quant -c "$DATA/novels-eval/novels-calib.txt" "$in"
 	bad 2 "can be quantized" lm-quant --include '*embed_tokens*' "$in"
 	lm-quant -b 4 -g 128 "$in" > "$BATS_TEST_TMPDIR/q.lms"
 	bad 1 "is already quantized (q4g128)" lm-quant -b 8 "$BATS_TEST_TMPDIR/q.lms"
 }
 
-@test "lm-quant --mixed pmpq and cmpq: a level from --bits per layer, lm-info agrees, lm-eval runs" {
+@test "lm-quant --mixed pmpq, cmpq and tdmpq: a level from --bits per layer, lm-info agrees, lm-eval runs" {
 	local in="$BATS_FILE_TMPDIR/micro.lms" cal="-c $DATA/novels-eval/novels-calib.txt --nsamples 4 --seqlen 128"
-	for mx in pmpq cmpq; do
+	for mx in pmpq cmpq tdmpq; do
 		lm-quant --mixed $mx --bits 16,8,4 -g 128 $cal "$in" > "$BATS_TEST_TMPDIR/$mx.lms" 2> "$BATS_TEST_TMPDIR/$mx.err"
 		cat "$BATS_TEST_TMPDIR/$mx.err"
 		# one line per layer, each with a bit level from the list
 		[ "$(grep -cE "^lm-quant: $mx: layer [0-9]+: sensitivity [-0-9.e]+, (16|8|4) bits$" "$BATS_TEST_TMPDIR/$mx.err")" -eq 4 ]
+		if [ $mx = tdmpq ]; then
+			# says what it holds, and that Q is RTN at the lowest level
+			grep -q "^lm-quant: tdmpq: the whole model in memory, gradients of its linear weights over 4 windows of 128 tokens; Q = RTN q4g128$" "$BATS_TEST_TMPDIR/$mx.err"
+			# a sum of absolute values: positive in every layer
+			! grep -E "tdmpq: layer [0-9]+: sensitivity (-|0,)" "$BATS_TEST_TMPDIR/$mx.err"
+		fi
 		# every linear weight of a layer carries that layer's bits; the stored bits per
 		# weight of the linear matrices is what the report says
 		lm-info --json "$BATS_TEST_TMPDIR/$mx.lms" > "$BATS_TEST_TMPDIR/$mx.json"
@@ -214,12 +276,16 @@ PY
 	done
 	# --target-bits: the average is met
 	lm-quant --mixed pmpq --bits 8,4 --target-bits 5 $cal "$in" 2>&1 > /dev/null | grep -q "^lm-quant: pmpq: 5 bits per weight nominal"
+	lm-quant --mixed tdmpq --bits 8,4 --target-bits 5 $cal "$in" 2>&1 > /dev/null | grep -q "^lm-quant: tdmpq: 5 bits per weight nominal"
+	# -q: nothing on stderr
+	run -0 --separate-stderr lm-quant -q --mixed tdmpq --bits 8,4 $cal -o "$BATS_TEST_TMPDIR/q.lms" "$in"
+	[ -z "$stderr" ]
 }
 
 @test "lm-quant --mixed: bad input" {
 	local in="$BATS_FILE_TMPDIR/micro.lms" c="$DATA/novels-eval/novels-calib.txt"
 	bad 2 "--mixed needs calibration data (-c FILE)" lm-quant --mixed pmpq "$in"
-	bad 2 "--mixed: 'tdmpq' is not pmpq or cmpq" lm-quant --mixed tdmpq -c "$c" "$in"
+	bad 2 "--mixed: 'hawq' is not pmpq, cmpq or tdmpq" lm-quant --mixed hawq -c "$c" "$in"
 	bad 2 "--bits: 5 is not supported" lm-quant --mixed pmpq --bits 16,5,4 -c "$c" "$in"
 	bad 2 "--target-bits needs --mixed" lm-quant --target-bits 6 "$in"
 }
