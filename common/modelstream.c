@@ -52,6 +52,9 @@ void lm_ms_close(struct lm_model_stream *ms)
 	free(ms->attrs);
 	free(ms->dtypes);
 	free(ms->order);
+	for (size_t i = 0; i < ms->nextras; i++)
+		lm_record_clear(&ms->extras[i]);
+	free(ms->extras);
 	lm_record_clear(&ms->pending);
 	lm_header_free(&ms->h);
 	memset(ms, 0, sizeof *ms);
@@ -71,6 +74,57 @@ int lm_ms_part_of(const struct lm_opt_tensor *t, int L)
 		return t->layer;
 	return (t->kind == LM_T_EMBED_TOKENS || t->kind == LM_T_EMBED_POS || t->kind == LM_T_PROJECT_IN)
 	               ? LM_PART_HEAD : L;
+}
+
+/* a name of the model's namespace (Hugging Face's "model." and "lm_head"): no extra
+ * tensor may take one, so a misplaced model tensor is never passed on as an extra */
+static int is_model_name(const char *name)
+{
+	enum lm_opt_kind k;
+	int l;
+	return lm_opt_parse_name(name, &k, &l) == 0 || !strncmp(name, "model.", 6) ||
+	       !strncmp(name, "lm_head", 7);
+}
+
+const struct lm_record *lm_ms_extra(const struct lm_model_stream *ms, const char *name)
+{
+	for (size_t i = 0; i < ms->nextras; i++)
+		if (!strcmp(ms->extras[i].name, name))
+			return &ms->extras[i];
+	return NULL;
+}
+
+int lm_ms_set_extra(struct lm_model_stream *ms, struct lm_record *r)
+{
+	size_t i;
+	if (r->kind != LM_REC_TENSOR || is_model_name(r->name)) {
+		lm_seterr("'%s' is a model tensor, not an extra one", r->name);
+		lm_record_clear(r);
+		return -1;
+	}
+	for (i = 0; i < ms->nextras && strcmp(ms->extras[i].name, r->name); i++)
+		;
+	if (i == ms->nextras)
+		ms->extras = xrealloc(ms->extras, ++ms->nextras * sizeof *ms->extras);
+	else
+		lm_record_clear(&ms->extras[i]);
+	ms->extras[i] = *r;
+	memset(r, 0, sizeof *r);
+	return 0;
+}
+
+size_t lm_ms_drop_extras(struct lm_model_stream *ms, const char *prefix)
+{
+	size_t k = 0, n = strlen(prefix);
+	for (size_t i = 0; i < ms->nextras; i++) {
+		if (!strncmp(ms->extras[i].name, prefix, n))
+			lm_record_clear(&ms->extras[i]);
+		else
+			ms->extras[k++] = ms->extras[i];
+	}
+	n = ms->nextras - k;
+	ms->nextras = k;
+	return n;
 }
 
 int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
@@ -99,12 +153,18 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 	if (ms->check_finite && lm_model_check_finite_part(m, part < L && part >= 0 ? part : -1) < 0)
 		return -1;
 	if (part >= L) {
-		/* nothing but the end record may follow the tail */
-		if (lm_read_record_meta(ms->rd, r) < 0)
-			return -1;
-		if (r->kind != LM_REC_END)
-			return lm_seterr("unexpected %s '%s' after the last tensor of the model",
-			                 r->kind == LM_REC_TENSOR ? "tensor" : "blob", r->name);
+		/* nothing but extra tensors and the end record may follow the tail */
+		for (;;) {
+			if (lm_read_record_meta(ms->rd, r) < 0)
+				return -1;
+			if (r->kind == LM_REC_END)
+				break;
+			if (r->kind != LM_REC_TENSOR || lm_ms_extra(ms, r->name) || is_model_name(r->name))
+				return lm_seterr("unexpected %s '%s' after the last tensor of the model",
+				                 r->kind == LM_REC_TENSOR ? "tensor" : "blob", r->name);
+			if (lm_read_payload(ms->rd, r) < 0 || lm_ms_set_extra(ms, r) < 0)
+				return -1;
+		}
 	}
 	return 0;
 }
@@ -194,7 +254,10 @@ int lm_ms_write_part(struct lm_model_stream *ms, const struct lm_model *m, int p
 		}
 		lm_record_clear(&r);
 	}
-	if (part >= L)
-		return lm_write_end(w);
-	return 0;
+	if (part < L)
+		return 0;
+	for (size_t i = 0; i < ms->nextras; i++)
+		if (lm_write_record(w, &ms->extras[i]) < 0)
+			return lm_preerr("%s", ms->extras[i].name);
+	return lm_write_end(w);
 }

@@ -3,7 +3,8 @@
  * The stream carries the tensors in model order (lm_opt_tensors), so a program can
  * load the head (embeddings, project_in), then decoder layer 0, 1, …, then the tail
  * (final LayerNorm, project_out, untied lm_head), dropping each layer when it is done:
- * memory holds one layer plus whatever the program keeps. Blobs come first. */
+ * memory holds one layer plus whatever the program keeps. Blobs come first; extra
+ * tensors that are not part of the model (an exit policy) come last. */
 #ifndef LM_MODELSTREAM_H
 #define LM_MODELSTREAM_H
 
@@ -33,6 +34,12 @@ struct lm_model_stream {
 	 * filter writes each tensor back as it came, with whatever attrs it added */
 	enum lm_dtype *dtypes;
 	json_t **attrs;
+	/* extra tensors (format 1.2): records between the model's last tensor and the end
+	 * record whose names are no model tensor's, such as an early-exit policy
+	 * ("exit_policy."). The tail read loads them (payload included: they are small);
+	 * the tail write writes them back, in order, so every filter passes them through. */
+	struct lm_record *extras;
+	size_t nextras;
 };
 
 /* the part a tensor belongs to: LM_PART_HEAD, its layer, or L (the tail) */
@@ -49,6 +56,16 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part);
 /* load everything (head, all layers, tail) */
 int lm_ms_load_all(struct lm_model_stream *ms, struct lm_model *m);
 
+/* ---- extra tensors ---- */
+/* the extra tensor of that name, NULL if the stream has none */
+const struct lm_record *lm_ms_extra(const struct lm_model_stream *ms, const char *name);
+/* add a tensor record (payload in r->data) as an extra, replacing one of the same name;
+ * takes r's attrs and data (r is zeroed), also on failure: -1 + error when the name is a
+ * model tensor's */
+int lm_ms_set_extra(struct lm_model_stream *ms, struct lm_record *r);
+/* drop the extras whose names start with prefix; returns how many went */
+size_t lm_ms_drop_extras(struct lm_model_stream *ms, const char *prefix);
+
 /* ---- filters: write what was read (and changed) ---- */
 /* index in ms->order of a tensor, -1 if the model has none of that kind */
 long lm_ms_index(const struct lm_model_stream *ms, enum lm_opt_kind kind, int layer);
@@ -57,7 +74,8 @@ json_t *lm_ms_attrs(struct lm_model_stream *ms, enum lm_opt_kind kind, int layer
 /* write the input's header with this tool in the provenance, then the blobs */
 int lm_ms_write_start(struct lm_model_stream *ms, struct lm_writer *w, int argc, char **argv);
 /* write part's tensors from m, in model order, each in the dtype it was read in
- * (f32 vectors converted back), with its attrs; the tail write adds the end record */
+ * (f32 vectors converted back), with its attrs; the tail write adds the extra tensors,
+ * then the end record */
 int lm_ms_write_part(struct lm_model_stream *ms, const struct lm_model *m, int part,
                      struct lm_writer *w);
 

@@ -22,7 +22,7 @@
 #include "opt.h"
 
 #define LM_STREAM_MAJOR 1
-#define LM_STREAM_MINOR 1
+#define LM_STREAM_MINOR 2
 #define LM_MAX_NDIM 8
 #define LM_MAX_NAME 256
 #define LM_MAX_MAP_BYTES (1u << 20)    /* a header or record map larger than this is refused */
