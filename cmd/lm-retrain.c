@@ -4,6 +4,8 @@
 #include "calib.h"
 #include "cli.h"
 #include "backward.h"
+#include "earlyexit.h"
+#include "exitpolicy.h"
 #include "forward.h"
 #include "kernels.h"
 #include "modelio.h"
@@ -11,14 +13,13 @@
 #include "rng.h"
 #include "tokenizer.h"
 #include "train.h"
+#include "trainloop.h"
 #include "util.h"
 
 #include <getopt.h>
-#include <stdarg.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char usage_text[] =
@@ -59,6 +60,19 @@ static const char usage_text[] =
 	"      --teacher STREAM  the dense model (read layer by layer along with training)\n"
 	"  -c, --calib FILE      calibration text or ids: the first windows of it\n"
 	"      --nsamples K      calibration windows (default 128)\n"
+	"Early exits (GREEN-CODE; exit k leaves after decoder layer k, k = 1..L-1):\n"
+	"      --early-exit      multi-exit fine-tuning: the weighted sum of each exit's and the\n"
+	"                        final output's cross-entropy, every exit through the shared\n"
+	"                        final LayerNorm and head (trains --full unless told otherwise)\n"
+	"      --exits LIST      the exits, e.g. 1,2,3 (default: every layer but the last; for\n"
+	"                        --exit-policy: those the stream records)\n"
+	"      --exit-weights LIST  a weight per exit, then the final output's (default:\n"
+	"                        GREEN-CODE's geometric ones)\n"
+	"      --exit-policy     train the exit policy by PPO on decoding episodes of -d FILE and\n"
+	"                        store it in the stream; the model's tensors are unchanged\n"
+	"      --episodes N      decoding episodes of 15 tokens (default 256)\n"
+	"      --policy-steps N  PPO environment steps (default 200000; -l sets the rate)\n"
+	"      --policy-hidden H width of the policy's two hidden layers (default 64)\n"
 	"Output and the rest:\n"
 	"  -o, --output FILE     write to FILE (atomically) instead of standard output\n"
 	"  -f, --force           write to standard output even if it is a terminal\n"
@@ -79,14 +93,14 @@ struct opts {
 	double lr, warmup, clip, dropout;
 	struct lm_adamw adam;
 	int cosine, reconstruct, threads, verify, quiet, verbose, force, alpha_set, dropout_set;
+	/* early exits: the exits 0-based, their weights then the final output's */
+	const char *exits_arg, *exit_w_arg;
+	int early_exit, exit_policy;
+	int *exits;
+	size_t nexits;
+	float *exit_w;
+	long long episodes, policy_steps, policy_hidden;
 };
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- token ids from a text or an ids stream ---- */
 
@@ -98,58 +112,6 @@ static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, siz
 	if (lm_calib_load_ids(path, ms, &ids, n) < 0)
 		die_lm(path);
 	return ids;
-}
-
-/* ---- progress ---- */
-
-struct progress {
-	const struct opts *o;
-	FILE *log;
-	double t0;
-	int tty;
-	long total;
-};
-
-static void fmt_time(char *buf, size_t n, double s)
-{
-	if (s >= 3600)
-		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-	else if (s >= 60)
-		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-	else
-		snprintf(buf, n, "%.0fs", s);
-}
-
-static void progress(struct progress *p, const char *what, long step, double loss, double lr,
-                     double gnorm, double tokens)
-{
-	double el = now() - p->t0, tps = el > 0 ? tokens / el : 0;
-	if (p->log)
-		fprintf(p->log, "%s%sstep %ld loss %.6f lr %.4e grad_norm %.4f tokens_per_s %.1f\n",
-		        what ? what : "", what ? " " : "", step, loss, lr, gnorm, tps);
-	if (!p->tty)
-		return;
-	char eta[32];
-	fmt_time(eta, sizeof eta, step > 0 ? el / (double)step * (double)(p->total - step) : 0);
-	fprintf(stderr, "\r%s: %s%sstep %ld/%ld loss %.4f lr %.2e %.0f tok/s ETA %s   ", argv0,
-	        what ? what : "", what ? " " : "", step, p->total, loss, lr, tps, eta);
-	if (step == p->total)
-		fputc('\n', stderr);
-}
-
-/* a line that must not be glued to a progress line */
-static void note(struct progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void note(struct progress *p, const char *fmt, ...)
-{
-	va_list ap;
-	char buf[512];
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
-	va_end(ap);
-	if (p->log && p->log != stderr)
-		fprintf(p->log, "%s\n", buf);
-	if (p->tty || p->o->verbose || p->log == stderr)
-		fprintf(stderr, "%s%s: %s\n", p->tty ? "\r\033[K" : "", argv0, buf);
 }
 
 /* ---- what the output records ---- */
@@ -172,6 +134,15 @@ static void mark_attrs(struct lm_model_stream *ms, const struct lm_train *tr,
 		for (size_t k = 0; k < tr->npar; k++)
 			if (tr->par[k].lora && tr->par[k].kind == t->kind && tr->par[k].layer == t->layer)
 				adapted = 1;
+		if (o->early_exit) { /* what --exit-policy and lm-eval find as the exits */
+			json_t *ex = json_array(), *w = json_array();
+			for (size_t k = 0; k < o->nexits; k++)
+				json_array_append_new(ex, json_integer(o->exits[k] + 1));
+			for (size_t k = 0; k <= o->nexits; k++)
+				json_array_append_new(w, json_real(o->exit_w[k]));
+			json_object_set_new(r, "exits", ex);
+			json_object_set_new(r, "exit_weights", w);
+		}
 		if (adapted) {
 			int head = !lm_opt_is_linear(t->kind);
 			json_object_set_new(r, "adapter", json_string(lm_lora_name(head ? LM_LORA_STD : o->to.lora)));
@@ -181,41 +152,6 @@ static void mark_attrs(struct lm_model_stream *ms, const struct lm_train *tr,
 		}
 		json_object_set_new(a, "retrain", r);
 	}
-}
-
-static void write_model(struct lm_model_stream *ms, struct lm_model *m, struct lm_out *out,
-                        int argc, char **argv)
-{
-	struct lm_writer *w = lm_writer_open(out->fd, out->name);
-	if (lm_ms_write_start(ms, w, argc, argv) < 0)
-		die_lm(out->name);
-	for (int p = LM_PART_HEAD; p <= ms->h.cfg.num_layers; p++)
-		if (lm_ms_write_part(ms, m, p, w) < 0)
-			die_lm(out->name);
-	if (lm_writer_close(w) < 0)
-		die_lm(out->name);
-	lm_out_commit(out);
-}
-
-/* ---- one optimizer step's bookkeeping, shared by both modes ---- */
-
-/* clip, check, update; dies on a non-finite loss or gradient */
-static double update(struct lm_train *tr, const struct opts *o, double loss, double lr, long step,
-                     double last_ok, long last_ok_step, const char *what)
-{
-	double gn = lm_train_grad_norm(tr);
-	if (!isfinite(loss) || !isfinite(gn)) {
-		if (last_ok_step < 0)
-			die("%s%sstep %ld: the %s is not finite from the start; nothing written", what ? what : "",
-			    what ? ": " : "", step + 1, isfinite(loss) ? "gradient" : "loss");
-		die("%s%sstep %ld: the %s is not finite (last finite loss %.6f at step %ld); nothing "
-		    "written", what ? what : "", what ? ": " : "", step + 1,
-		    isfinite(loss) ? "gradient" : "loss", last_ok, last_ok_step + 1);
-	}
-	if (o->clip > 0 && gn > o->clip)
-		lm_train_scale_grad(tr, (float)(o->clip / (gn + 1e-6)));
-	lm_train_adamw(tr, &o->adam, lr);
-	return gn;
 }
 
 /* ---- end-to-end ---- */
@@ -233,8 +169,33 @@ static double eval_loss(struct lm_train *tr, const int32_t *ids, size_t W, size_
 	return sum / (double)cnt;
 }
 
+/* a multi-exit step: the exits and the final output (when its weight is not 0), each
+ * one's loss shown after the weighted sum */
+static int exit_step(struct lm_train *tr, const struct opts *o, const int32_t *batch, size_t B,
+                     size_t T, double *loss, struct lm_progress *pg)
+{
+	static char shown[512];
+	int *ex = xmalloc((o->nexits + 1) * sizeof *ex);
+	float *w = xmalloc((o->nexits + 1) * sizeof *w);
+	double *el = xmalloc((o->nexits + 1) * sizeof *el);
+	size_t n = 0, k = 0;
+	for (size_t i = 0; i < o->nexits; i++)
+		ex[n] = o->exits[i], w[n++] = o->exit_w[i];
+	if (o->exit_w[o->nexits] > 0)
+		ex[n] = (int)tr->cfg.num_layers - 1, w[n++] = o->exit_w[o->nexits];
+	struct lm_train_loss ls = {.exits = ex, .exit_w = w, .nexits = n, .exit_loss = el};
+	int rc = lm_train_step_loss(tr, batch, B, T, &ls, loss);
+	k += (size_t)snprintf(shown, sizeof shown, "exits");
+	for (size_t i = 0; rc == 0 && i < n && k < sizeof shown; i++)
+		k += (size_t)snprintf(shown + k, sizeof shown - k, " %s%.3f",
+		                      i == o->nexits ? "final " : "", el[i]);
+	pg->extra = shown;
+	free(ex), free(w), free(el);
+	return rc;
+}
+
 static void end_to_end(struct lm_model_stream *ms, struct lm_model *m, struct opts *o,
-                       struct progress *pg)
+                       struct lm_progress *pg)
 {
 	size_t T = (size_t)o->seqlen, B = (size_t)o->batch, n = 0, ne = 0, We = 0;
 	int32_t *ids = load_ids(o->data, ms, &n), *eids = NULL, *batch;
@@ -255,16 +216,17 @@ static void end_to_end(struct lm_model_stream *ms, struct lm_model *m, struct op
 	}
 	if (lm_train_init(&tr, m, &o->to, B, T) < 0)
 		die_lm(lm_reader_name(ms->rd));
-	note(pg, "training %zu values in %zu tensors (%.0f MiB of gradients, moments and activations); "
-	     "%zu windows of %zu tokens per step, %lld steps", lm_train_count(&tr), tr.npar,
-	     (double)lm_train_bytes(&tr) / 1048576.0, B, T, o->steps);
+	lm_progress_note(pg, "training %zu values in %zu tensors (%.0f MiB of gradients, moments and "
+	                 "activations); %zu windows of %zu tokens per step, %lld steps",
+	                 lm_train_count(&tr), tr.npar, (double)lm_train_bytes(&tr) / 1048576.0, B, T,
+	                 o->steps);
 	lm_rng_seed(&rng, (uint64_t)o->seed);
 	batch = xmalloc(B * T * sizeof *batch);
 	long warm = (long)ceil(o->warmup * (double)o->steps);
 	if (eids)
-		note(pg, "step 0: validation loss %.6f", eval_loss(&tr, eids, We, B, T));
+		lm_progress_note(pg, "step 0: validation loss %.6f", eval_loss(&tr, eids, We, B, T));
 	/* from here on: -v lines, the log, and a terminal's progress line */
-	pg->t0 = now(), pg->total = o->steps;
+	pg->t0 = lm_now(), pg->total = o->steps;
 	for (long s = 0; s < o->steps; s++) {
 		double loss, lr = lm_lr_at(s, o->steps, warm, o->lr, o->cosine);
 		for (size_t b = 0; b < B; b++) {
@@ -272,19 +234,21 @@ static void end_to_end(struct lm_model_stream *ms, struct lm_model *m, struct op
 			memcpy(batch + b * T, ids + at, T * sizeof *batch);
 		}
 		lm_train_zero_grad(&tr);
-		if (lm_train_step(&tr, batch, B, T, &loss) < 0)
+		if ((o->early_exit ? exit_step(&tr, o, batch, B, T, &loss, pg) : lm_train_step(&tr, batch, B, T, &loss)) < 0)
 			die_lm("training");
-		double gn = update(&tr, o, loss, lr, s, last, last_step, NULL);
+		double gn = lm_train_update(&tr, &o->adam, o->clip, loss, lr, s, last, last_step, NULL);
 		last = loss, last_step = s;
 		tokens += (double)(B * T);
-		progress(pg, NULL, s + 1, loss, lr, gn, tokens);
+		lm_progress_step(pg, NULL, s + 1, loss, lr, gn, tokens);
 		if (eids && o->eval_every && (s + 1) % o->eval_every == 0 && s + 1 < o->steps)
-			note(pg, "step %ld: validation loss %.6f", s + 1, eval_loss(&tr, eids, We, B, T));
+			lm_progress_note(pg, "step %ld: validation loss %.6f", s + 1,
+			                 eval_loss(&tr, eids, We, B, T));
 	}
 	/* the last validation is the trained model's before the adapters are merged: what
 	 * lm-eval says of the output must agree (the merge is exact up to rounding) */
 	if (eids)
-		note(pg, "step %lld: validation loss %.6f", o->steps, eval_loss(&tr, eids, We, B, T));
+		lm_progress_note(pg, "step %lld: validation loss %.6f", o->steps,
+		                 eval_loss(&tr, eids, We, B, T));
 	if (lm_train_merge(&tr) < 0)
 		die("training: %s; nothing written", lm_errmsg());
 	mark_attrs(ms, &tr, o, -1);
@@ -304,7 +268,7 @@ static int same_shape(const struct lm_opt_config *a, const struct lm_opt_config 
 }
 
 static void reconstruct(struct lm_model_stream *ms, struct lm_model *m, struct opts *o,
-                        struct progress *pg)
+                        struct lm_progress *pg)
 {
 	const struct lm_opt_config *c = &m->cfg;
 	size_t T = (size_t)o->seqlen, B = (size_t)o->batch, C = (size_t)c->hidden_size, n = 0;
@@ -342,10 +306,10 @@ static void reconstruct(struct lm_model_stream *ms, struct lm_model *m, struct o
 			die_lm("forward");
 		memcpy(X + w0 * T * C, fw.x, nb * T * C * sizeof *X);
 	}
-	note(pg, "reconstruction: %zu calibration windows of %zu tokens, %lld steps per layer", K, T,
-	     o->steps);
+	lm_progress_note(pg, "reconstruction: %zu calibration windows of %zu tokens, %lld steps per "
+	                 "layer", K, T, o->steps);
 	long warm = (long)ceil(o->warmup * (double)o->steps);
-	pg->t0 = now(), pg->total = o->steps;
+	pg->t0 = lm_now(), pg->total = o->steps;
 	for (int l = 0; l < c->num_layers; l++) {
 		struct lm_train tr;
 		struct lm_train_opts lo = o->to;
@@ -366,7 +330,7 @@ static void reconstruct(struct lm_model_stream *ms, struct lm_model *m, struct o
 		lo.layer = l;
 		if (lm_train_init(&tr, m, &lo, B, T) < 0)
 			die_lm(lm_reader_name(ms->rd));
-		pg->t0 = now(), tokens = 0;
+		pg->t0 = lm_now(), tokens = 0;
 		for (long s = 0; s < o->steps; s++) {
 			double lr = lm_lr_at(s, o->steps, warm, o->lr, o->cosine);
 			/* the calibration windows in order, round and round (no shuffling, as PERP) */
@@ -380,10 +344,10 @@ static void reconstruct(struct lm_model_stream *ms, struct lm_model *m, struct o
 				die_lm("training");
 			if (s == 0)
 				mse0 = mse;
-			double gn = update(&tr, o, mse, lr, s, last, last_step, what);
+			double gn = lm_train_update(&tr, &o->adam, o->clip, mse, lr, s, last, last_step, what);
 			last = mse, last_step = s;
 			tokens += (double)(B * T);
-			progress(pg, what, s + 1, mse, lr, gn, tokens);
+			lm_progress_step(pg, what, s + 1, mse, lr, gn, tokens);
 		}
 		if (lm_train_merge(&tr) < 0)
 			die("%s: %s; nothing written", what, lm_errmsg());
@@ -397,8 +361,8 @@ static void reconstruct(struct lm_model_stream *ms, struct lm_model *m, struct o
 				die_lm("forward");
 		}
 		double after = lm_mse_backward(NULL, X, Y, xn);
-		note(pg, "layer %d: MSE to the teacher %.6g (first step %.6g, last step %.6g)", l, after,
-		     mse0, mse);
+		lm_progress_note(pg, "layer %d: MSE to the teacher %.6g (first step %.6g, last step %.6g)",
+		                 l, after, mse0, mse);
 	}
 	if (lm_ms_load(&tms, &tm, (int)c->num_layers) < 0)
 		die_lm(o->teacher);
@@ -410,7 +374,119 @@ static void reconstruct(struct lm_model_stream *ms, struct lm_model *m, struct o
 	free(ids);
 }
 
+/* ---- the exit policy: PPO on decoding episodes (GREEN-CODE); the model is unchanged ---- */
+
+static void episode_progress(void *ctx, size_t done, size_t total)
+{
+	struct lm_progress *pg = ctx;
+	if (pg->tty) {
+		fprintf(stderr, "\r%s: episode %zu/%zu   ", argv0, done, total);
+		if (done == total)
+			fputc('\n', stderr);
+	}
+}
+
+static void ppo_progress(void *ctx, const struct lm_ppo_report *r)
+{
+	static char shown[256];
+	struct lm_progress *pg = ctx;
+	snprintf(shown, sizeof shown, "value_loss %.5f reward %.4f exit %.3f entropy %.3f kl %.5f",
+	         r->v_loss, r->reward, r->exit_rate, r->entropy, r->approx_kl);
+	pg->extra = shown;
+	lm_progress_step(pg, "policy", r->steps, r->pg_loss, r->lr, r->grad_norm, (double)r->steps);
+}
+
+static void exit_policy(struct lm_model_stream *ms, struct lm_model *m, struct opts *o,
+                        struct lm_progress *pg)
+{
+	const int L = (int)m->cfg.num_layers;
+	const size_t ntok = 15, neps = (size_t)o->episodes; /* GREEN-CODE's episode: 15 tokens */
+	size_t n = 0;
+	int32_t *ids = load_ids(o->data, ms, &n), *pr;
+	struct lm_policy_episode *ep;
+	struct lm_policy p;
+	struct lm_ppo po;
+	float *st;
+	double ml, ag;
+	char shown[256];
+	size_t k = 0;
+
+	for (size_t i = 0; i < o->nexits && k < sizeof shown; i++)
+		k += (size_t)snprintf(shown + k, sizeof shown - k, "%s%d", i ? "," : "", o->exits[i] + 1);
+	lm_progress_note(pg, "exit policy: %zu episodes of %zu tokens (prompts from windows of %lld "
+	                 "tokens), exits after layers %s of %d", neps, ntok, o->seqlen, shown, L);
+	double t0 = lm_now();
+	if (lm_ee_episodes(m, ids, n, (size_t)o->seqlen, neps, ntok, o->exits, o->nexits,
+	                   (uint64_t)o->seed, &ep, &st, &pr, episode_progress, pg) < 0)
+		die_lm(o->data);
+	lm_progress_note(pg, "episodes decoded in %.1f s", lm_now() - t0);
+	if (lm_policy_init(&p, (size_t)m->cfg.hidden_size, (size_t)o->policy_hidden, L, o->exits,
+	                   o->nexits, (uint64_t)o->seed) < 0)
+		die_lm("exit policy");
+	lm_ppo_defaults(&po);
+	po.total = o->policy_steps, po.lr = o->lr, po.seed = (uint64_t)o->seed;
+	pg->t0 = lm_now();
+	pg->total = (long)(((size_t)po.total + po.n_steps - 1) / po.n_steps * po.n_steps);
+	if (lm_policy_train(&p, ep, neps, &po, ppo_progress, pg) < 0)
+		die("exit policy: %s; nothing written", lm_errmsg());
+	pg->extra = NULL;
+	lm_policy_score(&p, ep, neps, 0.5, &ml, &ag);
+	lm_progress_note(pg, "policy on its episodes at threshold 0.5: mean exit layer %.3f of %d, "
+	                 "%.1f%% of tokens the full model's (the oracle that keeps them all: %.3f)", ml,
+	                 L, 100 * ag, lm_policy_oracle(ep, neps, o->exits, o->nexits, L));
+	json_t *info = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:I, s:I}", "algorithm", "ppo",
+	                         "reward", "green-code", "episodes", (json_int_t)neps,
+	                         "episode_tokens", (json_int_t)ntok, "steps", (json_int_t)po.total,
+	                         "lr", po.lr, "seqlen", (json_int_t)o->seqlen, "seed",
+	                         (json_int_t)o->seed);
+	if (lm_policy_save(ms, &p, info) < 0)
+		die_lm("exit policy");
+	json_decref(info);
+	lm_policy_free(&p);
+	free(ep), lm_free(st), free(pr), free(ids);
+}
+
 /* ---- options ---- */
+
+/* the exits and their weights, checked against the model (exit 2 on a bad one) */
+static void exit_args(struct opts *o, const struct lm_model_stream *ms)
+{
+	const int L = (int)ms->h.cfg.num_layers;
+	const char *whose = o->exits_arg ? "--exits" : "the exits the stream records";
+	if (L < 2)
+		edie(2, "a model of %d layer has no early exits", L);
+	if (!o->exits && o->exit_policy)
+		o->exits = lm_ee_stream_exits(ms, &o->nexits);
+	if (!o->exits) {
+		whose = "--exits";
+		o->nexits = (size_t)L - 1;
+		o->exits = xmalloc(o->nexits * sizeof *o->exits);
+		for (int i = 0; i < L - 1; i++)
+			o->exits[i] = i;
+	}
+	if (lm_ee_check_exits(o->exits, o->nexits, L) < 0)
+		edie(2, "%s: %s", whose, lm_errmsg());
+	o->exit_w = xmalloc((o->nexits + 1) * sizeof *o->exit_w);
+	if (!o->exit_w_arg) {
+		lm_ee_default_weights(o->exits, o->nexits, L, o->exit_w);
+		return;
+	}
+	size_t n;
+	double *w = lm_ee_parse_list(o->exit_w_arg, &n), sum = 0;
+	if (!w)
+		edie(2, "--exit-weights: %s", lm_errmsg());
+	if (n != o->nexits + 1)
+		edie(2, "--exit-weights: %zu weights for %zu exits and the final output (give %zu)", n,
+		     o->nexits, o->nexits + 1);
+	for (size_t i = 0; i < n; i++) {
+		if (w[i] < 0 || w[i] > 1e6)
+			edie(2, "--exit-weights: %g is not a weight in [0, 1e6]", w[i]);
+		o->exit_w[i] = (float)w[i], sum += w[i];
+	}
+	free(w);
+	if (sum <= 0)
+		edie(2, "--exit-weights: all zero");
+}
 
 static int rank_arg(const char *s, const char *what)
 {
@@ -423,6 +499,7 @@ int main(int argc, char **argv)
 		O_PERP = 256, O_FULL, O_TRAIN, O_LORA, O_MLORA, O_SLORA, O_ALPHA, O_HEAD, O_EVAL,
 		O_EVERY, O_EWIN, O_WARM, O_SCHED, O_B1, O_B2, O_EPS, O_WD, O_CLIP, O_DROP, O_SEED,
 		O_RECON, O_TEACHER, O_NSAMP, O_LOG, O_NOVERIFY,
+		O_EE, O_EXITS, O_EXITW, O_EPOL, O_EPIS, O_PSTEPS, O_PHID,
 	};
 	static const struct option lopts[] = {
 		{"perp", no_argument, 0, O_PERP}, {"full", no_argument, 0, O_FULL},
@@ -444,15 +521,21 @@ int main(int argc, char **argv)
 		{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, O_NOVERIFY},
 		{"quiet", no_argument, 0, 'q'}, {"verbose", no_argument, 0, 'v'},
 		{"help", no_argument, 0, 'h'},
+		{"early-exit", no_argument, 0, O_EE}, {"exits", required_argument, 0, O_EXITS},
+		{"exit-weights", required_argument, 0, O_EXITW}, {"exit-policy", no_argument, 0, O_EPOL},
+		{"episodes", required_argument, 0, O_EPIS}, {"policy-steps", required_argument, 0, O_PSTEPS},
+		{"policy-hidden", required_argument, 0, O_PHID},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
 	struct opts o = {.batch = 8, .steps = 200, .eval_windows = 8, .nsamples = 128, .lr = -1,
 	                 .warmup = 0.1, .clip = 1.0, .verify = 1,
-	                 .adam = {0.9, 0.999, 1e-8, 0.0}};
+	                 .adam = {0.9, 0.999, 1e-8, 0.0},
+	                 .episodes = 256, .policy_steps = 200000, .policy_hidden = 64};
+	int policy_opt = 0;
 	struct lm_model_stream ms;
 	struct lm_model m;
 	struct lm_reader *rd;
 	struct lm_out out;
-	struct progress pg = {0};
+	struct lm_progress pg = {0};
 	int c, nlora = 0;
 
 	o.to.layer = -1;
@@ -501,6 +584,18 @@ int main(int argc, char **argv)
 		case O_NOVERIFY: o.verify = 0; break;
 		case 'q': o.quiet = 1; break;
 		case 'v': o.verbose = 1; break;
+		case O_EE: o.early_exit = 1; break;
+		case O_EXITS:
+			free(o.exits);
+			if (!(o.exits = lm_ee_parse_exits(optarg, &o.nexits)))
+				edie(2, "--exits: %s", lm_errmsg());
+			o.exits_arg = optarg;
+			break;
+		case O_EXITW: o.exit_w_arg = optarg; break;
+		case O_EPOL: o.exit_policy = 1; break;
+		case O_EPIS: o.episodes = estrtoll(optarg, 1, 1 << 24, "--episodes"), policy_opt = 1; break;
+		case O_PSTEPS: o.policy_steps = estrtoll(optarg, 1, 1LL << 40, "--policy-steps"), policy_opt = 1; break;
+		case O_PHID: o.policy_hidden = estrtoll(optarg, 1, LM_POLICY_MAX_HIDDEN, "--policy-hidden"), policy_opt = 1; break;
 		case 'h': lm_usage(usage_text, 0);
 		case 'V': puts("lm-retrain " LM_VERSION); return 0;
 		default: lm_bad_option(usage_text);
@@ -508,7 +603,21 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		lm_usage(usage_text, 2);
-	if (!o.to.perp && !o.to.full && !o.nglobs && !o.to.lora)
+	if (o.early_exit && o.exit_policy)
+		edie(2, "--early-exit fine-tunes the model, --exit-policy trains its policy: one at a time");
+	if (o.exits_arg && !o.early_exit && !o.exit_policy)
+		edie(2, "--exits is for --early-exit or --exit-policy");
+	if (o.exit_w_arg && !o.early_exit)
+		edie(2, "--exit-weights is for --early-exit");
+	if (policy_opt && !o.exit_policy)
+		edie(2, "--episodes, --policy-steps and --policy-hidden are for --exit-policy");
+	if (o.exit_policy && (o.to.perp || o.to.full || o.nglobs || o.to.lora || o.reconstruct))
+		edie(2, "--exit-policy trains only the policy: no --perp, --full, --train, LoRA or --reconstruct");
+	if ((o.early_exit || o.exit_policy) && o.reconstruct)
+		edie(2, "--early-exit trains end to end: not with --reconstruct");
+	if (o.early_exit && !o.to.perp && !o.to.full && !o.nglobs && !o.to.lora)
+		o.to.full = 1; /* GREEN-CODE fine-tunes every weight */
+	if (!o.exit_policy && !o.to.perp && !o.to.full && !o.nglobs && !o.to.lora)
 		edie(2, "nothing to train: give --perp, --full, --train GLOB or a LoRA kind (see --help)");
 	if (nlora > 1)
 		edie(2, "--lora, --mask-lora and --scale-lora exclude each other");
@@ -527,7 +636,7 @@ int main(int argc, char **argv)
 	if (o.teacher && !o.reconstruct)
 		edie(2, "--teacher is for --reconstruct");
 	if (o.lr < 0)
-		o.lr = o.to.full ? 1e-4 : 1e-3;
+		o.lr = o.exit_policy ? 3e-4 : o.to.full ? 1e-4 : 1e-3;
 	if (!o.alpha_set)
 		o.to.alpha = 2.0 * o.to.rank;
 	o.to.globs = o.globs, o.to.nglobs = o.nglobs, o.to.seed = (uint64_t)o.seed;
@@ -546,10 +655,12 @@ int main(int argc, char **argv)
 		edie(2, "--seqlen %lld exceeds the model's %lld positions", o.seqlen,
 		     (long long)cfg->max_positions);
 	o.to.dropout = o.dropout_set ? o.dropout : cfg->dropout;
+	if (o.early_exit || o.exit_policy)
+		exit_args(&o, &ms);
 	if (lm_model_init(&m, cfg) < 0 || lm_ms_load_all(&ms, &m) < 0)
 		die_lm(lm_reader_name(rd));
 
-	pg.o = &o;
+	pg.verbose = o.verbose;
 	pg.tty = isatty(2) && !o.quiet;
 	if (o.log && !(pg.log = strcmp(o.log, "-") ? fopen(o.log, "w") : stderr))
 		die("%s:", o.log);
@@ -557,17 +668,24 @@ int main(int argc, char **argv)
 		pg.tty = 0;
 	else if (pg.log)
 		setvbuf(pg.log, NULL, _IOLBF, 0); /* a log is for watching a long run */
-	if (o.reconstruct)
+	if (o.exit_policy)
+		exit_policy(&ms, &m, &o, &pg);
+	else if (o.reconstruct)
 		reconstruct(&ms, &m, &o, &pg);
 	else
 		end_to_end(&ms, &m, &o, &pg);
+	/* a policy learnt on the model before this fine-tuning would decide on other states */
+	if (o.early_exit && lm_ms_drop_extras(&ms, LM_POLICY_PREFIX))
+		lm_progress_note(&pg, "dropped the stream's exit policy (trained for the model before "
+		                 "this fine-tuning): train it again with --exit-policy");
 
-	write_model(&ms, &m, &out, argc, argv);
+	lm_write_model(&ms, &m, &out, argc, argv);
 	if (pg.log && pg.log != stderr && fclose(pg.log) == EOF)
 		die("%s: write error:", o.log);
 	lm_model_free(&m);
 	lm_ms_close(&ms);
 	lm_reader_close(rd);
 	free(o.globs);
+	free(o.exits), free(o.exit_w);
 	return 0;
 }
