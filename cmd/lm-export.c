@@ -1,5 +1,6 @@
 /* lm-export: lm-stream -> a Hugging Face folder that transformers' from_pretrained loads */
 #include "cli.h"
+#include "exitpolicy.h"
 #include "quant.h"
 #include "safetensors.h"
 #include "util.h"
@@ -56,7 +57,7 @@ int main(int argc, char **argv)
 	struct lm_st_out_entry *ents = NULL;
 	int64_t (*shapes)[8] = NULL;
 	char **names = NULL;
-	size_t n = 0, cap = 0, nblobs = 0;
+	size_t n = 0, cap = 0, nblobs = 0, nskipped = 0;
 	struct blob *blobs = NULL;
 
 	lm_prog_init(argc, argv);
@@ -95,6 +96,12 @@ int main(int argc, char **argv)
 			nblobs++;
 			continue;
 		}
+		/* an early-exit policy (lm-retrain --exit-policy) is ours, not OPT's: transformers
+		 * would carry it as an unknown weight and lm-import would refuse the folder */
+		if (!strncmp(r.name, LM_POLICY_PREFIX, strlen(LM_POLICY_PREFIX))) {
+			nskipped++;
+			continue;
+		}
 		if (lm_dtype_is_packed(r.dtype)) {
 			/* transformers has no packed types of ours: the dequantized values, in f16,
 			 * the dtype OPT checkpoints are published in */
@@ -125,6 +132,9 @@ int main(int argc, char **argv)
 			die_lm(dir);
 	}
 	lm_record_clear(&r);
+	if (nskipped)
+		warnf("%zu exit-policy tensors (%s*) left out: a transformers checkpoint has no place for them",
+		      nskipped, LM_POLICY_PREFIX);
 	for (size_t i = 0; i < n; i++)
 		ents[i].name = names[i], ents[i].shape = shapes[i];
 
