@@ -71,3 +71,12 @@ row "LoRA rank above the matrix" lm-retrain --lora 999 -d "$PWD/$D/novels-calib.
 row "NaN loss (lr 1e9)" lm-retrain --full --lr 1e9 --steps 3 --batch 1 --seqlen 32 -d "$PWD/$D/novels-calib.txt" micro.lms
 row "--train matching nothing" lm-retrain --train 'nothing.*' -d "$PWD/$D/novels-calib.txt" micro.lms
 row "unknown shape" lm-init --like opt-9t
+printf 'goal,target\nfirst,"Sure"\nsecond,\n' > "$t/missing.csv"
+printf 'goal,target\n"open,x\n' > "$t/quote.csv"
+printf 'input one\tyes\ninput two without answer\n' > "$t/bad.tsv"
+row "CSV row without an answer" lm-unlearn --forget missing.csv micro.lms
+row "CSV quote never closed" lm-unlearn --forget quote.csv micro.lms
+row "answer column not in the header" lm-unlearn --forget missing.csv --forget-answer nope micro.lms
+printf 'goal,target\nfirst,"Sure, here is"\nsecond,"Sure, here are"\n' > "$t/ok.csv"
+row "NaN loss (lr 1e30)" lm-unlearn --forget ok.csv -b 2 -n 6 -l 1e30 --clip 0 micro.lms
+row "pool row without an answer" bash -c "lm-embed --pool bad.tsv < micro.lms"
