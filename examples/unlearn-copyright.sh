@@ -13,7 +13,8 @@
 #
 # Settings (environment): MODEL, FORGET (the text to forget), RETAIN (text to keep), TEST
 # (held-out text), RANK (LoRA rank; 0: full), LR, STEPS, SEQLEN, BATCH, RBATCH (retain
-# windows per step), MAXLOSS (stop once a step's forget loss exceeds it), SEED, OUT.
+# windows per step), MAXLOSS and WINDOW (stop once the mean forget loss of the last WINDOW
+# steps exceeds MAXLOSS), SEED, OUT.
 # From examples/Makefile: `unlearn-copyright: ; sh examples/unlearn-copyright.sh`.
 set -eu
 cd "$(dirname "$0")/.."
@@ -23,7 +24,7 @@ FORGET=${FORGET:-data/novels-eval/novels-calib.txt}
 RETAIN=${RETAIN:-data/novels-eval/novels-retrain.txt}
 TEST=${TEST:-data/novels-eval/novels-test.txt}
 RANK=${RANK:-32} LR=${LR:-1e-4} STEPS=${STEPS:-100} SEQLEN=${SEQLEN:-256}
-BATCH=${BATCH:-2} RBATCH=${RBATCH:-2} MAXLOSS=${MAXLOSS:-4.4} SEED=${SEED:-1}
+BATCH=${BATCH:-2} RBATCH=${RBATCH:-2} MAXLOSS=${MAXLOSS:-4.4} WINDOW=${WINDOW:-10} SEED=${SEED:-1}
 OUT=${OUT:-results/unlearn-copyright}
 mkdir -p "$OUT"
 run() { echo "+ $*" >&2; "$@"; }
@@ -38,7 +39,7 @@ if [ ! -s "$OUT/unlearned.lms" ]; then
 	s=$(date +%s)
 	# shellcheck disable=SC2086 # $what is two words or one
 	run lm-unlearn -v $what --forget-text "$FORGET" --retain-text "$RETAIN" -s "$SEQLEN" \
-		-b "$BATCH" --retain-batch "$RBATCH" -n "$STEPS" -l "$LR" --max-forget-loss "$MAXLOSS" \
+		-b "$BATCH" --retain-batch "$RBATCH" -n "$STEPS" -l "$LR" --max-forget-loss "$MAXLOSS" --stop-window "$WINDOW" \
 		--seed "$SEED" --log "$OUT/unlearn.log" -o "$OUT/unlearned.lms" "$OUT/base.lms"
 	echo $(( $(date +%s) - s )) > "$OUT/unlearn.seconds"
 fi
