@@ -251,32 +251,15 @@ int *lm_ee_parse_exits(const char *s, size_t *n)
 	return e;
 }
 
-/* an array of 1-based layer numbers in attrs, 0-based out; NULL if absent or malformed */
-static int *exits_of(json_t *ex, size_t *n)
-{
-	size_t i;
-	json_t *v;
-	if (!json_is_array(ex) || !json_array_size(ex))
-		return NULL;
-	int *e = xmalloc(json_array_size(ex) * sizeof *e);
-	json_array_foreach(ex, i, v) {
-		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1 << 20) {
-			free(e);
-			return NULL;
-		}
-		e[i] = (int)json_integer_value(v) - 1;
-	}
-	*n = json_array_size(ex);
-	return e;
-}
-
+/* the exits of the stream: its policy's, else those lm-retrain --early-exit recorded in a
+ * tensor's attrs ("retrain": {"exits": [1-based]}); 0-based, NULL if none */
 int *lm_ee_stream_exits(const struct lm_model_stream *ms, size_t *n)
 {
 	int *e = lm_policy_stream_exits(ms, n);
 	*n = e ? *n : 0;
 	for (size_t i = 0; !e && i < ms->norder; i++)
 		if (ms->attrs[i])
-			e = exits_of(json_object_get(json_object_get(ms->attrs[i], "retrain"), "exits"), n);
+			e = lm_exits_from_json(json_object_get(json_object_get(ms->attrs[i], "retrain"), "exits"), n);
 	return e;
 }
 

@@ -288,11 +288,10 @@ int lm_policy_save(struct lm_model_stream *ms, const struct lm_policy *p, json_t
 	return 0;
 }
 
-int *lm_policy_stream_exits(const struct lm_model_stream *ms, size_t *n)
+int *lm_exits_from_json(const json_t *ex, size_t *n)
 {
-	const struct lm_record *r = lm_ms_extra(ms, LM_POLICY_MAIN);
-	json_t *ex = r ? json_object_get(r->attrs, "exits") : NULL, *v;
 	size_t i;
+	json_t *v;
 	*n = 0;
 	if (!json_is_array(ex) || json_array_size(ex) == 0)
 		return NULL;
@@ -306,6 +305,12 @@ int *lm_policy_stream_exits(const struct lm_model_stream *ms, size_t *n)
 	}
 	*n = json_array_size(ex);
 	return e;
+}
+
+int *lm_policy_stream_exits(const struct lm_model_stream *ms, size_t *n)
+{
+	const struct lm_record *r = lm_ms_extra(ms, LM_POLICY_MAIN);
+	return lm_exits_from_json(r ? json_object_get(r->attrs, "exits") : NULL, n);
 }
 
 int lm_policy_load(struct lm_policy *p, const struct lm_model_stream *ms, int *missing)

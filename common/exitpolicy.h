@@ -87,6 +87,9 @@ int lm_policy_save(struct lm_model_stream *ms, const struct lm_policy *p, json_t
 /* read the policy ms carries (the tail must have been loaded); -1 + error, with *missing
  * set when a tensor of it is absent (rather than malformed) */
 int lm_policy_load(struct lm_policy *p, const struct lm_model_stream *ms, int *missing);
+/* a JSON array of 1-based exits -> 0-based (malloc'd), or NULL (and *n = 0) if ex is not a
+ * non-empty array of integers in [1, 2^20] */
+int *lm_exits_from_json(const json_t *ex, size_t *n);
 /* the exits of the stream's policy, 0-based (malloc'd), or NULL if it has none */
 int *lm_policy_stream_exits(const struct lm_model_stream *ms, size_t *n);
 
