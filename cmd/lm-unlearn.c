@@ -316,14 +316,7 @@ int main(int argc, char **argv)
 	if (lm_model_init(&m, cfg) < 0 || lm_ms_load_all(&ms, &m) < 0)
 		die_lm(lm_reader_name(rd));
 
-	pg.verbose = o.verbose;
-	pg.tty = isatty(2) && !o.quiet;
-	if (o.log && !(pg.log = strcmp(o.log, "-") ? fopen(o.log, "w") : stderr))
-		die("%s:", o.log);
-	if (pg.log == stderr)
-		pg.tty = 0;
-	else if (pg.log)
-		setvbuf(pg.log, NULL, _IOLBF, 0);
+	lm_progress_open(&pg, o.log, o.verbose, o.quiet);
 
 	load_set(&fs, o.forget, o.forget_text, o.fq, o.fa, &o, &ms, &tk);
 	int retain = o.retain || o.retain_text;

@@ -5,7 +5,9 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 double lm_now(void)
 {
@@ -41,6 +43,18 @@ void lm_progress_step(struct lm_progress *p, const char *what, long step, double
 	        sp, step, p->total, loss, xs, x, lr, tps, eta);
 	if (step == p->total)
 		fputc('\n', stderr);
+}
+
+void lm_progress_open(struct lm_progress *p, const char *log, int verbose, int quiet)
+{
+	p->verbose = verbose;
+	p->tty = isatty(2) && !quiet;
+	if (log && !(p->log = strcmp(log, "-") ? fopen(log, "w") : stderr))
+		die("%s:", log);
+	if (p->log == stderr)
+		p->tty = 0;
+	else if (p->log)
+		setvbuf(p->log, NULL, _IOLBF, 0); /* a log is for watching a long run */
 }
 
 void lm_progress_note(struct lm_progress *p, const char *fmt, ...)

@@ -20,6 +20,9 @@ struct lm_progress {
 };
 
 double lm_now(void);  /* monotonic seconds */
+/* set p up for -v/-q and --log PATH ("-": stderr, which then replaces the progress line;
+ * NULL: none); dies when PATH cannot be opened */
+void lm_progress_open(struct lm_progress *p, const char *log, int verbose, int quiet);
 /* after a step: a log line, and the terminal's progress line (ETA from total) */
 void lm_progress_step(struct lm_progress *p, const char *what, long step, double loss, double lr,
                       double gnorm, double tokens);
