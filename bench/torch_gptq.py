@@ -42,7 +42,7 @@ import time
 import numpy as np
 import torch
 
-from torch_prune import LINEARS, Layer, causal_mask, die, embed, read_ids, read_model, records
+from torch_prune import LINEARS, Layer, causal_mask, die, embed, read_ids, read_model, records, save
 
 
 class Quantizer:
@@ -157,13 +157,6 @@ def quantize_model(cfg, sd, o, ids):
 
 
 # ---- --save and --compare ----
-
-def save(layers, path):
-    with open(path, "wb") as f:
-        for lay in layers:
-            for short in LINEARS:
-                getattr(lay, short).weight.data.numpy().tofile(f)
-
 
 def dequant(rec, data):
     """A packed lm-stream record (lm-stream(5): q<b>c / q<b>g<G>) as float64 numpy [rows*cols]."""
