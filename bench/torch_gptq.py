@@ -42,7 +42,8 @@ import time
 import numpy as np
 import torch
 
-from torch_prune import LINEARS, Layer, causal_mask, die, embed, read_ids, read_model, records, save
+from torch_prune import (LINEARS, Layer, SparseGPTStats, causal_mask, die, embed, read_ids,
+                         read_model, records, save)
 
 
 class Quantizer:
@@ -74,21 +75,9 @@ class Quantizer:
         return self.scale * (q - self.zero)
 
 
-class GPTQ:
-    """gptq.py's GPTQ: add_batch, then fasterquant (no act-order, no static groups)"""
-
-    def __init__(self, lin):
-        self.lin, self.n = lin, 0
-        c = lin.weight.shape[1]
-        self.H = torch.zeros(c, c)
-
-    def add(self, x):
-        nb = x.shape[0] if x.dim() == 3 else 1
-        x = x.reshape(-1, x.shape[-1]).t().float()
-        self.H *= self.n / (self.n + nb)
-        self.n += nb
-        x = math.sqrt(2 / self.n) * x
-        self.H += x @ x.t()
+class GPTQ(SparseGPTStats):
+    """gptq.py's GPTQ: add_batch, then fasterquant (no act-order, no static groups); the
+    Hessian H = (2/n) sum x x^T is accumulated as SparseGPT's, which GPTQ's code shares"""
 
     def quantize(self, quantizer, groupsize, blocksize=128, damp=0.01):
         W = self.lin.weight.data.clone().float()
