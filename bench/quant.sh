@@ -1,10 +1,10 @@
 #!/bin/sh
 # bench/quant.sh: the quantization section of bench/RESULTS.md (issue #6), on an
 # OPT-125m-shaped model (random weights, lm-init --seed 1):
-#   1. lm-eval --ppl (one layer in memory at a time) on f32, f16, q8g128 and q4g128 weights:
-#      tokens/s and peak RSS, against the targets q4 RSS <= 35 % of f32's and q4 tokens/s >=
-#      f32's;
-#   2. the same four with the whole model in memory (lm-eval --generate, 32 tokens);
+#   1. lm-eval --ppl (one layer in memory at a time) on f32, f16, q8g128 and q4g128 weights,
+#      and q4g128 with the token embeddings packed too (q4e), at batch 1 and 4: tokens/s and
+#      peak RSS, against the targets q4 RSS <= 35 % of f32's and q4 tokens/s >= f32's;
+#   2. the same five with the whole model in memory (lm-eval --generate, 32 tokens);
 #   3. lm-quant -m gptq -b 4 -g 128 against bench/torch_gptq.py (the GPTQ reference
 #      algorithm in PyTorch) on the same model, calibration ids, windows and threads, with
 #      how far their results agree.
@@ -16,6 +16,7 @@
 #                            tables give the median)
 #   BENCH_QUANT_THREADS=L    thread counts (default "2")
 #   BENCH_QUANT_WINDOWS=K    lm-eval --ppl windows of 512 tokens (default 8)
+#   BENCH_QUANT_BATCHES=L    lm-eval --ppl batch sizes (default "1 4")
 #   BENCH_QUANT_NSAMPLES=N   GPTQ calibration windows of 512 tokens (default 16)
 #   BENCH_QUANT_TORCH=0      skip the PyTorch GPTQ run (about 5 of the 7 minutes)
 #   BENCH_KEEP=1, TMPDIR, BENCH_QUIET_MAX, BENCH_QUIET_BUDGET: see bench/lib.sh
@@ -30,12 +31,14 @@ THREADS=${BENCH_QUANT_THREADS:-2}
 WIN=${BENCH_QUANT_WINDOWS:-8}
 NS=${BENCH_QUANT_NSAMPLES:-16}
 TORCH=${BENCH_QUANT_TORCH:-1}
+BATCHES=${BENCH_QUANT_BATCHES:-1 4}
 
 bench_start quant
 fact reps "$REPS"
 fact threads "$THREADS"
 fact windows "$WIN"
 fact nsamples "$NS"
+fact batches "$BATCHES"
 
 say "quant: OPT-125m-shaped models (f32, f16 and f16 -> q8g128, q4g128 by RTN), ids"
 bin/lm-init --like opt-125m --seed 1 -o "$B/f32.lms"
@@ -43,7 +46,11 @@ bin/lm-init --like opt-125m --seed 1 -t f16 -o "$B/f16.lms"
 # from the f16 stream, as after lm-import: the embeddings stay f16, the six linears are packed
 bin/lm-quant -q -b 8 -g 128 -o "$B/q8.lms" "$B/f16.lms"
 bin/lm-quant -q -b 4 -g 128 -o "$B/q4.lms" "$B/f16.lms"
-for m in f32 f16 q8 q4; do
+# and with embed_tokens (the tied head) packed too: most of what q4.lms holds is its f16
+# embedding matrix
+bin/lm-quant -q -b 4 -g 128 --include '*embed_tokens*' --include '*proj.weight' \
+	--include '*fc?.weight' -o "$B/q4e.lms" "$B/f16.lms"
+for m in f32 f16 q8 q4 q4e; do
 	fact "size_$m" "$(wc -c < "$B/$m.lms")"
 done
 # the ids every run reads: the text tokenized once (BOS first), as lm-eval/lm-quant would
@@ -52,7 +59,7 @@ bin/lm-eval --ppl data/novels-eval/novels-test.txt --windows 1 --seqlen 512 -q -
 bin/lm-eval --ppl data/novels-eval/novels-calib.txt --windows 1 --seqlen 512 -q --json \
 	--save-ids "$B/calib.lms" "$B/f16.lms" > /dev/null
 
-PPL='bin/lm-eval --ppl $B/test.lms --seqlen 512 --windows %s -j %s --json -q $B/%s.lms'
+PPL='bin/lm-eval --ppl $B/test.lms --seqlen 512 --windows %s --batch %s -j %s --json -q $B/%s.lms'
 GEN='bin/lm-eval --generate "The history of the" -n 32 -j %s --json -q $B/%s.lms'
 LMQ='bin/lm-quant -b 4 -g 128 -m gptq -c $B/calib.lms --nsamples %s --seqlen 512 -j %s -q -o $B/gptq-j%s.lms $B/f16.lms'
 TOR='OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_gptq.py $B/f16.lms -c $B/calib.lms --nsamples %s --seqlen 512 --wbits 4 --groupsize 128 --f16-scale --threads %s --json --save $B/torch-j%s.f32'
@@ -60,10 +67,12 @@ rep=1
 while [ "$rep" -le "$REPS" ]; do
 	for j in $THREADS; do
 		say "  lm-eval --ppl and --generate, $j thread(s), repetition $rep/$REPS"
-		for m in f32 f16 q8 q4; do
-			measure "ppl-$m-j$j.lmeval.r$rep" "$(printf "$PPL" "$WIN" "$j" "$m")"
+		for b in $BATCHES; do
+			for m in f32 f16 q8 q4 q4e; do
+				measure "ppl-$m-b$b-j$j.lmeval.r$rep" "$(printf "$PPL" "$WIN" "$b" "$j" "$m")"
+			done
 		done
-		for m in f32 f16 q8 q4; do
+		for m in f32 f16 q8 q4 q4e; do
 			measure "gen-$m-j$j.lmeval.r$rep" "$(printf "$GEN" "$j" "$m")"
 		done
 		say "  GPTQ 4-bit g128, $NS windows of 512, $j thread(s), repetition $rep/$REPS"
@@ -144,11 +153,14 @@ def cmdcell(c):
 
 reps, threads = facts["reps"], facts["threads"].split()
 W = facts["windows"]
-names = {"f32": "f32", "f16": "f16", "q8": "q8g128 (RTN)", "q4": "q4g128 (RTN)"}
+names = {"f32": "f32", "f16": "f16", "q8": "q8g128 (RTN)", "q4": "q4g128 (RTN)",
+         "q4e": "q4g128, embeddings too (RTN)"}
+MODELS = ("f32", "f16", "q8", "q4", "q4e")
 print("### Quantized weights: speed and memory (`bench/quant.sh`)\n")
 print(f"OPT-125m-shaped model, random weights (`lm-init --like opt-125m --seed 1`, f32; `-t f16`; "
       f"q8g128 and q4g128 by `lm-quant -b 8|4 -g 128` from the f16 stream, so the embeddings stay "
-      f"f16 as after `lm-import`). {facts['date']}, commit {facts['commit']}"
+      f"f16 as after `lm-import`; q4e adds `--include '*embed_tokens*' --include '*proj.weight' "
+      f"--include '*fc?.weight'`, which packs the token embeddings, and so the tied head, as well). {facts['date']}, commit {facts['commit']}"
       f"{' (uncommitted changes)' if facts.get('dirty') == 'yes' else ''}, {facts['cpu']}, "
       f"{facts['cores']} cores, load {facts['load_start']} at the start and {facts['load_end']} at "
       f"the end; median of {reps} run(s). \"others\": cores the rest of the machine kept busy "
@@ -160,38 +172,44 @@ def gen_rss(j, m):
 
 
 for j in threads:
-    print(f"**`lm-eval --ppl`**, {W} window(s) of 512 tokens of novels-test.txt, batch 4, {j} thread(s) "
-          f"(the model is streamed: one decoder layer in memory at a time, next to the embeddings):\n")
-    print("| weights | stream | tokens/s | peak RSS | RSS / f32 | others | command |")
-    print("|---|---|---|---|---|---|---|")
-    res = {}
-    for m in ("f32", "f16", "q8", "q4"):
-        rr = runs(f"ppl-{m}-j{j}", "lmeval")
-        if not rr:
-            continue
-        tps = med([r[4]["tokens_per_second"] for r in rr if r[4]])
-        rss = med([r[1] for r in rr])
-        res[m] = (tps, rss)
-        ratio = rss / res["f32"][1] if "f32" in res else float("nan")
-        print(f"| {names[m]} | {mib(int(facts['size_' + m]))} | {tps:.0f} | {mib(rss)} | {100 * ratio:.0f} % | "
-              f"{med([r[3] for r in rr]):.2f} | {cmdcell(rr[0][5])} |")
-    if "q4" in res and "f32" in res:
-        rr, tr = res["q4"][1] / res["f32"][1], res["q4"][0] / res["f32"][0]
-        print(f"\nTargets: q4 peak RSS <= 35 % of f32's: **{'met' if rr <= 0.35 else 'not met'}** "
-              f"({100 * rr:.0f} %); q4 tokens/s >= f32's: **{'met' if tr >= 1 else 'not met'}** "
-              f"({tr:.2f}x).", end=" ")
-        g32, g4 = gen_rss(j, "f32"), gen_rss(j, "q4")
-        print("`--ppl` streams the model, so its peak is the embedding matrix (f32, or f16 next "
-              "to packed layers: the embeddings are never packed) and the activations, not the "
-              "linear weights"
-              + (f"; with the whole model in memory (below) q4 takes {100 * g4 / g32:.0f} % of f32's "
-                 f"RSS." if g32 and g4 else ".") + "\n")
+    for bt in facts["batches"].split():
+        print(f"**`lm-eval --ppl`**, {W} window(s) of 512 tokens of novels-test.txt, batch {bt}, {j} "
+              f"thread(s) (the model is streamed: one decoder layer in memory at a time, next to the "
+              f"embeddings and the batch's activations):\n")
+        print("| weights | stream | tokens/s | peak RSS | RSS / f32 | others | command |")
+        print("|---|---|---|---|---|---|---|")
+        res = {}
+        for m in MODELS:
+            rr = runs(f"ppl-{m}-b{bt}-j{j}", "lmeval")
+            if not rr:
+                continue
+            tps = med([r[4]["tokens_per_second"] for r in rr if r[4]])
+            rss = med([r[1] for r in rr])
+            res[m] = (tps, rss)
+            ratio = rss / res["f32"][1] if "f32" in res else float("nan")
+            print(f"| {names[m]} | {mib(int(facts['size_' + m]))} | {tps:.0f} | {mib(rss)} | {100 * ratio:.0f} % | "
+                  f"{med([r[3] for r in rr]):.2f} | {cmdcell(rr[0][5])} |")
+        print()
+        for m in ("q4", "q4e"):
+            if m in res and "f32" in res:
+                rr, tr = res[m][1] / res["f32"][1], res[m][0] / res["f32"][0]
+                print(f"- {names[m]}: peak RSS <= 35 % of f32's: **{'met' if rr <= 0.35 else 'not met'}** "
+                      f"({100 * rr:.0f} %); tokens/s >= f32's: **{'met' if tr >= 1 else 'not met'}** "
+                      f"({tr:.2f}x).")
+        print()
+    g32, g4 = gen_rss(j, "f32"), gen_rss(j, "q4e")
+    print("`--ppl` streams the model, so its peak is the embedding matrix (f32; f16 next to packed "
+          "layers in q4; packed in q4e) and the batch's activations, not the linear weights (one "
+          "layer at a time): the larger the batch, the more of the peak is activations, the same in "
+          "every row"
+          + (f". With the whole model in memory (below) q4e takes {100 * g4 / g32:.0f} % of f32's "
+             f"RSS." if g32 and g4 else ".") + "\n")
     print(f"**`lm-eval --generate`**, 32 new tokens after a 5-token prompt, {j} thread(s) (the whole model "
           f"in memory):\n")
     print("| weights | tokens/s | peak RSS | RSS / f32 | others | command |")
     print("|---|---|---|---|---|---|")
     base = None
-    for m in ("f32", "f16", "q8", "q4"):
+    for m in MODELS:
         rr = runs(f"gen-{m}-j{j}", "lmeval")
         if not rr:
             continue

@@ -202,21 +202,24 @@ static void perplexity(struct lm_model_stream *ms, const struct opts *o)
 	if (lm_ms_load(ms, &m, (int)cfg->num_layers) < 0)
 		die_lm(lm_reader_name(ms->rd));
 	{
-		int32_t *tgt = xmalloc(B * T * sizeof *tgt);
-		float *xf = lm_alloc(B * T * E * sizeof *xf);
-		if (!xf)
-			die_lm("activations");
-		for (size_t w0 = 0; w0 < W; w0 += B) {
-			size_t nb = W - w0 < B ? W - w0 : B;
-			for (size_t b = 0; b < nb; b++)
-				for (size_t t = 0; t < T; t++)
-					tgt[b * T + t] = t + 1 < T ? ids[(w0 + b) * T + t + 1] : -1;
-			if (lm_forward_final(&s, &m, X + w0 * T * C, xf, nb * T) < 0 ||
-			    lm_forward_head(&s, &m, xf, tgt, nb * T, nll + w0 * T, NULL) < 0)
+		/* The final LayerNorm (and project_out) batch by batch in place, rows of C becoming
+		 * rows of E: a batch's output ends where the next one's input starts when E <= C,
+		 * and begins where the batch before it ended when E > C (then the batches go last
+		 * first). Then the head once over all windows: an f16 or packed head is converted
+		 * a tile at a time once, not once per batch. */
+		int32_t *tgt = xmalloc(W * T * sizeof *tgt);
+		size_t nbat = (W + B - 1) / B;
+		for (size_t k = 0; k < nbat; k++) {
+			size_t w0 = (E <= C ? k : nbat - 1 - k) * B, nb = W - w0 < B ? W - w0 : B;
+			if (lm_forward_final(&s, &m, X + w0 * T * C, X + w0 * T * E, nb * T) < 0)
 				die_lm("forward");
 		}
+		for (size_t w = 0; w < W; w++)
+			for (size_t t = 0; t < T; t++)
+				tgt[w * T + t] = t + 1 < T ? ids[w * T + t + 1] : -1;
+		if (lm_forward_head(&s, &m, X, tgt, W * T, nll, NULL) < 0)
+			die_lm("forward");
 		free(tgt);
-		lm_free(xf);
 	}
 	/* perplexity = exp(mean over windows of each window's mean NLL) */
 	for (size_t w = 0; w < W; w++) {

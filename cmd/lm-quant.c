@@ -98,8 +98,9 @@ static void progress(const struct opts *o, int done, int total, double t0)
 		fputc('\n', stderr);
 }
 
-/* which tensors: the six linears of each layer by default; only those can be packed
- * (the embeddings and lm_head are read by kernels that know float types only) */
+/* which tensors: the six linears of each layer by default; embed_tokens, lm_head and the
+ * projections when --include names them (a q4 embedding matrix is most of what is left of
+ * a q4 OPT-125m: 77 MiB of 121 in f16) */
 static void select_tensors(struct quantizer *p)
 {
 	const struct opts *o = p->o;
@@ -119,10 +120,17 @@ static void select_tensors(struct quantizer *p)
 		if (!s)
 			continue;
 		if (!lm_opt_is_linear(t->kind)) {
-			if (o->nincl)
-				edie(2, "%s: only q/k/v/out_proj, fc1 and fc2 of the decoder layers can be "
-				     "quantized; --include matched '%s'", lm_reader_name(ms->rd), t->name);
-			continue;
+			int outer = t->kind == LM_T_EMBED_TOKENS || t->kind == LM_T_LM_HEAD ||
+			            t->kind == LM_T_PROJECT_IN || t->kind == LM_T_PROJECT_OUT;
+			if (!o->nincl)
+				continue;
+			if (!outer)
+				edie(2, "%s: only the linear weights, embed_tokens, lm_head and project_in/out "
+				     "can be quantized; --include matched '%s'", lm_reader_name(ms->rd), t->name);
+			if (o->mixed)
+				edie(2, "%s: --mixed gives bits to decoder layers; quantize '%s' in a run of "
+				     "its own (lm-quant -b B --include '%s')", lm_reader_name(ms->rd), t->name,
+				     t->name);
 		}
 		if (o->group && t->shape[1] % o->group)
 			edie(2, "%s: tensor '%s' has rows of %lld weights, not a multiple of the group size %d "
@@ -160,9 +168,11 @@ static void note(struct quantizer *p, size_t i, double loss)
 	p->ms->dtypes[i] = (enum lm_dtype)p->dtype;
 	if (p->bits == 16 && !o->mixed)
 		return;  /* f16 is not a quantization anything needs to know about */
-	q = json_pack("{s:s, s:i, s:i, s:b}", "method", o->method == M_GPTQ ? "gptq" : "rtn",
-	              "bits", p->bits, "group", o->group, "sym", o->sym);
-	if (o->act_order && o->method == M_GPTQ && p->bits != 16)
+	/* outside the decoder layers (embeddings, head, projections) it is always RTN */
+	const int gptq = o->method == M_GPTQ && t->layer >= 0;
+	q = json_pack("{s:s, s:i, s:i, s:b}", "method", gptq ? "gptq" : "rtn", "bits", p->bits,
+	              "group", o->group, "sym", o->sym);
+	if (o->act_order && gptq && p->bits != 16)
 		json_object_set_new(q, "act_order", json_true());
 	if (o->mixed) {
 		/* a 16-bit layer of a mixed model is recorded too: the choice was the method's */
@@ -189,6 +199,8 @@ static void rtn_part(struct quantizer *p, int part)
 		/* 16 bits: the write converts to f16 (ms->dtypes, set by note) */
 		if (p->bits != 16 && lm_q_mat_rtn(w, (enum lm_dtype)p->dtype, p->o->sym) < 0)
 			die("%s: %s", t->name, lm_errmsg());
+		if (t->kind == LM_T_EMBED_TOKENS && p->m.cfg.tied)
+			p->m.lm_head = *w;  /* the tied head is the same (now packed) matrix */
 		note(p, i, 0);
 	}
 }
@@ -357,6 +369,9 @@ static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *id
 	load_part(p, LM_PART_HEAD);
 	if (calibrated && lm_calib_init(&cal, &p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, 4) < 0)
 		die_lm("calibration");
+	/* embeddings (--include) after the calibration inputs are embedded: GPTQ calibrates
+	 * each layer on the unquantized model's inputs, as the reference code does */
+	rtn_part(p, LM_PART_HEAD);
 	write_part(p, LM_PART_HEAD, w);
 	for (int l = 0; l < L; l++) {
 		load_part(p, l);
@@ -379,6 +394,7 @@ static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *id
 	if (calibrated)
 		lm_calib_free(&cal);
 	load_part(p, L);
+	rtn_part(p, L);
 	write_part(p, L, w);
 }
 

@@ -232,7 +232,8 @@ int lm_matmul_backward_inp(float *dinp, const float *dout, const struct lm_mat *
 	if (w->rows < 0 || w->cols < 0 || OUT > INT_MAX || IN > INT_MAX || N > INT_MAX)
 		return lm_seterr("matmul backward: sizes out of range (%zu x [%lld, %lld])", N,
 		                 (long long)w->rows, (long long)w->cols);
-	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16)
+	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16 &&
+	    !lm_dtype_row_bytes(w->dtype, IN))
 		return lm_seterr("matmul backward: weights of dtype %s are not supported",
 		                 lm_dtype_name(w->dtype));
 	if (N == 0 || IN == 0)
@@ -247,18 +248,18 @@ int lm_matmul_backward_inp(float *dinp, const float *dout, const struct lm_mat *
 		            dout, (int)OUT, w->data, (int)IN, beta, dinp, (int)IN);
 		return 0;
 	}
-	/* f16/bf16: rows r0.. of W as an f32 tile; the product over those rows is the slice
-	 * dout[:, r0..] · tile, summed into dinp tile after tile */
+	/* f16/bf16/packed (a frozen quantized weight): rows r0.. of W as an f32 tile; the
+	 * product over those rows is the slice dout[:, r0..] · tile, summed into dinp tile
+	 * after tile */
 	size_t wsn = lm_matmul_ws(w), R = wsn / IN;
 	float *tile = ws, *own = NULL;
 	if (R == 0)
 		return lm_seterr("matmul backward: no workspace for a %zu-wide row", IN);
 	if (!tile && !(tile = own = lm_alloc(wsn * sizeof *tile)))
 		return -1;
-	const uint16_t *src = w->data;
 	for (size_t r0 = 0; r0 < OUT; r0 += R) {
 		size_t rr = min_sz(R, OUT - r0);
-		lm_rows_to_f32(tile, src + r0 * IN, w->dtype, rr * IN);
+		lm_mat_rows_f32(tile, w, r0, rr);
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)IN, (int)rr, 1.0f,
 		            dout + r0, (int)OUT, tile, (int)IN, beta, dinp, (int)IN);
 		beta = 1.0f;

@@ -272,12 +272,17 @@ int lm_forward_head(struct lm_fwd *s, const struct lm_model *m, const float *xf,
 		return lm_seterr("lm_head not loaded");
 	if (!mat_is(&m->lm_head, (size_t)m->cfg.vocab_size, (size_t)m->cfg.word_embed_proj_dim))
 		return lm_seterr("lm_head: shape differs from the config");
-	if (!s->mem || N > s->B * s->T)
-		return lm_seterr("head: %zu rows do not fit the arena", N);
+	if (!s->mem)
+		return lm_seterr("forward arena not initialized");
+	/* more rows than the arena's are allowed, so that a caller can put all its rows
+	 * through one pass over the head (an f16 or packed head converted once): the
+	 * cross-entropy takes them in the chunks the workspace holds */
 	if (targets)
-		return lm_logits_ce_forward(nll, logits, xf, &m->lm_head, targets, N, s->ws);
+		return lm_logits_ce_forward_ws(nll, logits, xf, &m->lm_head, targets, N, s->ws,
+		                               s->ws_n);
 	if (logits)
-		return lm_matmul_forward(logits, xf, &m->lm_head, NULL, N, s->ws);
+		return lm_matmul_forward(logits, xf, &m->lm_head, NULL, N,
+		                         N <= s->B * s->T ? s->ws : NULL);
 	return 0;
 }
 

@@ -32,17 +32,19 @@
 
 #define LANES 16  /* independent partial sums/maxima: enough for two AVX2 registers */
 
-/* f16/bf16 -> f32 tiles for the matmul: 4 MiB of f32 when many rows share the tile, a
- * quarter MiB (stays in L2) when only a few rows of x will use it (decoding) */
-#define TILE_FLOATS_BIG ((size_t)1 << 20)
+/* f16/bf16/packed -> f32 tiles for the matmul: 2 MiB of f32 when many rows share the tile
+ * (hundreds of weight rows: sgemm runs at full speed on them, and a streamed q4 model's
+ * peak memory is mostly such buffers), a quarter MiB (stays in L2) when only a few rows of
+ * x will use it (decoding) */
+#define TILE_FLOATS_BIG ((size_t)1 << 19)
 #define TILE_FLOATS_SMALL ((size_t)1 << 16)
 #define TILE_SMALL_N 16
 
 /* attention: queries per block (the score block is ATT_QB x Tk floats) */
 #define ATT_QB 128
 /* cross-entropy: vocabulary rows per tile, x rows per chunk */
-#define CE_VT 1024
-#define CE_RC 1024
+#define CE_VT 512
+#define CE_RC 256
 
 static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
@@ -285,6 +287,20 @@ int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n)
 	default:
 		return lm_seterr("no f32 conversion for dtype %s", lm_dtype_name(dt));
 	}
+}
+
+int lm_mat_rows_f32(float *dst, const struct lm_mat *w, size_t r0, size_t nr)
+{
+	size_t IN = (size_t)w->cols;
+	if (lm_dtype_is_packed(w->dtype)) {
+		size_t prb = lm_dtype_row_bytes(w->dtype, IN);
+		if (!prb)
+			return lm_seterr("dtype %s: rows of %zu do not fit its groups",
+			                 lm_dtype_name(w->dtype), IN);
+		return lm_q_dequant_rows(dst, (const uint8_t *)w->data + r0 * prb, w->dtype, nr, IN);
+	}
+	return lm_rows_to_f32(dst, (const char *)w->data + r0 * IN * lm_dtype_size(w->dtype),
+	                      w->dtype, nr * IN);
 }
 
 /* ======================================================================================
@@ -537,13 +553,12 @@ LM_CLONES static void scale_rows(float *x, const float *scale, size_t N, size_t 
 
 int lm_embed_forward(float *out, const int32_t *ids, const struct lm_mat *wte, size_t N)
 {
-	size_t E = (size_t)wte->cols, es = lm_dtype_size(wte->dtype);
+	size_t E = (size_t)wte->cols;
 	for (size_t n = 0; n < N; n++) {
 		if (ids[n] < 0 || ids[n] >= wte->rows)
 			return lm_seterr("token id %ld at position %zu is outside the vocabulary [0, %lld)",
 			                 (long)ids[n], n, (long long)wte->rows);
-		const char *row = (const char *)wte->data + (size_t)ids[n] * E * es;
-		if (lm_rows_to_f32(out + n * E, row, wte->dtype, E) < 0)
+		if (lm_mat_rows_f32(out + n * E, wte, (size_t)ids[n], 1) < 0)
 			return lm_preerr("embed_tokens");
 	}
 	return 0;
@@ -802,11 +817,21 @@ LM_CLONES static void ce_rows(void *ctx, size_t r0, size_t r1, int part)
 int lm_logits_ce_forward(float *nll, float *logits, const float *inp, const struct lm_mat *head,
                          const int32_t *target, size_t N, float *ws)
 {
+	return lm_logits_ce_forward_ws(nll, logits, inp, head, target, N, ws,
+	                               ws ? lm_ce_ws(head, N) : 0);
+}
+
+int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
+                            const struct lm_mat *head, const int32_t *target, size_t N,
+                            float *ws, size_t ws_n)
+{
 	size_t V = (size_t)head->rows, E = (size_t)head->cols;
 	size_t vt = min_sz(CE_VT, V), rc = min_sz(CE_RC, N);
+	size_t fixed = (head->dtype == LM_F32 ? 0 : vt * E) + 2 * N;
 	float *own = NULL;
 
-	if (head->dtype != LM_F32 && head->dtype != LM_F16 && head->dtype != LM_BF16)
+	if (head->dtype != LM_F32 && head->dtype != LM_F16 && head->dtype != LM_BF16 &&
+	    !lm_dtype_row_bytes(head->dtype, E))
 		return lm_seterr("lm_head: dtype %s is not supported", lm_dtype_name(head->dtype));
 	if (V > INT_MAX || E > INT_MAX || N > INT_MAX)
 		return lm_seterr("lm_head: sizes out of range");
@@ -816,8 +841,14 @@ int lm_logits_ce_forward(float *nll, float *logits, const float *inp, const stru
 			                 (long)target[n], n, V);
 	if (N == 0)
 		return 0;
-	if (!ws && !(ws = own = lm_alloc(lm_ce_ws(head, N) * sizeof *ws)))
-		return -1;
+	/* fewer rows per chunk when the given workspace is smaller than lm_ce_ws(head, N) */
+	if (ws && ws_n < lm_ce_ws(head, N))
+		rc = ws_n > fixed ? min_sz(rc, (ws_n - fixed) / vt) : 0;
+	if (!ws || rc == 0) {
+		rc = min_sz(CE_RC, N);
+		if (!(ws = own = lm_alloc(lm_ce_ws(head, N) * sizeof *ws)))
+			return -1;
+	}
 	float *tile = ws, *Z = ws + (head->dtype == LM_F32 ? 0 : vt * E);
 	float *run_m = Z + rc * vt, *run_s = run_m + N;
 	for (size_t n = 0; n < N; n++) {
@@ -829,7 +860,7 @@ int lm_logits_ce_forward(float *nll, float *logits, const float *inp, const stru
 		if (head->dtype == LM_F32) {
 			wt = (const float *)head->data + v0 * E;
 		} else {
-			lm_rows_to_f32(tile, (const uint16_t *)head->data + v0 * E, head->dtype, vn * E);
+			lm_mat_rows_f32(tile, head, v0, vn);
 			wt = tile;
 		}
 		for (size_t n0 = 0; n0 < N; n0 += rc) {

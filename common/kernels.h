@@ -41,6 +41,8 @@ int lm_parallel_for(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void 
 /* n elements of f32/f16/bf16 to f32, bit exact with lm_to_f32 (NaN payloads aside), but
  * branch-free so it vectorizes; -1 + error for any other dtype */
 int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n);
+/* rows r0 .. r0 + nr of matrix w (float or packed, see quant.h) as f32 into dst */
+int lm_mat_rows_f32(float *dst, const struct lm_mat *w, size_t r0, size_t nr);
 
 /* ---- layernorm ---- */
 /* out[N,C] = (inp - mean) * rstd * w + b per row, rstd = 1/sqrt(var + eps), biased var.
@@ -121,6 +123,11 @@ size_t lm_ce_ws(const struct lm_mat *head, size_t N);
  * >= V or a bad head. */
 int lm_logits_ce_forward(float *nll, float *logits, const float *inp, const struct lm_mat *head,
                          const int32_t *target, size_t N, float *ws);
+/* the same with ws_n floats of ws, whatever N: the chunk of rows is what fits (the result
+ * does not depend on it); allocates its own only when not even one row's chunk fits */
+int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
+                            const struct lm_mat *head, const int32_t *target, size_t N,
+                            float *ws, size_t ws_n);
 /* naive: nll[n] = -log_softmax(logits[n])[target[n]] over given logits [N,V] (double sums) */
 void lm_crossentropy_ref(float *nll, const float *logits, const int32_t *target, size_t N,
                          size_t V);

@@ -219,12 +219,13 @@ static int take(struct lm_model *m, const char *name, enum lm_dtype dt, int ndim
 		return lm_seterr("shape %s, the config says [%lld, %lld]", got, (long long)want[0],
 		                 (long long)want[1]);
 	}
-	/* packed quantized types only for the six linear weights of a layer: the embeddings
-	 * are read row by row (lm_embed_forward) and lm_head through the cross-entropy tiles,
-	 * which only know plain float types */
+	/* packed quantized types for matrices read by rows or tiles (lm_mat_rows_f32): the
+	 * linears, embed_tokens, lm_head and the projections; not embed_positions, whose rows
+	 * are added to the hidden states in place as plain floats */
 	if (lm_dtype_is_packed(dt)) {
-		if (layer < 0 || wnd != 2)
-			return lm_seterr("dtype %s is only for a layer's linear weights", lm_dtype_name(dt));
+		if (wnd != 2 || kind == LM_T_EMBED_POS)
+			return lm_seterr("dtype %s is only for the linear weights, embed_tokens, "
+			                 "lm_head and the projections", lm_dtype_name(dt));
 	} else if (dt != LM_F32 && dt != LM_F16 && dt != LM_BF16 && dt != LM_F64) {
 		return lm_seterr("dtype %s is not a float type", lm_dtype_name(dt));
 	}

@@ -123,6 +123,14 @@ static struct lm_tparam *add_param(struct lm_train *tr, const char *name, const 
 	return q;
 }
 
+/* A packed (quantized) weight can stay frozen (the backward pass reads it tile by tile),
+ * but not train: the result would have to be quantized again, off the grid lm-quant chose */
+static int quantized(const char *name, enum lm_dtype dt)
+{
+	return lm_seterr("tensor '%s' is quantized (%s): it can only be frozen; train before "
+	                 "lm-quant", name, lm_dtype_name(dt));
+}
+
 /* the model's matrix becomes an f32 buffer of our own (its zeros frozen by a mask) */
 static int make_trainable(struct lm_train *tr, struct lm_tmat *t, const char *name)
 {
@@ -130,6 +138,8 @@ static int make_trainable(struct lm_train *tr, struct lm_tmat *t, const char *na
 	size_t n = (size_t)mt->rows * (size_t)mt->cols, zeros = 0;
 	if (!mt->data)
 		return lm_seterr("tensor '%s' is not loaded", name);
+	if (lm_dtype_is_packed(mt->dtype))
+		return quantized(name, mt->dtype);
 	if (!(t->own = lm_alloc(n * sizeof *t->own)))
 		return lm_preerr("tensor '%s'", name);
 	if (lm_to_f32(t->own, mt->data, mt->dtype, n) < 0)
@@ -420,6 +430,10 @@ static int train_init(struct lm_train *tr, struct lm_model *m, const struct lm_t
 				lm_seterr("tensor '%s' is not loaded", t->name);
 				goto out;
 			}
+			if (lm_dtype_is_packed(tm->mt->dtype)) {
+				quantized(t->name, tm->mt->dtype);
+				goto out;
+			}
 			int head = lin_index(t->kind) < 0;
 			tm->lora = head ? LM_LORA_STD : o->lora;
 			tm->r = (size_t)o->rank;
@@ -504,7 +518,7 @@ static int train_init(struct lm_train *tr, struct lm_model *m, const struct lm_t
 	if (o->layer < 0 && hm->dtype != LM_F32) {
 		size_t n = (size_t)(hm->rows * hm->cols);
 		if (!(tr->head32 = lm_alloc(n * sizeof(float))) ||
-		    lm_to_f32(tr->head32, hm->data, hm->dtype, n) < 0) {
+		    lm_mat_rows_f32(tr->head32, hm, 0, (size_t)hm->rows) < 0) {
 			lm_preerr("lm_head as f32");
 			goto out;
 		}

@@ -295,7 +295,7 @@ static int head_f32(struct lm_model *v, const struct lm_model *m, void **own)
 	if (h->dtype == LM_F32)
 		return 0;
 	float *f = lm_alloc(n * sizeof *f);
-	if (!f || lm_to_f32(f, h->data, h->dtype, n) < 0) {
+	if (!f || lm_mat_rows_f32(f, h, 0, (size_t)h->rows) < 0) {
 		lm_free(f);
 		return lm_preerr("the head as f32");
 	}

@@ -3,6 +3,7 @@
  * (LANES tails, attention query blocks, matmul weight tiles, cross-entropy tiles/chunks). */
 #include "dtype.h"
 #include "kernels.h"
+#include "quant.h"
 #include "unit.h"
 #include "util.h"
 
@@ -226,17 +227,49 @@ static void check_ce(size_t N, size_t E, size_t V, enum lm_dtype dt)
 		if (t[n] < 0)
 			ign &= nll[n] == 0.0f;
 	CHECK(ign);
+	/* a workspace for fewer rows: smaller chunks, the same result */
+	size_t small = lm_ce_ws(&h, N < 5 ? N : 5) + 2 * (N < 5 ? 0 : N - 5);
+	CHECK(lm_logits_ce_forward_ws(nll2, NULL, x, &h, t, N, ws, small) == 0);
+	CHECKF(memcmp(nll, nll2, N * 4) == 0, "ce with a 5-row chunk N=%zu %s", N,
+	       lm_dtype_name(dt));
 	t[1] = (int32_t)V;
 	CHECK(lm_logits_ce_forward(nll2, NULL, x, &h, t, N, ws) < 0);
 	lm_free(x), lm_free(w), lm_free(z), lm_free(z2), lm_free(nll), lm_free(nll2), lm_free(t);
 	lm_free(h.data), lm_free(ws);
 }
 
+/* a packed (q4, groups of 32) head and embedding matrix read as their dequantized values */
+static void test_packed_head(void)
+{
+	size_t N = 9, E = 64, V = 300;
+	float *x = randv(N * E, 3), *w = randv(V * E, 4), *wd = lm_alloc(V * E * 4);
+	float *nll = lm_alloc(N * 4), *nll2 = lm_alloc(N * 4), *e = lm_alloc(N * E * 4);
+	int32_t t[9] = {0, 299, 5, -1, 77, 150, 2, 298, 1};
+	enum lm_dtype q = (enum lm_dtype)lm_dtype_q(4, 32);
+	int64_t shape[2] = {(int64_t)V, (int64_t)E};
+	size_t nb;
+	CHECK(lm_dtype_nbytes(q, 2, shape, &nb) == 0);
+	void *packed = lm_alloc(nb);
+	CHECK(lm_q_rtn(packed, q, w, V, E, 0) == 0);
+	CHECK(lm_q_dequant_rows(wd, packed, q, V, E) == 0);
+	struct lm_mat hp = {q, (int64_t)V, (int64_t)E, packed}, hd = {LM_F32, (int64_t)V, (int64_t)E, wd};
+	CHECK(lm_logits_ce_forward(nll, NULL, x, &hp, t, N, NULL) == 0);
+	CHECK(lm_logits_ce_forward(nll2, NULL, x, &hd, t, N, NULL) == 0);
+	CHECKF(unit_relerr(nll, nll2, N) < 1e-6, "packed head nll: %g", unit_relerr(nll, nll2, N));
+	int32_t ids[9] = {0, 299, 5, 5, 77, 150, 2, 298, 1};
+	CHECK(lm_embed_forward(e, ids, &hp, N) == 0);
+	int same = 1;
+	for (size_t n = 0; n < N; n++)
+		same &= memcmp(e + n * E, wd + (size_t)ids[n] * E, E * 4) == 0;
+	CHECK(same);
+	lm_free(x), lm_free(w), lm_free(wd), lm_free(nll), lm_free(nll2), lm_free(e), lm_free(packed);
+}
+
 static void test_ce(void)
 {
-	check_ce(37, 24, 2500, LM_F32);   /* three vocabulary tiles, the last partial */
+	check_ce(37, 24, 2500, LM_F32);   /* several vocabulary tiles, the last partial */
 	check_ce(37, 24, 2500, LM_F16);
-	check_ce(1030, 8, 1100, LM_BF16); /* two row chunks */
+	check_ce(1030, 8, 1100, LM_BF16); /* several row chunks */
 	check_ce(3, 5, 7, LM_F32);
 
 	/* a huge logit must not overflow: logsumexp of {1000, 0} is 1000 + log1p(e^-1000) */
@@ -298,6 +331,7 @@ int main(void)
 	test_embed();
 	test_attention();
 	test_ce();
+	test_packed_head();
 	test_argmax();
 	test_threads();
 	return unit_done("kernels");
