@@ -57,3 +57,24 @@ run_all() {
 		cmp "$BATS_TEST_TMPDIR/a/$f" "$BATS_TEST_TMPDIR/b/$f"
 	done
 }
+
+@test "make install: programs and man pages under PREFIX, man finds lm-prune; uninstall removes them" {
+	unset MAKEFLAGS MAKELEVEL MFLAGS
+	local p="$BATS_TEST_TMPDIR/prefix"
+	run -0 make --no-print-directory -C "$TOP" install PREFIX="$p"
+	run -0 "$p/bin/lm-prune" --help
+	assert_line --index 0 --partial "usage: lm-prune"
+	for f in lm-import lm-export lm-info lm-init lm-prune lm-quant lm-retrain lm-unlearn lm-embed lm-eval; do
+		[ -x "$p/bin/$f" ] && [ -s "$p/share/man/man1/$f.1" ]
+	done
+	[ -s "$p/share/man/man5/lm-stream.5" ]
+	! grep -l '@VERSION@' "$p"/share/man/man1/*.1
+	if command -v man > /dev/null; then
+		run -0 man -M "$p/share/man" -w lm-prune
+		assert_output "$p/share/man/man1/lm-prune.1"
+		MANPAGER=cat run -0 man -M "$p/share/man" lm-prune
+		assert_output --partial "lm-prune"
+	fi
+	run -0 make --no-print-directory -C "$TOP" uninstall PREFIX="$p"
+	[ ! -e "$p/bin/lm-prune" ] && [ ! -e "$p/share/man/man1/lm-prune.1" ]
+}
