@@ -430,21 +430,52 @@ static void sgemm_nt(float *out, size_t ldo, const float *inp, const float *wt, 
 		            1.0f, inp, (int)cols, wt, (int)cols, beta, out, (int)ldo);
 }
 
-/* packed rows [r0, r1) of a tile: the dequantization is split over the threads, as the
- * sgemm that follows is; done by one thread it would be a serial share of every product.
- * (A decoding tile, of few rows of x, is too small to split: see the grain below.) */
+/* rows [r0, r1) of a tile of f16/bf16/packed rows converted to f32: split over the threads,
+ * as the sgemm that follows is; done by one thread it would be a serial share of every
+ * product (in decoding, where x is one row, most of the time would go to converting the
+ * head). A tile of a few short rows is not split: see the grain below. */
 struct dq_job {
 	float *tile;
-	const uint8_t *src;
-	size_t prb, IN;
-	enum lm_dtype t;
+	const struct lm_mat *w;
+	size_t row0, IN;
 };
 
 static void dq_part(void *ctx, size_t r0, size_t r1, int part)
 {
 	const struct dq_job *j = ctx;
 	(void)part;
-	lm_q_dequant_rows(j->tile + r0 * j->IN, j->src + r0 * j->prb, j->t, r1 - r0, j->IN);
+	lm_mat_rows_f32(j->tile + r0 * j->IN, j->w, j->row0 + r0, r1 - r0);
+}
+
+/* rows r0 .. r0 + rr of w into tile, in parallel (~64k weights per thread at least: below
+ * that a wake-up costs more) */
+static void tile_f32(float *tile, const struct lm_mat *w, size_t r0, size_t rr)
+{
+	struct dq_job j = {tile, w, r0, (size_t)w->cols};
+	lm_parallel_for(rr, 1 + ((size_t)1 << 16) / (j.IN + 1), 0, dq_part, &j);
+}
+
+/* Decoding (a few rows of x): a tile is too small to split, so the threads take whole
+ * tiles instead, each converting its own into its share of the workspace and running its
+ * own (single-threaded) sgemv on it. Without this one core converts the whole f16 or
+ * packed matrix while the others wait: an f16 OPT-125m decodes at a third of f32's speed. */
+struct mv_job {
+	float *out, *ws;
+	const float *inp;
+	const struct lm_mat *w;
+	size_t N, OUT, IN, R;
+	float beta;
+};
+
+static void mv_part(void *ctx, size_t t0, size_t t1, int part)
+{
+	const struct mv_job *j = ctx;
+	float *tile = j->ws + (size_t)part * j->R * j->IN;
+	for (size_t t = t0; t < t1; t++) {
+		size_t r0 = t * j->R, rr = min_sz(j->R, j->OUT - r0);
+		lm_mat_rows_f32(tile, j->w, r0, rr);
+		sgemm_nt(j->out + r0, j->OUT, j->inp, tile, j->N, rr, j->IN, j->beta);
+	}
 }
 
 int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, const float *bias,
@@ -477,20 +508,28 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 		return 0;
 	}
 	size_t R = tile_rows(OUT, IN, N < TILE_SMALL_N ? TILE_FLOATS_SMALL : TILE_FLOATS_BIG);
+	size_t ntiles = (OUT + R - 1) / R, nt = (size_t)lm_threads();
+	/* the workspace (lm_matmul_ws: a big tile) holds a small tile per thread */
+	if (N < TILE_SMALL_N && ntiles > 1 && nt > 1 && R * IN * nt <= lm_matmul_ws(w)) {
+		struct mv_job j = {out, ws, inp, w, N, OUT, IN, R, beta};
+		float *own = NULL;
+		if (!ws && !(j.ws = own = lm_alloc(R * IN * nt * sizeof *ws)))
+			return -1;
+		int blas = openblas_get_num_threads();
+		openblas_set_num_threads(1);
+		lm_parallel_for(ntiles, 1, (int)nt, mv_part, &j);
+		openblas_set_num_threads(blas);
+		lm_free(own);
+		return 0;
+	}
 	float *tile = ws, *own = NULL;
 	if (!tile && !(tile = own = lm_alloc(R * IN * sizeof *tile)))
 		return -1;
-	const uint16_t *src = w->data;
 	for (size_t r0 = 0; r0 < OUT; r0 += R) {
 		size_t rr = min_sz(R, OUT - r0);
-		/* packed rows are dequantized like f16 ones are converted: a tile at a time,
-		 * so a quantized model never exists in f32 as a whole */
-		if (packed) {
-			struct dq_job j = {tile, (const uint8_t *)w->data + r0 * prb, prb, IN, w->dtype};
-			/* ~64k weights per thread at least: below that a wake-up costs more */
-			lm_parallel_for(rr, 1 + ((size_t)1 << 16) / IN, 0, dq_part, &j);
-		} else
-			lm_rows_to_f32(tile, src + r0 * IN, w->dtype, rr * IN);
+		/* packed rows are dequantized as f16 ones are converted, a tile at a time, so a
+		 * quantized model never exists in f32 as a whole */
+		tile_f32(tile, w, r0, rr);
 		sgemm_nt(out + r0, OUT, inp, tile, N, rr, IN, beta);
 	}
 	lm_free(own);
@@ -860,7 +899,7 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 		if (head->dtype == LM_F32) {
 			wt = (const float *)head->data + v0 * E;
 		} else {
-			lm_mat_rows_f32(tile, head, v0, vn);
+			tile_f32(tile, head, v0, vn);
 			wt = tile;
 		}
 		for (size_t n0 = 0; n0 < N; n0 += rc) {

@@ -113,6 +113,13 @@ static void test_matmul(void)
 	check_matmul(3, 70, 2000, LM_F16, 1, 1);  /* several small tiles (few rows of x) */
 	check_matmul(20, 70, 15100, LM_BF16, 1, 0); /* two big tiles, workspace allocated inside */
 	check_matmul(5, 0, 7, LM_F32, 1, 0);      /* empty inner dimension: bias only */
+	/* decoding with threads: each takes whole small tiles into its share of the workspace */
+	int nt = lm_threads();
+	lm_set_threads(3);
+	check_matmul(3, 70, 20000, LM_F16, 1, 1); /* 22 tiles of 928 rows over 3 threads */
+	check_matmul(1, 70, 30001, LM_BF16, 0, 1);
+	check_matmul(2, 70, 20000, LM_F16, 1, 0); /* workspace allocated inside */
+	lm_set_threads(nt);
 
 	/* an unsupported dtype is an error, not a crash */
 	struct lm_mat bad = {LM_I8, 2, 2, NULL};
