@@ -33,9 +33,9 @@
 #define LANES 16  /* independent partial sums/maxima: enough for two AVX2 registers */
 
 /* f16/bf16/packed -> f32 tiles for the matmul: 2 MiB of f32 when many rows share the tile
- * (hundreds of weight rows: sgemm runs at full speed on them, and a streamed q4 model's
- * peak memory is mostly such buffers), a quarter MiB (stays in L2) when only a few rows of
- * x will use it (decoding) */
+ * (hundreds of weight rows, enough for sgemm; it is part of the forward arena, so part of a
+ * streamed q4 model's peak memory), a quarter MiB (stays in L2) when only a few rows of x
+ * will use it (decoding) */
 #define TILE_FLOATS_BIG ((size_t)1 << 19)
 #define TILE_FLOATS_SMALL ((size_t)1 << 16)
 #define TILE_SMALL_N 16
@@ -432,8 +432,8 @@ static void sgemm_nt(float *out, size_t ldo, const float *inp, const float *wt, 
 
 /* rows [r0, r1) of a tile of f16/bf16/packed rows converted to f32: split over the threads,
  * as the sgemm that follows is; done by one thread it would be a serial share of every
- * product (in decoding, where x is one row, most of the time would go to converting the
- * head). A tile of a few short rows is not split: see the grain below. */
+ * product. (Decoding, with a few rows of x, gives each thread whole tiles instead: mv_part
+ * below.) */
 struct dq_job {
 	float *tile;
 	const struct lm_mat *w;

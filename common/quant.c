@@ -164,14 +164,6 @@ int lm_q_dequant_rows(float *dst, const void *src, enum lm_dtype t, size_t rows,
 	return 0;
 }
 
-int lm_q_mat_to_f32(const struct lm_mat *w, float *dst)
-{
-	size_t rows = (size_t)w->rows, cols = (size_t)w->cols;
-	if (lm_dtype_is_packed(w->dtype))
-		return lm_q_dequant_rows(dst, w->data, w->dtype, rows, cols);
-	return lm_rows_to_f32(dst, w->data, w->dtype, rows * cols);
-}
-
 int lm_q_mat_rtn(struct lm_mat *w, enum lm_dtype t, int sym)
 {
 	size_t rows = (size_t)w->rows, cols = (size_t)w->cols, n, nb;
@@ -185,7 +177,7 @@ int lm_q_mat_rtn(struct lm_mat *w, enum lm_dtype t, int sym)
 		return -1;
 	if (!(W = lm_alloc(n * sizeof *W)))
 		return -1;
-	if (lm_q_mat_to_f32(w, W) < 0 || !(q = lm_alloc(nb))) {
+	if (lm_mat_rows_f32(W, w, 0, rows) < 0 || !(q = lm_alloc(nb))) {
 		lm_free(W);
 		return -1;
 	}

@@ -76,8 +76,6 @@ int lm_q_rtn(void *dst, enum lm_dtype t, const float *W, size_t rows, size_t col
 /* dst [rows, cols] f32 = the values of packed rows src (any packed type) */
 int lm_q_dequant_rows(float *dst, const void *src, enum lm_dtype t, size_t rows, size_t cols);
 
-/* any float or packed matrix to f32 ([rows, cols], dst not aliasing) */
-int lm_q_mat_to_f32(const struct lm_mat *w, float *dst);
 /* replace w's data by its RTN quantization of type t (w f32/f16/bf16); -1 + error (w
  * already packed, group not dividing the rows) */
 int lm_q_mat_rtn(struct lm_mat *w, enum lm_dtype t, int sym);
