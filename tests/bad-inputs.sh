@@ -66,10 +66,13 @@ row "bits 5" lm-quant -b 5 micro.lms
 row "group not dividing the row" lm-quant -b 4 -g 100 micro.lms
 row "requantizing" lm-quant -b 4 -g 128 q.lms
 row "gptq without -c" lm-quant -b 4 -m gptq micro.lms
+row "embed_positions in --include" lm-quant -b 4 --include '*embed_*' micro.lms
+row "embeddings under --mixed" lm-quant --mixed pmpq -c "$PWD/$D/novels-calib.txt" --include '*embed_tokens*' micro.lms
 row "data shorter than a window" lm-retrain --perp -d empty.txt micro.lms
 row "LoRA rank above the matrix" lm-retrain --lora 999 -d "$PWD/$D/novels-calib.txt" micro.lms
 row "NaN loss (lr 1e9)" lm-retrain --full --lr 1e9 --steps 3 --batch 1 --seqlen 32 -d "$PWD/$D/novels-calib.txt" micro.lms
 row "--train matching nothing" lm-retrain --train 'nothing.*' -d "$PWD/$D/novels-calib.txt" micro.lms
+row "training a quantized matrix" lm-retrain --full -d "$PWD/$D/novels-calib.txt" q.lms
 row "unknown shape" lm-init --like opt-9t
 printf 'goal,target\nfirst,"Sure"\nsecond,\n' > "$t/missing.csv"
 printf 'goal,target\n"open,x\n' > "$t/quote.csv"
