@@ -232,8 +232,7 @@ int lm_matmul_backward_inp(float *dinp, const float *dout, const struct lm_mat *
 	if (w->rows < 0 || w->cols < 0 || OUT > INT_MAX || IN > INT_MAX || N > INT_MAX)
 		return lm_seterr("matmul backward: sizes out of range (%zu x [%lld, %lld])", N,
 		                 (long long)w->rows, (long long)w->cols);
-	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16 &&
-	    !lm_dtype_row_bytes(w->dtype, IN))
+	if (!lm_mat_rows_ok(w))
 		return lm_seterr("matmul backward: weights of dtype %s are not supported",
 		                 lm_dtype_name(w->dtype));
 	if (N == 0 || IN == 0)

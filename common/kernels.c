@@ -289,6 +289,12 @@ int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n)
 	}
 }
 
+int lm_mat_rows_ok(const struct lm_mat *w)
+{
+	return w->dtype == LM_F32 || w->dtype == LM_F16 || w->dtype == LM_BF16 ||
+	       lm_dtype_row_bytes(w->dtype, (size_t)w->cols) != 0;
+}
+
 int lm_mat_rows_f32(float *dst, const struct lm_mat *w, size_t r0, size_t nr)
 {
 	size_t IN = (size_t)w->cols;
@@ -487,9 +493,7 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 	if (w->rows < 0 || w->cols < 0 || OUT > INT_MAX || IN > INT_MAX || N > INT_MAX)
 		return lm_seterr("matmul: sizes out of range (%zu x [%lld, %lld])", N,
 		                 (long long)w->rows, (long long)w->cols);
-	const int packed = lm_dtype_is_packed(w->dtype);
-	const size_t prb = packed ? lm_dtype_row_bytes(w->dtype, IN) : 0;
-	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16 && !prb)
+	if (!lm_mat_rows_ok(w))
 		return lm_seterr("matmul: weights of dtype %s are not supported",
 		                 lm_dtype_name(w->dtype));
 	if (N == 0 || OUT == 0)
@@ -869,8 +873,7 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 	size_t fixed = (head->dtype == LM_F32 ? 0 : vt * E) + 2 * N;
 	float *own = NULL;
 
-	if (head->dtype != LM_F32 && head->dtype != LM_F16 && head->dtype != LM_BF16 &&
-	    !lm_dtype_row_bytes(head->dtype, E))
+	if (!lm_mat_rows_ok(head))
 		return lm_seterr("lm_head: dtype %s is not supported", lm_dtype_name(head->dtype));
 	if (V > INT_MAX || E > INT_MAX || N > INT_MAX)
 		return lm_seterr("lm_head: sizes out of range");

@@ -41,6 +41,9 @@ int lm_parallel_for(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void 
 /* n elements of f32/f16/bf16 to f32, bit exact with lm_to_f32 (NaN payloads aside), but
  * branch-free so it vectorizes; -1 + error for any other dtype */
 int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n);
+/* w's dtype can be read by lm_mat_rows_f32: f32/f16/bf16, or packed with groups that
+ * divide its rows */
+int lm_mat_rows_ok(const struct lm_mat *w);
 /* rows r0 .. r0 + nr of matrix w (float or packed, see quant.h) as f32 into dst */
 int lm_mat_rows_f32(float *dst, const struct lm_mat *w, size_t r0, size_t nr);
 
