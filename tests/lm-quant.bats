@@ -279,12 +279,15 @@ bad() { # expected-status message-part command...
 		lm-quant --mixed $mx --bits 16,8,4 -g 128 $cal "$in" > "$BATS_TEST_TMPDIR/$mx.lms" 2> "$BATS_TEST_TMPDIR/$mx.err"
 		cat "$BATS_TEST_TMPDIR/$mx.err"
 		# one line per layer, each with a bit level from the list
-		[ "$(grep -cE "^lm-quant: $mx: layer [0-9]+: sensitivity [-0-9.e]+, (16|8|4) bits$" "$BATS_TEST_TMPDIR/$mx.err")" -eq 4 ]
+		[ "$(grep -cE "^lm-quant: $mx: layer [0-9]+: sensitivity [-0-9.e]+, (16|8|4) bits$" "$BATS_TEST_TMPDIR/$mx.err")" -eq 4 ] ||
+			return 1
 		if [ $mx = tdmpq ]; then
 			# says what it holds, and that Q is RTN at the lowest level
-			grep -q "^lm-quant: tdmpq: the whole model in memory, gradients of its linear weights over 4 windows of 128 tokens; Q = RTN q4g128$" "$BATS_TEST_TMPDIR/$mx.err"
-			# a sum of absolute values: positive in every layer
-			! grep -E "tdmpq: layer [0-9]+: sensitivity (-|0,)" "$BATS_TEST_TMPDIR/$mx.err"
+			grep -q "^lm-quant: tdmpq: the whole model in memory, gradients of its linear weights over 4 windows of 128 tokens; Q = RTN q4g128$" "$BATS_TEST_TMPDIR/$mx.err" ||
+				return 1
+			# a sum of absolute values: positive in every layer (`run !`: a bare `! cmd`
+			# is ignored by set -e)
+			run ! grep -E "tdmpq: layer [0-9]+: sensitivity (-|0,)" "$BATS_TEST_TMPDIR/$mx.err"
 		fi
 		# every linear weight of a layer carries that layer's bits; the stored bits per
 		# weight of the linear matrices is what the report says
@@ -305,7 +308,7 @@ rep = float(re.search(r"([0-9.]+) stored", err).group(1))
 assert abs(bpw - rep) < 0.01 * rep, (bpw, rep)
 PY
 		echo "$output"
-		[ "$status" -eq 0 ]
+		[ "$status" -eq 0 ] || return 1
 		lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --windows 2 --seqlen 128 "$BATS_TEST_TMPDIR/$mx.lms"
 	done
 	# --target-bits: the average is met

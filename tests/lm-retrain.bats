@@ -180,7 +180,8 @@ LINEARS=("$LAYER.q_proj.weight" "$LAYER.k_proj.weight" "$LAYER.v_proj.weight"
 			-o "$BATS_TEST_TMPDIR/m.lms" "$BATS_FILE_TMPDIR/$2.lms"
 		want=$(echo "$stderr" | sed -n 's/.*step 3: validation loss \([0-9.]*\).*/\1/p')
 		first=$(echo "$stderr" | sed -n 's/.*step 0: validation loss \([0-9.]*\).*/\1/p')
-		[ -n "$want" ] && [ -n "$first" ]
+		[ -n "$want" ] || return 1
+		[ -n "$first" ] || return 1
 		got=$(lm-eval -q --ppl "$BATS_FILE_TMPDIR/valid.txt" --seqlen 64 --windows 4 --json \
 			"$BATS_TEST_TMPDIR/m.lms" | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)['mean_nll'])")
 		run -0 "$PYTHON" -c "a, b, c = $want, $got, $first; print('$1', c, a, b)
@@ -207,7 +208,7 @@ assert len(losses) == 12 and sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3"
 			-d "$BATS_FILE_TMPDIR/train.txt" "$BATS_FILE_TMPDIR/mag.lms" > "$BATS_TEST_TMPDIR/$2.lms"
 	done
 	cmp "$BATS_TEST_TMPDIR/a.lms" "$BATS_TEST_TMPDIR/b.lms"
-	! cmp -s "$BATS_TEST_TMPDIR/a.lms" "$BATS_TEST_TMPDIR/c.lms"
+	run ! cmp -s "$BATS_TEST_TMPDIR/a.lms" "$BATS_TEST_TMPDIR/c.lms"
 }
 
 @test "lm-retrain --reconstruct: layer-wise against the dense teacher, zeros kept" {

@@ -53,8 +53,8 @@ run_all() {
 	(run_all "$BATS_TEST_TMPDIR/a")
 	(run_all "$BATS_TEST_TMPDIR/b")
 	for f in exp/model.safetensors exp/config.json s.lms i.lms ids.lms e.txt info.json p.lms q.lms r.lms; do
-		[ -s "$BATS_TEST_TMPDIR/a/$f" ]
-		cmp "$BATS_TEST_TMPDIR/a/$f" "$BATS_TEST_TMPDIR/b/$f"
+		[ -s "$BATS_TEST_TMPDIR/a/$f" ] || { echo "$f: missing or empty"; return 1; }
+		cmp "$BATS_TEST_TMPDIR/a/$f" "$BATS_TEST_TMPDIR/b/$f" || return 1
 	done
 }
 
@@ -65,10 +65,13 @@ run_all() {
 	run -0 "$p/bin/lm-prune" --help
 	assert_line --index 0 --partial "usage: lm-prune"
 	for f in lm-import lm-export lm-info lm-init lm-prune lm-quant lm-retrain lm-unlearn lm-embed lm-eval; do
-		[ -x "$p/bin/$f" ] && [ -s "$p/share/man/man1/$f.1" ]
+		# each on its own: a failure on the left of && is ignored by set -e
+		[ -x "$p/bin/$f" ] || { echo "$f: not installed"; return 1; }
+		[ -s "$p/share/man/man1/$f.1" ] || { echo "$f.1: not installed"; return 1; }
 	done
 	[ -s "$p/share/man/man5/lm-stream.5" ]
-	! grep -l '@VERSION@' "$p"/share/man/man1/*.1
+	# the version is filled in (`run !`: a bare `! cmd` is ignored by set -e)
+	run ! grep -l '@VERSION@' "$p"/share/man/man1/*.1 "$p"/share/man/man5/lm-stream.5
 	if command -v man > /dev/null; then
 		run -0 man -M "$p/share/man" -w lm-prune
 		assert_output "$p/share/man/man1/lm-prune.1"
@@ -76,5 +79,6 @@ run_all() {
 		assert_output --partial "lm-prune"
 	fi
 	run -0 make --no-print-directory -C "$TOP" uninstall PREFIX="$p"
-	[ ! -e "$p/bin/lm-prune" ] && [ ! -e "$p/share/man/man1/lm-prune.1" ]
+	[ ! -e "$p/bin/lm-prune" ]
+	[ ! -e "$p/share/man/man1/lm-prune.1" ]
 }
