@@ -157,6 +157,7 @@ static void test_layernorm(size_t N, size_t C)
 	CHECKF(e < 1e-5, "layernorm accumulate: %g", e);
 	memcpy(al, G, N * C * 4);
 	lm_layernorm_backward(al, NULL, NULL, al, x, w, mean, rstd, N, C, 0);
+	/* bitwise: the same arithmetic in place as out of place (no BLAS) */
 	CHECK(memcmp(al, dx, N * C * 4) == 0);
 	free(acc), free(al);
 	free(c.x), free(c.w), free(c.b), free(c.G);
@@ -358,7 +359,9 @@ static void test_attention(size_t B, size_t T, size_t NH, size_t HS, size_t stri
 	note(check_fd("attention dq", c.q, n, stride, att_loss, &c, dq));
 	note(check_fd("attention dk", c.k, n, stride, att_loss, &c, dk));
 	note(check_fd("attention dv", c.v, n, stride, att_loss, &c, dv));
-	/* threads: the same numbers with two threads (pairs split, no shared sums) */
+	/* threads: bitwise the same with two threads, by design: each thread takes whole
+	 * (batch, head) pairs, so no sum is split across threads and every pair runs the
+	 * same single-threaded kernels on the same CPU */
 	float *dq2 = xmalloc(n * 4), *dk2 = xmalloc(n * 4), *dv2 = xmalloc(n * 4);
 	lm_set_threads(2);
 	CHECK(lm_attention_backward(dq2, dk2, dv2, G, q, k, v, B, T, NH, HS, NULL, 0) == 0);

@@ -60,6 +60,7 @@ static void test_layers(const struct lm_model *m, const char *fx)
 	CHECK(lm_kv_advance(&k2, 1) == 0);
 	CHECK(lm_forward_final(&s2, m, s2.x, s2.out, 1) == 0);
 	CHECK(lm_forward_head(&s2, m, s2.out, NULL, 1, NULL, l2) == 0);
+	/* bitwise: the same kernels over the same rows, called in one go or layer by layer */
 	CHECKF(!memcmp(l1, l2, V * sizeof *l1), "%s: layer-by-layer decode differs", fx);
 	int same = 1; /* the rows written so far (the rest of the cache is uninitialised) */
 	for (size_t l = 0; l < L; l++)
@@ -122,6 +123,7 @@ static void test_generate(const struct lm_model *m, const char *fx)
 	constant_policy(&p, m, ex, ne, 30.0f);
 	struct lm_ee_opts o = {.rule = LM_EE_POLICY, .threshold = 1.0, .policy = &p};
 	CHECK(lm_ee_generate(&ee, &o, prompt, np, nnew, out, &cost) == 0);
+	/* ids, not floats: both decode with the same kernels over the same rows on one CPU */
 	CHECKF(!memcmp(out, greedy + np, nnew * sizeof *out), "%s: threshold 1 differs from greedy", fx);
 	CHECK(cost.tokens == nnew && cost.layers == (double)(nnew * (size_t)L) && cost.kv_layers == 0);
 	CHECK(cost.exit_layer == (double)(nnew * (size_t)L));

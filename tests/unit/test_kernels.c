@@ -192,7 +192,7 @@ static void check_attention(size_t B, size_t Tq, size_t Tk, size_t kv_rows, size
 	lm_attention_forward_ref(o2, q, k, v, B, Tq, Tk, kv_rows, NH, HS);
 	double e = unit_relerr(o1, o2, B * Tq * C);
 	CHECKF(e < TOL, "attention B=%zu Tq=%zu Tk=%zu NH=%zu HS=%zu: %g", B, Tq, Tk, NH, HS, e);
-	/* without a workspace: allocated inside, same result */
+	/* without a workspace: allocated inside, the same computation, so bitwise the same */
 	CHECK(lm_attention_forward(o2, q, k, v, B, Tq, Tk, kv_rows, NH, HS, NULL, 0) == 0);
 	CHECK(memcmp(o1, o2, B * Tq * C * 4) == 0);
 	lm_free(q), lm_free(k), lm_free(v), lm_free(o1), lm_free(o2), lm_free(ws);
@@ -227,6 +227,7 @@ static void check_ce(size_t N, size_t E, size_t V, enum lm_dtype dt)
 	CHECKF(ez < TOL, "ce logits N=%zu E=%zu V=%zu %s: %g", N, E, V, lm_dtype_name(dt), ez);
 	CHECKF(en < TOL, "ce nll N=%zu E=%zu V=%zu %s: %g", N, E, V, lm_dtype_name(dt), en);
 	float *ws = lm_alloc(lm_ce_ws(&h, N) * 4);
+	/* bitwise: the same rows in the same chunks on the same CPU, with or without logits out */
 	CHECK(lm_logits_ce_forward(nll2, NULL, x, &h, t, N, ws) == 0);
 	CHECK(memcmp(nll, nll2, N * 4) == 0);
 	int ign = 1;
@@ -234,11 +235,13 @@ static void check_ce(size_t N, size_t E, size_t V, enum lm_dtype dt)
 		if (t[n] < 0)
 			ign &= nll[n] == 0.0f;
 	CHECK(ign);
-	/* a workspace for fewer rows: smaller chunks, the same result */
+	/* a workspace for fewer rows: smaller chunks, the same values to rounding. Not bitwise:
+	 * sgemm over 5 rows and over N rows may take different kernel paths (OpenBLAS's Haswell
+	 * and Zen cores do), which round differently in the last bits */
 	size_t small = lm_ce_ws(&h, N < 5 ? N : 5) + 2 * (N < 5 ? 0 : N - 5);
 	CHECK(lm_logits_ce_forward_ws(nll2, NULL, x, &h, t, N, ws, small) == 0);
-	CHECKF(memcmp(nll, nll2, N * 4) == 0, "ce with a 5-row chunk N=%zu %s", N,
-	       lm_dtype_name(dt));
+	double ec = unit_relerr(nll2, nll, N);
+	CHECKF(ec < 1e-6, "ce with a 5-row chunk N=%zu %s: %g", N, lm_dtype_name(dt), ec);
 	t[1] = (int32_t)V;
 	CHECK(lm_logits_ce_forward(nll2, NULL, x, &h, t, N, ws) < 0);
 	lm_free(x), lm_free(w), lm_free(z), lm_free(z2), lm_free(nll), lm_free(nll2), lm_free(t);

@@ -285,6 +285,7 @@ static void test_engine(const char *root, const char *fx)
 	CHECK(lm_fwd_init(&s, &m.cfg, 1, 16) == 0);
 	CHECK(lm_forward(&s, &m, ids, NULL, 1, 16, NULL, la) == 0);
 	CHECK(lm_forward(&s, &fr, ids, NULL, 1, 16, NULL, lb) == 0);
+	/* bitwise: the same weights (a copy), the same forward, threads and CPU */
 	CHECK(memcmp(la, lb, 16 * (size_t)V * sizeof *la) == 0);
 
 	/* ... and the retain term's gradient is 0 until the model moves away from it */
@@ -302,6 +303,7 @@ static void test_engine(const char *root, const char *fx)
 	       gz, gm);
 	/* the copy did not move with the model */
 	CHECK(lm_forward(&s, &fr, ids, NULL, 1, 16, NULL, lb) == 0);
+	/* bitwise: the same weights (a copy), the same forward, threads and CPU */
 	CHECK(memcmp(la, lb, 16 * (size_t)V * sizeof *la) == 0);
 	lm_ul_free(&u);
 	lm_train_free(&tr);
@@ -321,6 +323,7 @@ static void test_engine(const char *root, const char *fx)
 	gm = maxabs(tr.gmem, tr.nfloats);
 	CHECKF(gz < TOL_ZERO * gm && gm > 0, "%s: LoRA retain gradient %g before, %g after", fx, gz, gm);
 	CHECK(lm_forward(&s, &m, ids, NULL, 1, 16, NULL, lb) == 0);
+	/* bitwise: the same weights (a copy), the same forward, threads and CPU */
 	CHECK(memcmp(la, lb, 16 * (size_t)V * sizeof *la) == 0);
 
 	/* the random-answer term: K pairs per question, a positive loss */

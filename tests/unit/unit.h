@@ -1,5 +1,11 @@
 /* unit.h: the smallest test harness that can fail.
- * CHECK records a failure and goes on; main returns unit_done(), non-zero on any failure. */
+ * CHECK records a failure and goes on; main returns unit_done(), non-zero on any failure.
+ *
+ * Determinism (README, "Determinism"): two computations of one value are bitwise equal only
+ * for the same input, build, thread count, row count/chunking and CPU (BLAS kernel). A test
+ * that compares with memcmp says in a comment which of these it holds fixed; every other
+ * comparison of two computations uses unit_relerr with a tolerance. tests/units.sh runs the
+ * programs under every OpenBLAS core type the CPU can execute and at two threads. */
 #ifndef LM_UNIT_H
 #define LM_UNIT_H
 #include <math.h>

@@ -1,0 +1,38 @@
+#!/bin/sh
+# units.sh DIR [LABEL]: run every unit-test program in DIR (build/tests) and say, per program,
+# how many of its checks passed. A program that fails still lets the others run; one that dies
+# before its summary line (a crash, a sanitizer abort) counts as one failed check.
+#
+# Lines printed, read by tests/count.sh:
+#   unit: ok NAME[ LABEL]: N checks
+#   unit: FAIL NAME[ LABEL]: F of N checks failed      (or: died with status S)
+# Exits 1 if any program failed. LABEL names the variant (an OpenBLAS core type, a thread count).
+dir=${1:?usage: units.sh DIR [LABEL]}
+label=${2:+ $2}
+fail=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for t in "$dir"/test_*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	LM_TESTDATA=${LM_TESTDATA:-tests/fixtures} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
+		"$t" >"$out" 2>&1
+	rc=$?
+	# the harness's own last line: "<name>: N checks, F failed" (tests/unit/unit.h)
+	sum=$(grep -E '^[A-Za-z0-9_-]+: [0-9]+ checks, [0-9]+ failed$' "$out" | tail -n 1)
+	n=$(echo "$sum" | sed -n 's/.*: \([0-9]*\) checks, .*/\1/p')
+	f=$(echo "$sum" | sed -n 's/.* checks, \([0-9]*\) failed$/\1/p')
+	if [ "$rc" -eq 0 ] && [ -n "$n" ] && [ "$f" = 0 ]; then
+		echo "unit: ok $name$label: $n checks"
+	else
+		fail=1
+		grep -v -E '^[A-Za-z0-9_-]+: [0-9]+ checks, [0-9]+ failed$' "$out" | grep -E 'check failed|ERROR|runtime error|Sanitizer' | head -n 20
+		if [ -n "$n" ] && [ "${f:-0}" -gt 0 ]; then
+			echo "unit: FAIL $name$label: $f of $n checks failed"
+		else
+			tail -n 5 "$out"
+			echo "unit: FAIL $name$label: died with status $rc${n:+ after $n checks}"
+		fi
+	fi
+done
+exit $fail
