@@ -105,6 +105,29 @@ for m in ('magnitude', 'wanda', 'sparsegpt'):
 
 check() { run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$@"; }
 
+# perplexity of a stream on the first 2 windows of 512 of novels-test.txt (or FILE SEQLEN)
+ppl2() { # stream [file seqlen]
+	lm-eval -q --ppl "${2:-$DATA/novels-eval/novels-test.txt}" --seqlen "${3:-512}" --windows 2 --json "$1" |
+		"$PYTHON" -c "import json, sys; print(json.load(sys.stdin)['perplexity'])"
+}
+
+# the sparsity lm-info counts in every pruned linear (or the tensors matching REGEX) is in
+# [LO, HI], and every other 2-D tensor has almost none (under 1 %, as in the input)
+sparsity_of() { # stream lo hi [regex]
+	lm-info --json "$1" | "$PYTHON" -c "
+import json, re, sys
+lo, hi, rx = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+n = 0
+for t in json.load(sys.stdin)['tensors']:
+    if re.search(rx, t['name']):
+        assert lo <= t['sparsity'] <= hi, (t['name'], t['sparsity'])
+        n += 1
+    elif len(t['shape']) == 2:
+        assert t['sparsity'] < 0.01, (t['name'], t['sparsity'])
+assert n > 0
+print(n, 'tensors with sparsity in', lo, hi)" "$2" "$3" "${4:-(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$}"
+}
+
 # prune with METHOD at 0.5 in the reference setting, check the stream, then the perplexity
 # on novels-test.txt (all 138 windows of 512) within TOL of reference.json
 reference() { # method tol
@@ -157,7 +180,19 @@ assert err < $tol, err"
 	# shellcheck disable=SC2086
 	lm-prune -q --nm 4:8 -s 0.5 -m sparsegpt $cal "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/c.lms"
 	check "$BATS_FILE_TMPDIR/micro.lms" "$BATS_TEST_TMPDIR/c.lms" nm 4 8 sparsegpt
-	run -0 lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --windows 2 "$BATS_TEST_TMPDIR/c.lms"
+	# lm-info counts half of every linear matrix as zero (its own count, not the attr)
+	sparsity_of "$BATS_TEST_TMPDIR/a.lms" 0.5 0.5
+	sparsity_of "$BATS_TEST_TMPDIR/b.lms" 0.5 0.5
+	# SparseGPT also zeroes inputs that never fired (fc2 after the ReLU)
+	sparsity_of "$BATS_TEST_TMPDIR/c.lms" 0.5 0.6
+	# SparseGPT's update is the point: 4:8 by magnitude on the same 2 windows is worse, and
+	# both are worse than the dense model
+	lm-prune -q --nm 4:8 "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/m.lms"
+	run -0 "$PYTHON" -c "
+d, s, m = $(ppl2 "$BATS_FILE_TMPDIR/micro.lms"), $(ppl2 "$BATS_TEST_TMPDIR/c.lms"), $(ppl2 "$BATS_TEST_TMPDIR/m.lms")
+print('dense', d, 'sparsegpt 4:8', s, 'magnitude 4:8', m)
+assert d < s < m, (d, s, m)"
+	echo "$output"
 }
 
 @test "lm-prune --global: one threshold over all the pruned matrices" {
@@ -171,7 +206,14 @@ assert err < $tol, err"
 		"$BATS_TEST_TMPDIR/32.lms" > "$BATS_TEST_TMPDIR/i.lms"
 	check "$BATS_TEST_TMPDIR/32.lms" "$BATS_TEST_TMPDIR/i.lms" include 0.3 model.decoder.embed_positions.weight \
 		model.decoder.layers.0.fc1.weight model.decoder.layers.2.fc1.weight model.decoder.layers.3.fc1.weight
-	run -0 lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --windows 1 "$BATS_TEST_TMPDIR/i.lms"
+	# lm-info's own count: 30 % (ties may add a few) in exactly those four, none elsewhere
+	sparsity_of "$BATS_TEST_TMPDIR/i.lms" 0.3 0.31 'embed_positions|layers\.[023]\.fc1\.weight$'
+	# pruning moves the perplexity up, not far (30 % of a few matrices)
+	run -0 "$PYTHON" -c "
+d, p = $(ppl2 "$BATS_TEST_TMPDIR/32.lms"), $(ppl2 "$BATS_TEST_TMPDIR/i.lms")
+print('dense', d, 'pruned', p)
+assert d < p < 2 * d, (d, p)"
+	echo "$output"
 }
 
 @test "lm-prune: pre-tokenized calibration ids give the same stream as the text" {
@@ -227,8 +269,19 @@ PY
 	lm-prune -q -s 0.25 --include '*project_*' "$in" > "$BATS_TEST_TMPDIR/m.lms"
 	check "$in" "$BATS_TEST_TMPDIR/m.lms" include 0.25 model.decoder.project_in.weight \
 		model.decoder.project_out.weight
+	sparsity_of "$BATS_TEST_TMPDIR/s.lms" 0.5 0.6
+	sparsity_of "$BATS_TEST_TMPDIR/w.lms" 0.5 0.5
+	sparsity_of "$BATS_TEST_TMPDIR/m.lms" 0.25 0.26 'project_(in|out)\.weight$'
+	# each pruned model runs and predicts differently from the dense one: a random model's
+	# perplexity stays near the vocabulary's 1000 (within a factor 2), but not equal
+	local d
+	d=$(ppl2 "$in" "$BATS_TEST_TMPDIR/ids.lms" 32)
 	for f in s w m; do
-		run -0 lm-eval --ppl "$BATS_TEST_TMPDIR/ids.lms" --seqlen 32 --json "$BATS_TEST_TMPDIR/$f.lms"
+		run -0 "$PYTHON" -c "
+d, p = $d, $(ppl2 "$BATS_TEST_TMPDIR/$f.lms" "$BATS_TEST_TMPDIR/ids.lms" 32)
+print('$f', d, p)
+assert p != d and d / 2 < p < 2 * d, (d, p)"
+		echo "$output"
 	done
 }
 

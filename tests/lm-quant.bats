@@ -142,22 +142,42 @@ assert gptq < rtn"
 	local in="$BATS_FILE_TMPDIR/micro.lms"
 	lm-quant -b 3 -g 64 "$in" > "$BATS_TEST_TMPDIR/3.lms"
 	run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$in" "$BATS_TEST_TMPDIR/3.lms" 3 64
-	run -0 lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --windows 2 "$BATS_TEST_TMPDIR/3.lms"
 	lm-quant -b 2 -g 32 "$in" > "$BATS_TEST_TMPDIR/2.lms"
 	run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$in" "$BATS_TEST_TMPDIR/2.lms" 2 32
-	run -0 lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --windows 2 "$BATS_TEST_TMPDIR/2.lms"
 	lm-quant -b 8 "$in" > "$BATS_TEST_TMPDIR/8.lms"
 	run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$in" "$BATS_TEST_TMPDIR/8.lms" 8 0
-	run -0 lm-quant -b 4 -g 128 --sym -m gptq $(cat "$BATS_FILE_TMPDIR/cal") --nsamples 2 "$in"
-	# q2g32: 32 codes of 2 bits + 4 bytes per group = 3 bits per weight
-	run -0 lm-info --json "$BATS_TEST_TMPDIR/2.lms"
-	run -0 "$PYTHON" -c "
+	lm-quant -q -b 4 -g 128 --sym -m gptq $(cat "$BATS_FILE_TMPDIR/cal") --nsamples 2 "$in" > "$BATS_TEST_TMPDIR/s.lms"
+	run -0 lm-info "$BATS_TEST_TMPDIR/s.lms"
+	# the stored bits per weight lm-info reports for each of the 24 linears: codes plus a
+	# 4-byte scale/zero header per group (q3g64: 3 + 32/64, q2g32: 2 + 32/32, q8c per row
+	# of 256 or 1024 inputs: 8 + 32/cols)
+	for b in 3 2 8; do
+		lm-info --json "$BATS_TEST_TMPDIR/$b.lms" > "$BATS_TEST_TMPDIR/$b.json"
+		run -0 "$PYTHON" - "$BATS_TEST_TMPDIR/$b.json" <<'PY'
 import json, sys
-d = json.loads(sys.stdin.read())
-for t in d['tensors']:
-    if t['dtype'] == 'q2g32':
-        assert t['bits_per_weight'] == 3.0, t
-print('ok')" <<< "$output"
+n = 0
+for t in json.load(open(sys.argv[1]))["tensors"]:
+    if t["dtype"].startswith("q"):
+        cols = t["shape"][1]
+        want = {"q3g64": 3.5, "q2g32": 3.0, "q8c": 8 + 32 / cols}[t["dtype"]]
+        assert abs(t["bits_per_weight"] - want) < 1e-9, (t, want)
+        n += 1
+assert n == 24, n
+PY
+	done
+	# the perplexity on 2 windows moves the right way with the bits: 8 bits per channel is
+	# the dense model to 0.5 %, 3 bits costs some, 2 bits (no calibration) a lot
+	run -0 "$PYTHON" -c "
+d, b8, b3, b2 = $(ppl2 "$in"), $(ppl2 "$BATS_TEST_TMPDIR/8.lms"), $(ppl2 "$BATS_TEST_TMPDIR/3.lms"), $(ppl2 "$BATS_TEST_TMPDIR/2.lms")
+print('dense', d, '8-bit', b8, '3-bit g64', b3, '2-bit g32', b2)
+assert abs(b8 - d) < 0.005 * d
+assert 1.01 * b8 < b3 < b2"
+	echo "$output"
+}
+
+ppl2() { # stream -> perplexity on the first 2 windows of 512 of novels-test.txt
+	lm-eval -q --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --windows 2 --json "$1" |
+		"$PYTHON" -c "import json, sys; print(json.load(sys.stdin)['perplexity'])"
 }
 
 @test "lm-quant: pruned zeros survive RTN, GPTQ and GPTQ --act-order" {

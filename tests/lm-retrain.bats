@@ -128,7 +128,7 @@ LINEARS=("$LAYER.q_proj.weight" "$LAYER.k_proj.weight" "$LAYER.v_proj.weight"
 		# shellcheck disable=SC2086
 		run -2 --separate-stderr lm-retrain $args "$BATS_FILE_TMPDIR/mag.lms"
 		assert_one_line_error lm-retrain
-		[ -z "$output" ]
+		[ -z "$output" ] || return 1
 	done
 }
 
@@ -230,7 +230,7 @@ assert len(losses) == 12 and sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3"
 		-d "$BATS_FILE_TMPDIR/train.txt" --eval "$BATS_FILE_TMPDIR/valid.txt" --eval-windows 2 \
 		-o "$BATS_TEST_TMPDIR/out.lms" "$BATS_FILE_TMPDIR/mag.lms"
 	for s in 0 2 4; do
-		[[ "$stderr" == *"step $s: validation loss"* ]]
+		[[ "$stderr" == *"step $s: validation loss"* ]] || return 1
 	done
 }
 

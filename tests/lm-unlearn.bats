@@ -109,7 +109,7 @@ PY
 	# what changed: exactly q, k, v, out_proj, fc1 and fc2 of the one layer
 	run -0 bash -c "diff '$(out d0)' '$(out d1)' | sed -n 's/^> \([^ ]*\) .*/\1/p'"
 	assert_equal "${#lines[@]}" 6
-	for l in "${lines[@]}"; do [[ "$l" =~ \.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$ ]]; done
+	for l in "${lines[@]}"; do [[ "$l" =~ \.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)\.weight$ ]] || return 1; done
 	run -0 lm-info --json "$(out l.lms)"
 	assert_output --partial '"adapter": "lora"'
 }
