@@ -22,6 +22,19 @@ static int get_int(json_t *o, const char *key, int64_t *v, int required)
 	return 0;
 }
 
+/* a token id: checked before it is narrowed to int, so 2^32 + 2 is not read as 2 */
+static int get_id(json_t *o, const char *key, int *v)
+{
+	int64_t x = 0;
+	int r = get_int(o, key, &x, 0);
+	if (r)
+		return r;
+	if (x < 0 || x > INT32_MAX)
+		return lm_seterr("config.json: \"%s\" %lld is not a token id", key, (long long)x);
+	*v = (int)x;
+	return 0;
+}
+
 static int get_bool(json_t *o, const char *key, int *v)
 {
 	json_t *x = json_object_get(o, key);
@@ -57,8 +70,13 @@ int lm_opt_config_check(const struct lm_opt_config *c)
 		                 (long long)c->hidden_size, (long long)c->num_heads);
 	if (c->bos < 0 || c->bos >= c->vocab_size || c->eos < 0 || c->eos >= c->vocab_size)
 		return lm_seterr("config: bos/eos token id outside the vocabulary");
+	if (c->pad < 0 || c->pad >= c->vocab_size)
+		return lm_seterr("config: pad_token_id %d outside the vocabulary of %lld", c->pad,
+		                 (long long)c->vocab_size);
 	if (!(c->ln_eps > 0 && c->ln_eps < 1))
 		return lm_seterr("config: layer norm epsilon out of range");
+	if (!(c->dropout >= 0 && c->dropout < 1))
+		return lm_seterr("config: dropout %g is not in [0, 1)", c->dropout);
 	return 0;
 }
 
@@ -66,7 +84,6 @@ int lm_opt_config_from_hf(struct lm_opt_config *c, json_t *hf)
 {
 	json_t *mt;
 	const char *act;
-	int64_t v = 0;
 	int remove_final = 0, r;
 
 	memset(c, 0, sizeof *c);
@@ -93,9 +110,9 @@ int lm_opt_config_from_hf(struct lm_opt_config *c, json_t *hf)
 	/* transformers: final_layer_norm exists iff do_layer_norm_before and not removed */
 	c->final_ln = c->pre_ln && !remove_final;
 	c->bos = 2, c->eos = 2, c->pad = 1;
-	if (get_int(hf, "bos_token_id", &v, 0) == 0) c->bos = (int)v;
-	if (get_int(hf, "eos_token_id", &v, 0) == 0) c->eos = (int)v;
-	if (get_int(hf, "pad_token_id", &v, 0) == 0) c->pad = (int)v;
+	if (get_id(hf, "bos_token_id", &c->bos) < 0 || get_id(hf, "eos_token_id", &c->eos) < 0 ||
+	    get_id(hf, "pad_token_id", &c->pad) < 0)
+		return -1;
 	c->ln_eps = 1e-5;
 	c->dropout = 0.1;
 	if (get_real(hf, "dropout", &c->dropout) < 0)
@@ -143,11 +160,16 @@ int lm_opt_config_from_json(struct lm_opt_config *c, json_t *m)
 	    get_bool(m, "enable_bias", &c->enable_bias) < 0 || get_bool(m, "tie_word_embeddings", &c->tied) < 0)
 		return lm_preerr("header");
 	c->bos = 2, c->eos = 2, c->pad = 1, c->ln_eps = 1e-5, c->dropout = 0.1;
-	if (get_int(m, "bos_token_id", &v, 0) == 0) c->bos = (int)v;
-	if (get_int(m, "eos_token_id", &v, 0) == 0) c->eos = (int)v;
-	if (get_int(m, "pad_token_id", &v, 0) == 0) c->pad = (int)v;
-	get_real(m, "layer_norm_eps", &c->ln_eps);
-	get_real(m, "dropout", &c->dropout);
+	if (get_id(m, "bos_token_id", &c->bos) < 0 || get_id(m, "eos_token_id", &c->eos) < 0 ||
+	    get_id(m, "pad_token_id", &c->pad) < 0 || get_real(m, "layer_norm_eps", &c->ln_eps) < 0 ||
+	    get_real(m, "dropout", &c->dropout) < 0)
+		return lm_preerr("header");
+	/* the offset is OPT's, fixed in the model code: a header may only repeat it */
+	int r = get_int(m, "pos_offset", &v, 0);
+	if (r < 0)
+		return lm_preerr("header");
+	if (r == 0 && v != LM_OPT_POS_OFFSET)
+		return lm_seterr("header: pos_offset %lld, OPT's is %d", (long long)v, LM_OPT_POS_OFFSET);
 	return lm_opt_config_check(c);
 }
 

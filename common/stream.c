@@ -278,6 +278,9 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 	name = json_string_value(json_object_get(m, "name"));
 	if (!name || !*name || strlen(name) > LM_MAX_NAME)
 		return lm_seterr("%s record without a valid name", kind);
+	/* "embed_tokens.weight\0evil" must not pass for the embedding: C strings end at NUL */
+	if (strlen(name) != json_string_length(json_object_get(m, "name")))
+		return lm_seterr("%s '%s': a NUL byte inside the name", kind, name);
 	snprintf(r->name, sizeof r->name, "%s", name);
 	if (get_u64(m, "nbytes", &v) < 0)
 		return lm_preerr("%s '%s'", kind, name);
@@ -293,10 +296,18 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 	r->crc32 = (uint32_t)v;
 	if (r->kind != LM_REC_TENSOR)
 		return 0;
-	const char *dt = json_string_value(json_object_get(m, "dtype"));
-	int t = dt ? lm_dtype_parse(dt) : -1;
+	json_t *jdt = json_object_get(m, "dtype");
+	const char *dt = json_string_value(jdt);
+	int t = dt && strlen(dt) == json_string_length(jdt) ? lm_dtype_parse(dt) : -1;
+	if (json_is_integer(jdt)) /* the ids are stable, but the wire carries names */
+		return lm_seterr("tensor '%s': dtype is the number %lld, not a name such as \"f32\"",
+		                 name, (long long)json_integer_value(jdt));
+	if (!jdt)
+		return lm_seterr("tensor '%s': no dtype", name);
+	if (!dt)
+		return lm_seterr("tensor '%s': dtype is not a string", name);
 	if (t < 0 || strcmp(dt, lm_dtype_name(t)))
-		return lm_seterr("tensor '%s': unknown dtype \"%s\"", name, dt ? dt : "(none)");
+		return lm_seterr("tensor '%s': unknown dtype \"%s\"", name, dt);
 	r->dtype = t;
 	shape = json_object_get(m, "shape");
 	if (!json_is_array(shape) || json_array_size(shape) > LM_MAX_NDIM)
@@ -367,10 +378,16 @@ static int read_record_meta(struct lm_reader *rd, struct lm_record *r)
 		rd->have_end = 1;
 		if (r->tensor_count != rd->ntensors || r->payload_bytes != rd->payload ||
 		    (r->blob_count != UINT64_MAX && r->blob_count != rd->nblobs))
-			return lm_seterr("end record counts (%llu tensors, %llu bytes) do not match the stream "
-			                 "(%llu tensors, %llu bytes)",
-			                 (unsigned long long)r->tensor_count, (unsigned long long)r->payload_bytes,
-			                 (unsigned long long)rd->ntensors, (unsigned long long)rd->payload);
+		{
+			char claim[32] = "";
+			if (r->blob_count != UINT64_MAX)
+				snprintf(claim, sizeof claim, "%llu blobs, ", (unsigned long long)r->blob_count);
+			return lm_seterr("end record counts (%llu tensors, %s%llu bytes) do not match the "
+			                 "stream (%llu tensors, %llu blobs, %llu bytes)",
+			                 (unsigned long long)r->tensor_count, claim,
+			                 (unsigned long long)r->payload_bytes, (unsigned long long)rd->ntensors,
+			                 (unsigned long long)rd->nblobs, (unsigned long long)rd->payload);
+		}
 		/* nothing may follow the end record */
 		while (rd->end == rd->start && !rd->eof)
 			if (fill(rd) < 0)
@@ -383,17 +400,41 @@ static int read_record_meta(struct lm_reader *rd, struct lm_record *r)
 	return 0;
 }
 
+/* make room for need bytes of r's payload, got of them already read. On a regular file
+ * the claim was checked against the file's size, so the whole payload is allocated at
+ * once; on a pipe nothing bounds a header's claim, so memory follows the chunks that
+ * arrive (each at most 1 GiB, doubling to keep the copies few): a lying header fails as
+ * truncated instead of allocating what it claims */
+static int reserve(struct lm_reader *rd, struct lm_record *r, size_t *cap, size_t got, size_t need)
+{
+	size_t want;
+	void *p;
+	if (need <= *cap)
+		return 0;
+	want = rd->remaining != UINT64_MAX ? r->nbytes : *cap * 2 > need ? *cap * 2 : need;
+	if (want > r->nbytes)
+		want = r->nbytes;
+	if (!(p = lm_alloc(want)))
+		return lm_preerr("%s '%s'", kind_name(r->kind), r->name);
+	if (got)
+		memcpy(p, r->data, got);
+	lm_free(r->data);
+	r->data = p, *cap = want;
+	return 0;
+}
+
 int lm_read_payload(struct lm_reader *rd, struct lm_record *r)
 {
-	size_t got = 0;
+	size_t got = 0, cap = 0;
 	unsigned char *dst;
 
 	if (!rd->pending)
 		return lm_seterr("internal: no payload pending");
 	rd->pending = 0;
-	if (!(r->data = lm_alloc(r->nbytes)))
+	if (rd->remaining != UINT64_MAX && reserve(rd, r, &cap, 0, r->nbytes) < 0)
+		return -1;
+	if (!r->data && !(r->data = lm_alloc(0)))
 		return lm_preerr("%s '%s'", kind_name(r->kind), r->name);
-	dst = r->data;
 	while (got < r->nbytes) {
 		unsigned char hd[5];
 		size_t hl, len = 0;
@@ -414,6 +455,9 @@ int lm_read_payload(struct lm_reader *rd, struct lm_record *r)
 			return lm_seterr("%s '%s': payload chunk of %zu bytes does not fit (%zu of %zu read)",
 			                 kind_name(r->kind), r->name, len, got, r->nbytes);
 		rd->start += hl;
+		if (reserve(rd, r, &cap, got, got + len) < 0)
+			return -1;
+		dst = r->data;
 		if (take(rd, dst + got, len) < 0)
 			goto truncated;
 		got += len;

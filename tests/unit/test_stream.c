@@ -120,7 +120,7 @@ static void expect_fail(const char *what, const char *buf, size_t len, const cha
 /* pack a json map (given as text) to msgpack bytes appended to out */
 static size_t put_map(char *out, const char *jtext)
 {
-	json_t *j = json_loads(jtext, JSON_DECODE_ANY, NULL);
+	json_t *j = json_loads(jtext, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	char *b;
 	size_t l;
 	CHECK(j != NULL);
@@ -258,6 +258,52 @@ static void test_handcrafted(void)
 		int nt;
 		CHECKF(read_all(b, n, 4096, &nt, err, sizeof err) == 0, "unknown kind not skipped: %s", err);
 	}
+	/* a NUL inside a name must not make it another tensor's (C strings stop at NUL) */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"model.decoder.embed_tokens.weight\\u0000evil\","
+	                    "\"dtype\":\"f32\",\"shape\":[1],\"nbytes\":4,\"crc32\":0,\"attrs\":{}}");
+	expect_fail("NUL in a tensor name", b, n, "NUL byte inside the name");
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"blob\",\"name\":\"tokenizer/vocab.json\\u0000x\",\"nbytes\":0,"
+	                    "\"crc32\":0}");
+	expect_fail("NUL in a blob name", b, n, "NUL byte inside the name");
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":\"f32\\u0000\",\"shape\":[1],"
+	                    "\"nbytes\":4,\"crc32\":0,\"attrs\":{}}");
+	expect_fail("NUL in a dtype", b, n, "unknown dtype");
+	/* a numeric dtype id is named, not reported as "(none)" */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":5,\"shape\":[1],\"nbytes\":4,"
+	                    "\"crc32\":0,\"attrs\":{}}");
+	expect_fail("integer dtype", b, n, "dtype is the number 5");
+	/* a 4 TiB claim on a pipe: memory follows the bytes that arrive, so the lie ends as a
+	 * truncation (16 bytes sent), not as an allocation of what the header says */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":\"u8\",\"shape\":[4398046511104],"
+	                    "\"nbytes\":4398046511104,\"crc32\":0,\"attrs\":{}}");
+	b[n++] = (char)0xc4, b[n++] = 16;
+	memset(b + n, 0, 16), n += 16;
+	expect_fail("4 TiB claim on a pipe", b, n, "unexpected end of stream in the payload of tensor 'x'");
+	/* header fields OPT fixes or bounds: pos_offset, pad id */
+	{
+		char h2[1024];
+		snprintf(h2, sizeof h2, "{\"format\":\"lm-stream\",\"version\":[1,0],%.*s,\"pos_offset\":7}}",
+		         (int)strlen(model) - 1, model);
+		n = put_map(b, h2);
+		expect_fail("junk pos_offset", b, n, "pos_offset 7");
+		snprintf(h2, sizeof h2, "{\"format\":\"lm-stream\",\"version\":[1,0],%.*s,\"pad_token_id\":10}}",
+		         (int)strlen(model) - 1, model);
+		n = put_map(b, h2);
+		expect_fail("pad id past the vocabulary", b, n, "pad_token_id 10 outside the vocabulary");
+		snprintf(h2, sizeof h2, "{\"format\":\"lm-stream\",\"version\":[1,0],%.*s,\"bos_token_id\":4294967298}}",
+		         (int)strlen(model) - 1, model);
+		n = put_map(b, h2);
+		expect_fail("bos id past 32 bits", b, n, "4294967298 is not a token id");
+	}
+	/* a blob count that disagrees is reported with both counts */
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"end\",\"tensor_count\":0,\"blob_count\":2,\"payload_bytes\":0}");
+	expect_fail("bad blob count", b, n, "(0 tensors, 2 blobs, 0 bytes) do not match the stream (0 tensors, 0 blobs");
 	/* end record whose counts disagree */
 	n = put_map(b, hdr);
 	n += put_map(b + n, "{\"kind\":\"end\",\"tensor_count\":3,\"payload_bytes\":0}");
