@@ -25,6 +25,8 @@ static const char usage_text[] =
 	"      --template T      prompt with <sentence> in it (default PromptEOL's:\n"
 	"                        This sentence : \"<sentence>\" means in one word:\")\n"
 	"      --avg             mean of the final hidden states instead of the last token's\n"
+	"      --verbatim        keep each sentence's white space as it is (default: runs\n"
+	"                        collapsed to one space, ends trimmed, as the reference does)\n"
 	"  -b, --batch N         prompts per forward batch (default 16)\n"
 	"      --pool            FILE is a prompt pool, INPUT<TAB>ANSWER per line: embed the\n"
 	"                        demonstrations \"INPUT ANSWER\" as a retrieval index\n"
@@ -167,6 +169,7 @@ int main(int argc, char **argv)
 	static const struct option lopts[] = {
 		{"model", required_argument, 0, 'm'}, {"demo", required_argument, 0, 'D'},
 		{"template", required_argument, 0, 'T'}, {"avg", no_argument, 0, 'A'},
+		{"verbatim", no_argument, 0, 'W'},
 		{"batch", required_argument, 0, 'b'}, {"pool", no_argument, 0, 'P'},
 		{"tune", required_argument, 0, 'U'}, {"projection", required_argument, 0, 'R'},
 		{"sample", required_argument, 0, 'L'}, {"negatives", required_argument, 0, 'G'},
@@ -194,6 +197,7 @@ int main(int argc, char **argv)
 		case 'D': o.ec.demo = optarg; break;
 		case 'T': o.ec.tmpl = optarg; break;
 		case 'A': o.ec.avg = 1; break;
+		case 'W': o.ec.verbatim = 1; break;
 		case 'b': o.ec.batch = (size_t)estrtoll(optarg, 1, 4096, "--batch"); break;
 		case 'P': o.pool = 1; break;
 		case 'U': o.tune = optarg; break;
@@ -237,7 +241,7 @@ int main(int argc, char **argv)
 		edie(2, "the model comes on standard input (lm-import DIR | lm-embed FILE), or give --model");
 	if (!o.tsv && !o.output && !o.force && isatty(1))
 		edie(2, "standard output is a terminal: redirect it, use -o FILE, or -f");
-	lm_set_threads(o.threads);
+	lm_cli_threads(o.threads, 0);
 	tty = !o.quiet && isatty(2);
 
 	read_lines(&L, argv[optind], o.pool, o.quiet);
@@ -253,7 +257,7 @@ int main(int argc, char **argv)
 	e.cfg = m.cfg;
 	e.n = L.n, e.d = (size_t)m.cfg.word_embed_proj_dim;
 	e.tmpl = (char *)(o.ec.tmpl ? o.ec.tmpl : LM_PROMPTEOL_TEMPLATE);
-	e.demo = (char *)o.ec.demo, e.avg = o.ec.avg;
+	e.demo = (char *)o.ec.demo, e.avg = o.ec.avg, e.verbatim = o.ec.verbatim;
 	e.kind = o.pool ? "pool" : "lines";
 	e.lines = L.line;
 	e.fingerprint = lm_model_fingerprint(&m);

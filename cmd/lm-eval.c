@@ -5,6 +5,7 @@
 #include "embed.h"
 #include "embstream.h"
 #include "mc.h"
+#include "zeroshot.h"
 #include "retrieve.h"
 #include "sts.h"
 #include "forward.h"
@@ -25,6 +26,7 @@
 static const char usage_text[] =
 	"usage: lm-eval (--ppl FILE | --generate TEXT) [options] [STREAM]\n"
 	"       lm-eval (--sts FILE | --mc FILE [--retrieve INDEX -k K]) [options] [STREAM]\n"
+	"       lm-eval --task LIST --data DIR [--limit N] [--log-samples] [options] [STREAM]\n"
 	"       lm-eval --exit-sweep FILE [--thresholds LIST] [--exit-rule R] [options] [STREAM]\n"
 	"Evaluate the model read from STREAM or standard input; the report goes to stdout.\n"
 	"  -p, --ppl FILE        perplexity of FILE (text, or an lm-stream of token ids)\n"
@@ -49,12 +51,20 @@ static const char usage_text[] =
 	"      --demo S=W        --sts, embeddings: PromptEOL demonstration (S means W)\n"
 	"      --template T      --sts, embeddings: prompt with <sentence> (default PromptEOL's)\n"
 	"      --avg             --sts, embeddings: mean pooling instead of the last token\n"
+	"      --verbatim        --sts, embeddings: keep each sentence's white space as it is\n"
+	"                        (default: runs collapsed to one space, ends trimmed)\n"
 	"      --mc FILE         multiple choice (JSON lines or TruthfulQA mc_task.json): accuracy\n"
 	"      --retrieve INDEX  --mc: prepend demonstrations from a pool made by lm-embed --pool\n"
 	"  -k, --demos K         --mc: demonstrations per item (default 3)\n"
 	"      --random-demos    --mc: K random pool prompts instead of the nearest\n"
 	"      --no-projection   --mc: ignore the index's tuned projection\n"
 	"      --seed N          --random-demos, --temperature: seed (default 0)\n"
+	"      --task LIST       zero-shot tasks as lm-evaluation-harness scores them: boolq, rte,\n"
+	"                        hellaswag, winogrande, arc_easy, arc_challenge, openbookqa, piqa,\n"
+	"                        lambada_openai, comma-separated, or all\n"
+	"      --data DIR        --task: the data sets' folder (its layout: lm-eval(1), TASKS)\n"
+	"      --limit N         --task: only the first N items of each task\n"
+	"      --log-samples     --task --json: each item's log-likelihoods too\n"
 	"      --qa CSV          question/answer rows: perplexity of the answers given the questions\n"
 	"      --question COL    --qa: column names (default: as lm-unlearn finds them)\n"
 	"      --answer COL\n"
@@ -78,6 +88,10 @@ struct opts {
 	struct lm_embed_cfg ec;
 	struct lm_ret_opts ro;
 	int batch_set;
+	/* --task (common/zeroshot.h) */
+	const char *tasks, *tdata;
+	long long limit;
+	int log_samples;
 	/* --qa (common/unlearn_eval.h) */
 	const char *qa, *qcol, *acol;
 	int harm, ntok_set;
@@ -617,6 +631,81 @@ static void mc_mode(struct lm_model_stream *ms, struct opts *o)
 	lm_model_free(&m);
 }
 
+/* ---- --task: zero-shot tasks (common/zeroshot*.c) ---- */
+
+static void zs_mode(struct lm_model_stream *ms, struct opts *o)
+{
+	struct lm_model m;
+	struct lm_tokenizer *tk;
+	struct lm_zs_scorer sc;
+	char *list = xstrdup(strcmp(o->tasks, "all") ? o->tasks : "");
+	size_t nt = 0;
+	struct lm_zs_task *t = xcalloc(16, sizeof *t);
+	struct lm_zs_result *r;
+
+	/* read every file before the model: a bad item fails in a second, not after loading */
+	if (!*list)
+		for (; lm_zs_task_names[nt]; nt++)
+			if (lm_zs_load(&t[nt], lm_zs_task_names[nt], o->tdata, (size_t)o->limit) < 0)
+				die_lm(NULL);
+	for (char *sv, *name = strtok_r(list, ",", &sv); name; name = strtok_r(NULL, ",", &sv)) {
+		for (size_t i = 0; i < nt; i++)
+			if (!strcmp(t[i].name, name))
+				edie(2, "--task: %s twice", name);
+		if (nt == 16)
+			edie(2, "--task: more than 16 tasks");
+		if (lm_zs_load(&t[nt], name, o->tdata, (size_t)o->limit) < 0) {
+			if (!strncmp(lm_errmsg(), "unknown task", 12))
+				edie(2, "--task: %s", lm_errmsg());
+			die_lm(NULL);
+		}
+		nt++;
+	}
+	if (!nt)
+		edie(2, "--task: no task named");
+	load_whole(ms, &m, &tk, "--task");
+	lm_zs_scorer_init(&sc, &m, tk);
+	r = xcalloc(nt, sizeof *r);
+	for (size_t i = 0; i < nt; i++)
+		if (lm_zs_eval(&sc, &t[i], &r[i], task_progress, o) < 0)
+			die_lm(t[i].name);
+	if (o->json) {
+		json_t *res = json_object(), *ver = json_object(), *ns = json_object(), *files = json_object();
+		json_t *smp = o->log_samples ? json_object() : NULL;
+		for (size_t i = 0; i < nt; i++) {
+			json_object_set_new(res, t[i].name, lm_zs_task_json(&r[i]));
+			json_object_set_new(ver, t[i].name, json_integer(0));
+			json_object_set_new(ns, t[i].name, json_integer((json_int_t)r[i].n));
+			json_object_set_new(files, t[i].name, json_string(t[i].path));
+			if (smp)
+				json_object_set_new(smp, t[i].name, lm_zs_samples_json(&r[i]));
+		}
+		json_t *cfg = json_pack("{s:s, s:s, s:i, s:s, s:o, s:o, s:b, s:I, s:I}", "model", "lm-stream",
+		                        "model_args", lm_reader_name(ms->rd), "num_fewshot", 0, "batch_size",
+		                        "choices of an item", "limit",
+		                        o->limit ? json_integer(o->limit) : json_null(), "files", files,
+		                        "bos", 1, "tokens_run", (json_int_t)sc.run_tokens,
+		                        "tokens_without_prefix_sharing", (json_int_t)sc.plain_tokens);
+		json_t *j = json_pack("{s:o, s:o, s:o, s:o}", "results", res, "versions", ver, "n-samples",
+		                      ns, "config", cfg);
+		if (smp)
+			json_object_set_new(j, "samples", smp);
+		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
+		putchar('\n');
+		json_decref(j);
+	} else {
+		lm_zs_print(stdout, r, nt);
+	}
+	for (size_t i = 0; i < nt; i++) {
+		lm_zs_result_free(&r[i]);
+		lm_zs_task_free(&t[i]);
+	}
+	free(r), free(t), free(list);
+	lm_zs_scorer_free(&sc);
+	lm_tokenizer_free(tk);
+	lm_model_free(&m);
+}
+
 /* ---- --qa: answer perplexity and harmful-answer rate (common/unlearn_eval.c) ---- */
 
 static void qa_mode(struct lm_model_stream *ms, struct opts *o)
@@ -661,6 +750,8 @@ int main(int argc, char **argv)
 {
 	enum { O_STS = 0x170, O_DEMO, O_TMPL, O_AVG, O_MC, O_RETR, O_RAND, O_NOPROJ, O_SEED };
 	enum { O_QA = 0x190, O_QCOL, O_ACOL, O_HARM, O_MATCH, O_WORDS };
+	enum { O_TASK = 0x1d0, O_TDATA, O_LIMIT, O_LOGS };
+	enum { O_VERBATIM = 0x1e0 };
 	enum { O_ETHR = 0x1b0, O_ERULE, O_EXITS, O_SWEEP, O_THRS, O_CFRAC, O_TEMP, O_TOPK };
 	static const struct option lopts[] = {
 		{"ppl", required_argument, 0, 'p'}, {"seqlen", required_argument, 0, 's'},
@@ -671,9 +762,12 @@ int main(int argc, char **argv)
 		{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
 		{"sts", required_argument, 0, O_STS}, {"demo", required_argument, 0, O_DEMO},
 		{"template", required_argument, 0, O_TMPL}, {"avg", no_argument, 0, O_AVG},
+		{"verbatim", no_argument, 0, O_VERBATIM},
 		{"mc", required_argument, 0, O_MC}, {"retrieve", required_argument, 0, O_RETR},
 		{"demos", required_argument, 0, 'k'}, {"random-demos", no_argument, 0, O_RAND},
 		{"no-projection", no_argument, 0, O_NOPROJ}, {"seed", required_argument, 0, O_SEED},
+		{"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_TDATA},
+		{"limit", required_argument, 0, O_LIMIT}, {"log-samples", no_argument, 0, O_LOGS},
 		{"qa", required_argument, 0, O_QA}, {"question", required_argument, 0, O_QCOL},
 		{"answer", required_argument, 0, O_ACOL}, {"harm-rate", no_argument, 0, O_HARM},
 		{"match", required_argument, 0, O_MATCH}, {"words", required_argument, 0, O_WORDS},
@@ -711,12 +805,17 @@ int main(int argc, char **argv)
 		case O_DEMO: o.ec.demo = optarg; break;
 		case O_TMPL: o.ec.tmpl = optarg; break;
 		case O_AVG: o.ec.avg = 1; break;
+		case O_VERBATIM: o.ec.verbatim = 1; break;
 		case O_MC: o.mc = optarg; break;
 		case O_RETR: o.retrieve = optarg; break;
 		case 'k': o.ro.k = (size_t)estrtoll(optarg, 1, 1 << 16, "--demos"); break;
 		case O_RAND: o.ro.random = 1; break;
 		case O_NOPROJ: o.ro.no_projection = 1; break;
 		case O_SEED: o.ro.seed = (uint64_t)estrtoll(optarg, 0, INT64_MAX, "--seed"); break;
+		case O_TASK: o.tasks = optarg; break;
+		case O_TDATA: o.tdata = optarg; break;
+		case O_LIMIT: o.limit = estrtoll(optarg, 1, 1LL << 40, "--limit"); break;
+		case O_LOGS: o.log_samples = 1; break;
 		case O_QA: o.qa = optarg; break;
 		case O_QCOL: o.qcol = optarg; break;
 		case O_ACOL: o.acol = optarg; break;
@@ -747,7 +846,7 @@ int main(int argc, char **argv)
 		default: lm_bad_option(usage_text);
 		}
 	}
-	if (argc - optind > 1 || !!o.ppl + !!o.gen + !!o.sts + !!o.mc + !!o.qa + !!o.sweep != 1)
+	if (argc - optind > 1 || !!o.ppl + !!o.gen + !!o.sts + !!o.mc + !!o.qa + !!o.sweep + !!o.tasks != 1)
 		lm_usage(usage_text, 2);
 	if (o.ee_threshold && !o.gen)
 		edie(2, "--exit-threshold is for --generate (--exit-sweep takes --thresholds)");
@@ -761,6 +860,12 @@ int main(int argc, char **argv)
 		edie(2, "--temperature and --top-k are for --generate and --exit-sweep");
 	if (o.gen && !o.ee_threshold)
 		o.eo.rule = LM_EE_NONE; /* sampling without early exit */
+	if ((o.tdata || o.limit || o.log_samples) && !o.tasks)
+		edie(2, "--data, --limit and --log-samples are for --task LIST");
+	if (o.tasks && !o.tdata)
+		edie(2, "--task: give the data sets' folder with --data DIR");
+	if (o.log_samples && !o.json)
+		edie(2, "--log-samples adds to the --json report: give --json");
 	if ((o.qcol || o.acol || o.harm) && !o.qa)
 		edie(2, "--question, --answer and --harm-rate are for --qa CSV");
 	if ((o.ho.words || o.ho.match) && !o.harm)
@@ -769,11 +874,11 @@ int main(int argc, char **argv)
 		edie(2, "--retrieve adds demonstrations to --mc items: give --mc FILE");
 	if ((o.ro.random || o.ro.no_projection) && !o.retrieve)
 		edie(2, "--random-demos and --no-projection choose demonstrations: give --retrieve INDEX");
-	if ((o.ec.demo || o.ec.tmpl || o.ec.avg) && !o.sts)
-		edie(2, "--demo, --template and --avg shape --sts embeddings (an index records its own)");
+	if ((o.ec.demo || o.ec.tmpl || o.ec.avg || o.ec.verbatim) && !o.sts)
+		edie(2, "--demo, --template, --avg and --verbatim shape --sts embeddings (an index records its own)");
 	if (lm_embed_cfg_check(&o.ec) < 0)
 		edie(2, "%s", lm_errmsg());
-	lm_set_threads(o.threads);
+	lm_cli_threads(o.threads, 0);
 	rd = lm_in_open(optind < argc ? argv[optind] : NULL);
 	lm_reader_set_verify(rd, o.verify);
 	if (lm_ms_open(&ms, rd) < 0)
@@ -786,6 +891,8 @@ int main(int argc, char **argv)
 		mc_mode(&ms, &o);
 	else if (o.qa)
 		qa_mode(&ms, &o);
+	else if (o.tasks)
+		zs_mode(&ms, &o);
 	else if (o.sweep)
 		ee_sweep(&ms, &o);
 	else if (o.ee_threshold || o.sampling)

@@ -29,6 +29,45 @@ int lm_embed_cfg_check(const struct lm_embed_cfg *c)
 	return 0;
 }
 
+/* bytes of the white-space character at s (n bytes left) as Python's str.split() sees it,
+ * 0 if none: ASCII \t\n\v\f\r, 0x1c-0x1f and space, and in UTF-8 U+0085, U+00A0, U+1680,
+ * U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000 */
+static size_t space_at(const unsigned char *s, size_t n)
+{
+	if (*s == ' ' || (*s >= '\t' && *s <= '\r') || (*s >= 0x1c && *s <= 0x1f))
+		return 1;
+	if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
+		return 2;
+	if (n < 3)
+		return 0;
+	if ((s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80) ||
+	    (s[0] == 0xe2 && s[1] == 0x80 && (s[2] <= 0x8a || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf) &&
+	     s[2] >= 0x80) ||
+	    (s[0] == 0xe2 && s[1] == 0x81 && s[2] == 0x9f) || (s[0] == 0xe3 && s[1] == 0x80 && s[2] == 0x80))
+		return 3;
+	return 0;
+}
+
+char *lm_collapse_space(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	char *o = xmalloc(n + 1);
+	size_t k = 0, w;
+	int gap = 0;
+	for (size_t i = 0; i < n; i += w ? w : 1) {
+		w = space_at(u + i, n - i);
+		if (w) {
+			gap = k > 0;
+			continue;
+		}
+		if (gap)
+			o[k++] = ' ', gap = 0;
+		o[k++] = s[i];
+	}
+	o[k] = 0;
+	return o;
+}
+
 char *lm_prompteol_clean(const char *s, size_t n)
 {
 	char *o = xmalloc(n + 2);
@@ -57,6 +96,17 @@ static void fill(char **buf, size_t *len, const char *t, const char *s, size_t n
 	(*buf)[*len] = 0;
 }
 
+/* the sentence as the reference prepares it: white space collapsed (unless verbatim), then
+ * PromptEOL's clean-up */
+static char *clean(const struct lm_embed_cfg *c, const char *s, size_t n)
+{
+	if (c->verbatim)
+		return lm_prompteol_clean(s, n);
+	char *w = lm_collapse_space(s, n), *o = lm_prompteol_clean(w, strlen(w));
+	free(w);
+	return o;
+}
+
 char *lm_prompteol_prompt(const struct lm_embed_cfg *c, const char *s, size_t n)
 {
 	const char *t = tmpl_of(c);
@@ -68,7 +118,7 @@ char *lm_prompteol_prompt(const struct lm_embed_cfg *c, const char *s, size_t n)
 	if (c->demo) {
 		/* "This sentence : "<demo>" means in one word:"" + word + "". (no space after) */
 		const char *eq = strrchr(c->demo, '=');
-		cs = lm_prompteol_clean(c->demo, (size_t)(eq - c->demo));
+		cs = clean(c, c->demo, (size_t)(eq - c->demo));
 		fill(&p, &len, t, cs, strlen(cs));
 		free(cs);
 		size_t w = strlen(eq + 1);
@@ -77,7 +127,7 @@ char *lm_prompteol_prompt(const struct lm_embed_cfg *c, const char *s, size_t n)
 		memcpy(p + len + w, "\".", 3);
 		len += w + 2;
 	}
-	cs = lm_prompteol_clean(s, n);
+	cs = clean(c, s, n);
 	fill(&p, &len, t, cs, strlen(cs));
 	free(cs);
 	/* str.strip() */

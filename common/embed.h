@@ -28,6 +28,8 @@ struct lm_embed_cfg {
 	const char *demo;   /* in-context demonstration "SENTENCE=WORD" (split at the last '='),
 	                     * or NULL */
 	int avg;            /* mean pooling instead of the last token */
+	int verbatim;       /* keep the sentence's white space as it is (default: collapse runs
+	                     * to one space and trim, as the reference's ' '.join(s.split())) */
 	size_t batch;       /* prompts per forward batch; 0: 16 */
 };
 
@@ -35,12 +37,16 @@ struct lm_embed_cfg {
  * empty side */
 int lm_embed_cfg_check(const struct lm_embed_cfg *c);
 
+/* Python's ' '.join(s.split()) over n bytes of UTF-8, malloc'd: every run of white space
+ * (ASCII and the Unicode spaces str.split() knows) becomes one ' ', none at either end */
+char *lm_collapse_space(const char *s, size_t n);
 /* PromptEOL's clean-up of one sentence (n bytes), malloc'd: a non-empty sentence not ending
  * in . ? " ' gets a '.'; every '"' becomes '\''; a final '?' becomes '.' */
 char *lm_prompteol_clean(const char *s, size_t n);
 /* the prompt for one sentence, malloc'd: [template(demo sentence) demo word ".] then
- * template(sentence), with leading and trailing white space stripped (as Python's
- * str.strip() in the reference) */
+ * template(sentence), each sentence first collapsed by lm_collapse_space (unless
+ * c->verbatim) and cleaned up, the whole with leading and trailing white space stripped (as
+ * Python's str.strip() in the reference) */
 char *lm_prompteol_prompt(const struct lm_embed_cfg *c, const char *s, size_t n);
 
 /* progress callback: done of total texts embedded */

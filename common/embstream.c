@@ -52,7 +52,7 @@ uint32_t lm_model_fingerprint(const struct lm_model *m)
 
 struct lm_embed_cfg lm_emb_cfg(const struct lm_emb *e)
 {
-	struct lm_embed_cfg c = {e->tmpl, e->demo, e->avg, 0};
+	struct lm_embed_cfg c = {.tmpl = e->tmpl, .demo = e->demo, .avg = e->avg, .verbatim = e->verbatim};
 	return c;
 }
 
@@ -86,6 +86,8 @@ int lm_emb_write(struct lm_writer *w, const struct lm_header *base, const struct
 	                              e->demo ? json_string(e->demo) : json_null(), "count",
 	                              (json_int_t)e->n, "dim", (json_int_t)e->d, "model_fingerprint",
 	                              (json_int_t)e->fingerprint, "kind", e->kind));
+	if (e->verbatim) /* absent: white space collapsed (lm_collapse_space), the default */
+		json_object_set_new(json_object_get(h.json, "embedding"), "verbatim", json_true());
 	for (size_t i = 0; i < e->n; i++)
 		tl += strlen(e->lines[i]) + 1;
 	text = xmalloc(tl + 1);
@@ -139,6 +141,7 @@ static int parse_embedding(struct lm_emb *e, json_t *em)
 	if (demo && !json_is_null(demo) && !json_is_string(demo))
 		return lm_seterr("embedding header: demo is not a string");
 	e->avg = !strcmp(method, "avg");
+	e->verbatim = json_is_true(json_object_get(em, "verbatim"));
 	e->fingerprint = (uint32_t)fp;
 	e->tmpl = xstrdup(tmpl);
 	e->demo = json_is_string(demo) ? xstrdup(json_string_value(demo)) : NULL;
@@ -147,22 +150,29 @@ static int parse_embedding(struct lm_emb *e, json_t *em)
 	return lm_embed_cfg_check(&c) < 0 ? lm_preerr("embedding header") : 0;
 }
 
-/* cut the lines blob into e->n lines */
+/* Cut the lines blob into e->n lines. e takes text (frees it) even on error. The lines
+ * are counted before the array is made, so the header's count can only ask for as many
+ * pointers as the blob has lines (a count of 10^9 over a short blob is refused, not
+ * given 8 GB). */
 static int split_lines(struct lm_emb *e, char *text, size_t nbytes)
 {
-	size_t k = 0;
+	size_t k = 0, nl = 0;
 	e->text = text;
+	for (size_t i = 0; i < nbytes; i++)
+		nl += text[i] == '\n';
+	if (nl > e->n)
+		return lm_seterr("%s: more lines than the %zu embeddings", LM_EMB_LINES_BLOB, e->n);
+	if (nl != e->n)
+		return lm_seterr("%s: %zu lines for %zu embeddings", LM_EMB_LINES_BLOB, nl, e->n);
+	if (nbytes && text[nbytes - 1] != '\n')
+		return lm_seterr("%s: text after the last line's newline", LM_EMB_LINES_BLOB);
 	e->lines = xcalloc(e->n ? e->n : 1, sizeof *e->lines);
 	for (size_t i = 0, start = 0; i < nbytes; i++)
 		if (text[i] == '\n') {
 			text[i] = 0;
-			if (k == e->n)
-				return lm_seterr("%s: more lines than the %zu embeddings", LM_EMB_LINES_BLOB, e->n);
 			e->lines[k++] = text + start;
 			start = i + 1;
 		}
-	if (k != e->n)
-		return lm_seterr("%s: %zu lines for %zu embeddings", LM_EMB_LINES_BLOB, k, e->n);
 	return 0;
 }
 
@@ -206,9 +216,10 @@ int lm_emb_read(struct lm_emb *e, const char *path)
 				lm_seterr("blob '%s' given twice", r.name);
 				goto out;
 			}
-			if (split_lines(e, r.data, r.nbytes) < 0)
+			char *text = r.data;
+			r.data = NULL; /* e->text owns it from here, also when split_lines fails */
+			if (split_lines(e, text, r.nbytes) < 0)
 				goto out;
-			r.data = NULL;
 		} else if (r.kind == LM_REC_TENSOR && !strcmp(r.name, "embeddings")) {
 			if (take_tensor(&r, e->n, e->d, &e->emb) < 0)
 				goto out;

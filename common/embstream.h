@@ -5,7 +5,8 @@
  * queries the same way and refuse vectors from another model:
  *
  *   "embedding": {"method": "prompteol" | "avg", "template": T, "demo": D | nil,
- *                 "count": n, "dim": d, "model_fingerprint": F, "kind": "lines" | "pool"}
+ *                 "count": n, "dim": d, "model_fingerprint": F, "kind": "lines" | "pool",
+ *                 "verbatim": true (only when white space was kept as it was)}
  *   tensor "embeddings" [n, d] f32              one row per input line, in input order
  *   tensor "projection" [d, d] f32 (optional)   a tuned retriever: use P·e instead of e
  *   blob   "embed/lines.txt"                    the n lines, each ended by '\n'
@@ -29,6 +30,7 @@ struct lm_emb {
 	uint32_t fingerprint;
 	char *tmpl, *demo;         /* owned; demo NULL when none */
 	int avg;
+	int verbatim;              /* sentences embedded with their white space as it was */
 	const char *kind;          /* "lines" or "pool" (static strings) */
 	size_t n, d;
 	float *emb;                /* [n, d] (lm_alloc) */

@@ -143,3 +143,34 @@ assert "mc2" not in d'
 	bad 1 "neither JSON lines" lm-eval --mc "$BATS_TEST_TMPDIR/t.txt" "$BATS_FILE_TMPDIR/micro.lms"
 	bad 1 "No such file" lm-eval --mc "$BATS_TEST_TMPDIR/absent.jsonl" "$BATS_FILE_TMPDIR/micro.lms"
 }
+
+@test "lm-eval --sts and lm-embed: white space collapsed as the reference does; --verbatim keeps it" {
+	# the same pairs with double, tab and trailing spaces score exactly as the clean ones
+	"$PYTHON" - "$TASKS/sts-mini.csv" "$BATS_TEST_TMPDIR/messy.csv" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+with open(sys.argv[2], "w") as f:
+    for r in rows:
+        r[5] = r[5].replace(" ", "  ", 1) + " "
+        r[6] = " " + r[6].replace(" ", " \v ", 1)
+        f.write("\t".join(r) + "\n")
+PY
+	run ! cmp -s "$TASKS/sts-mini.csv" "$BATS_TEST_TMPDIR/messy.csv"
+	clean=$(lm-eval -q --json --sts "$TASKS/sts-mini.csv" "$BATS_FILE_TMPDIR/micro.lms" | json_field spearman)
+	messy=$(lm-eval -q --json --sts "$BATS_TEST_TMPDIR/messy.csv" "$BATS_FILE_TMPDIR/micro.lms" | json_field spearman)
+	verb=$(lm-eval -q --json --sts "$BATS_TEST_TMPDIR/messy.csv" --verbatim "$BATS_FILE_TMPDIR/micro.lms" | json_field spearman)
+	[ "$clean" = "$messy" ] || { echo "clean $clean, messy $messy"; return 1; }
+	[ "$verb" != "$clean" ] || { echo "--verbatim scored like the clean file: $verb"; return 1; }
+	# lm-embed: one line with its white space messed up embeds as the clean line
+	printf 'A man is  playing a guitar. \n' > "$BATS_TEST_TMPDIR/m.txt"
+	printf 'A man is playing a guitar.\n' > "$BATS_TEST_TMPDIR/c.txt"
+	lm-embed -q --tsv "$BATS_TEST_TMPDIR/m.txt" < "$BATS_FILE_TMPDIR/micro.lms" | cut -f2 > "$BATS_TEST_TMPDIR/m.tsv"
+	lm-embed -q --tsv "$BATS_TEST_TMPDIR/c.txt" < "$BATS_FILE_TMPDIR/micro.lms" | cut -f2 > "$BATS_TEST_TMPDIR/c.tsv"
+	lm-embed -q --tsv --verbatim "$BATS_TEST_TMPDIR/m.txt" < "$BATS_FILE_TMPDIR/micro.lms" | cut -f2 > "$BATS_TEST_TMPDIR/v.tsv"
+	cmp "$BATS_TEST_TMPDIR/m.tsv" "$BATS_TEST_TMPDIR/c.tsv"
+	run ! cmp -s "$BATS_TEST_TMPDIR/v.tsv" "$BATS_TEST_TMPDIR/c.tsv"
+	# the index records --verbatim so queries are prepared the same way
+	printf 'a  b\tyes\n' > "$BATS_TEST_TMPDIR/pool.tsv"
+	lm-embed -q --pool --verbatim "$BATS_TEST_TMPDIR/pool.tsv" < "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/vi.lms"
+	lm-info --json "$BATS_TEST_TMPDIR/vi.lms" | grep -q '"verbatim": *true'
+}

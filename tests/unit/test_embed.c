@@ -184,6 +184,54 @@ static void check_str(char *got, const char *want)
 	free(got);
 }
 
+/* white space as the reference prepares it: ' '.join(s.split()), then the clean-up; the
+ * embedding of a messy sentence is the embedding of its normalised form (the STS-B test file
+ * has 16 such sentences), and --verbatim keeps the mess */
+static void test_whitespace(void)
+{
+	static const char *const cases[][2] = {
+		{"A  man is dancing.", "A man is dancing."},
+		{" \t lead\tand trail \n", "lead and trail"},
+		{"a\x1f\vb\r\fc", "a b c"},
+		{"nb\xc2\xa0" "sp\xe2\x80\x83" "em\xe3\x80\x80" "id", "nb sp em id"},
+		{"caf\xc3\xa9 \xe2\x80\x94 ok", "caf\xc3\xa9 \xe2\x80\x94 ok"}, /* not spaces */
+		{"   ", ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+		check_str(lm_collapse_space(cases[i][0], strlen(cases[i][0])), cases[i][1]);
+	struct lm_embed_cfg c = {0};
+	const char *s = "It took two hours. ";
+	check_str(lm_prompteol_prompt(&c, s, strlen(s)),
+	          "This sentence : \"It took two hours.\" means in one word:\"");
+	c.verbatim = 1;
+	check_str(lm_prompteol_prompt(&c, s, strlen(s)),
+	          "This sentence : \"It took two hours. .\" means in one word:\"");
+
+	struct lm_model m;
+	struct lm_tokenizer *tk = load_tok(MICRO);
+	if (!tk || load_model(&m, MICRO) < 0) {
+		CHECK(0);
+		return;
+	}
+	const char *texts[6] = {"A  man is  dancing.", "\tTwo dogs run\t", "It took two hours. ",
+	                        "A man is dancing.", "Two dogs run", "It took two hours."};
+	size_t E = (size_t)m.cfg.word_embed_proj_dim;
+	float *emb = xmalloc(6 * E * sizeof *emb);
+	c.verbatim = 0, c.batch = 1; /* one at a time: the same rows through the same kernels */
+	CHECKF(lm_embed_texts(&m, tk, &c, texts, 6, emb, NULL, NULL) == 0, "%s", lm_errmsg());
+	for (size_t i = 0; i < 3; i++)
+		CHECKF(!memcmp(emb + i * E, emb + (i + 3) * E, E * sizeof *emb),
+		       "'%s' embeds unlike '%s'", texts[i], texts[i + 3]);
+	c.verbatim = 1;
+	CHECKF(lm_embed_texts(&m, tk, &c, texts, 6, emb, NULL, NULL) == 0, "%s", lm_errmsg());
+	for (size_t i = 0; i < 3; i++)
+		CHECKF(lm_cosine(emb + i * E, emb + (i + 3) * E, E) < 0.99999,
+		       "--verbatim: '%s' embeds as '%s'", texts[i], texts[i + 3]);
+	free(emb);
+	lm_tokenizer_free(tk);
+	lm_model_free(&m);
+}
+
 static void test_prompts(void)
 {
 	struct lm_embed_cfg c = {0};
@@ -435,6 +483,7 @@ int main(void)
 	lm_set_threads(1);
 	test_attention_padded();
 	test_prompts();
+	test_whitespace();
 	test_spearman();
 	snprintf(dir, sizeof dir, "%s/post-ln-proj", root);
 	test_padded_model(dir, 0);
