@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""make-data.py: writes this folder's tiny zero-shot task files, in the layout lm-eval
+--task --data DIR reads (the data sets' own file formats), from data/novels-eval's
+novels-calib.txt, a novel opt-micro was trained on.
+
+Every item is right by construction: the correct choice is the novel's own next words
+after a passage, the others strings of random letters of about the same length (or, for
+the fixed yes/no and True/False choices, the passage shows the answer several times
+after the same question). Run from the repository root; the output is deterministic."""
+import json
+import os
+import random
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+text = open(os.path.join(TOP, "data/novels-eval/novels-calib.txt"), encoding="utf-8").read()
+rng = random.Random(21)
+
+
+def passages(n, ctx_chars=320, cont_words=8, start=4000, step=9000):
+    """n (context, continuation) pairs cut at word boundaries inside long paragraphs"""
+    out, off = [], start
+    while len(out) < n:
+        para_start = text.find("\n", off) + 1  # whole paragraphs only
+        para_end = text.find("\n", para_start)
+        para = text[para_start:para_end]
+        off = para_end
+        if len(para) < ctx_chars + 120:
+            continue
+        cut = para.rfind(" ", 0, ctx_chars)
+        words = para[cut + 1:].split(" ")
+        out.append((para[:cut], " ".join(words[:cont_words])))
+        off += step
+    return out
+
+
+def garbage(like):
+    """random lower-case words of the lengths of like's words"""
+    return " ".join("".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in w) for w in like.split(" "))
+
+
+def write(path, lines):
+    path = os.path.join(HERE, path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for l in lines:
+            f.write(l + "\n")
+
+
+def jl(o):
+    return json.dumps(o, ensure_ascii=False)
+
+
+P = passages(24)
+# hellaswag: the passage split between ctx_a and ctx_b (lower case: the harness capitalizes
+# ctx_b and lowers its rest), one item with WikiHow's bracket markers
+rows = []
+for i, (ctx, cont) in enumerate(P[0:4]):
+    head, tail = ctx.rsplit(". ", 1) if ". " in ctx else (ctx, "")
+    endings = [garbage(cont) for _ in range(3)]
+    endings.insert(i % 4, cont)
+    ctx_a = head + "." + (" [header] " if i == 1 else "")
+    rows.append(jl({"ind": i, "activity_label": "Reading a novel", "ctx_a": ctx_a,
+                    "ctx_b": tail.lower(), "ctx": ctx, "split": "val", "split_type": "indomain",
+                    "label": i % 4, "endings": endings, "source_id": "novels-calib"}))
+write("hellaswag/hellaswag_val.jsonl", rows)
+
+# ARC (AI2's nested layout; labels A-D, and 1-4 as some ARC questions have)
+for name, ps, numeric in (("ARC-Easy-Test", P[4:7], False), ("ARC-Challenge-Test", P[7:10], True)):
+    rows = []
+    for i, (ctx, cont) in enumerate(ps):
+        texts = [garbage(cont) for _ in range(3)]
+        texts.insert((i + 1) % 4, cont)
+        labels = ["1", "2", "3", "4"] if numeric else ["A", "B", "C", "D"]
+        rows.append(jl({"id": f"novel-{i}", "question": {"stem": ctx, "choices": [
+            {"text": t, "label": l} for t, l in zip(texts, labels)]},
+            "answerKey": labels[(i + 1) % 4]}))
+    write(f"arc/{name}.jsonl", rows)
+
+# OpenBookQA (the same layout, the stem alone as the context)
+rows = []
+for i, (ctx, cont) in enumerate(P[10:13]):
+    texts = [garbage(cont) for _ in range(3)]
+    texts.insert(3 - i, cont)
+    rows.append(jl({"id": f"novel-{i}", "question": {"stem": ctx, "choices": [
+        {"text": t, "label": l} for t, l in zip(texts, "ABCD")]}, "fact1": "",
+        "humanScore": 1, "clarity": 1, "turkIdAnonymized": "", "answerKey": "ABCD"[3 - i]}))
+write("openbookqa/test.jsonl", rows)
+
+# PIQA: goal, sol1, sol2; the labels in valid-labels.lst
+rows, labels = [], []
+for i, (ctx, cont) in enumerate(P[13:16]):
+    sols = [garbage(cont), cont] if i % 2 else [cont, garbage(cont)]
+    rows.append(jl({"goal": ctx, "sol1": sols[0], "sol2": sols[1]}))
+    labels.append(str(i % 2))
+write("piqa/valid.jsonl", rows)
+write("piqa/valid-labels.lst", labels)
+
+# WinoGrande: "_" where the options go; the novel's next three words or random letters,
+# then the rest of its sentence, scored after each (the harness's partial scoring)
+rows = []
+for i, (ctx, cont) in enumerate(passages(3, cont_words=14, start=50000)):
+    w = cont.split(" ")
+    opt, rest = " ".join(w[:3]), " ".join(w[3:])
+    opts = [garbage(opt), opt] if i % 2 else [opt, garbage(opt)]
+    rows.append(jl({"sentence": ctx + " _ " + rest, "option1": opts[0], "option2": opts[1],
+                    "answer": str(2 if i % 2 else 1)}))
+write("winogrande/dev.jsonl", rows)
+
+# BoolQ (SuperGLUE's val.jsonl) and RTE (GLUE's dev.tsv): the passage answers the same
+# question four times
+qs = [("is the house on the hill", True), ("did the old man come back", False),
+      ("was the letter in the box", True)]
+rows = []
+for i, (q, yes) in enumerate(qs):
+    passage = "\n".join(f"Question: {q}?\nAnswer: {'yes' if yes else 'no'}" for _ in range(4))
+    rows.append(jl({"question": q, "passage": passage, "idx": i, "label": yes}))
+write("boolq/val.jsonl", rows)
+rows = ["index\tsentence1\tsentence2\tlabel"]
+for i, (q, yes) in enumerate(qs):
+    h = q[0].upper() + q[1:] + "."
+    s1 = " ".join(f"Question: {h} True or False? Answer: {'True' if yes else 'False'}."
+                  for _ in range(4))
+    rows.append(f"{i}\t{s1}\t{h}\t{'entailment' if yes else 'not_entailment'}")
+write("rte/dev.tsv", rows)
+
+# LAMBADA (OpenAI's jsonl): three idioms whose last word opt-micro predicts greedily, and
+# one ending in a made-up word, which no model predicts
+rows = [jl({"text": t}) for t in (
+    "She looked at me for a moment, and then she turned away without saying a word",
+    "I shook my head, and said nothing; for I knew that it would be of no use to say anything at all",
+    "\"Good morning, sir,\" said the man, taking off his hat",
+    "\"Good morning, sir,\" said the man, taking off his " + garbage("zzzzzz"))]
+write("lambada/lambada_test.jsonl", rows)
