@@ -4,6 +4,7 @@
 #include "quant.h"
 #include "safetensors.h"
 #include "util.h"
+#include "validate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,6 +60,7 @@ int main(int argc, char **argv)
 	char **names = NULL;
 	size_t n = 0, cap = 0, nblobs = 0, nskipped = 0;
 	struct blob *blobs = NULL;
+	struct lm_validator val;
 
 	lm_prog_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "o:hV", opts, NULL)) != -1) {
@@ -83,11 +85,19 @@ int main(int argc, char **argv)
 	if ((datafd = mkstemp(tmpl)) < 0)
 		die("%s:", dir);
 	unlink(tmpl);
+	/* a folder transformers loads must hold the model the header describes: checked as
+	 * the tensors arrive, and what never came at the end, before any file is written */
+	lm_val_init(&val, &h.cfg, 1);
 	for (;;) {
 		if (lm_read_record(rd, &r) < 0)
 			die_lm(lm_reader_name(rd));
-		if (r.kind == LM_REC_END)
+		if (r.kind == LM_REC_END) {
+			if (lm_val_end(&val) < 0)
+				die_lm(lm_reader_name(rd));
 			break;
+		}
+		if (lm_val_tensor(&val, &r) < 0)
+			die_lm(lm_reader_name(rd));
 		if (r.kind == LM_REC_BLOB) {
 			blobs = xrealloc(blobs, (nblobs + 1) * sizeof *blobs);
 			snprintf(blobs[nblobs].name, sizeof blobs[0].name, "%s", r.name);
@@ -191,6 +201,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names), free(shapes), free(ents), free(blobs);
+	lm_val_free(&val);
 	lm_header_free(&h);
 	lm_reader_close(rd);
 	return 0;

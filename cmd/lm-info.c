@@ -3,6 +3,7 @@
 #include "quant.h"
 #include "tokenizer.h"
 #include "util.h"
+#include "validate.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -56,6 +57,13 @@ static size_t count_zeros(const struct lm_record *r)
 	}
 	}
 	return z;
+}
+
+/* a model that does not fit its header: a warning now, and a line of the JSON */
+static void problem(json_t *list, const char *input)
+{
+	warnf("%s: %s", input, lm_errmsg());
+	json_array_append_new(list, json_string(lm_errmsg()));
 }
 
 static void print_shape(char *buf, size_t sz, const struct lm_record *r)
@@ -114,7 +122,8 @@ int main(int argc, char **argv)
 	struct lm_header h;
 	struct lm_record r = {0};
 	size_t params = 0, zeros = 0, bytes = 0, ntensors = 0, nblobs = 0, blob_bytes = 0;
-	json_t *jt = json_array(), *jb = json_array();
+	json_t *jt = json_array(), *jb = json_array(), *jp = json_array();
+	struct lm_validator val;
 
 	lm_prog_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "jhV", opts, NULL)) != -1) {
@@ -137,6 +146,7 @@ int main(int argc, char **argv)
 		tokenize(rd, text);
 		json_decref(jt);
 		json_decref(jb);
+		json_decref(jp);
 		lm_header_free(&h);
 		lm_reader_close(rd);
 		lm_fshut_stdout();
@@ -144,12 +154,22 @@ int main(int argc, char **argv)
 	}
 
 	/* the whole stream is read (and checked) before anything is printed, so a
-	 * truncated or corrupt stream never yields a report that looks complete */
+	 * truncated or corrupt stream never yields a report that looks complete. A model
+	 * that does not fit its header is described all the same (describing it is the
+	 * point), with one warning per problem, also in the JSON's "problems" */
+	lm_val_init(&val, &h.cfg, 0);
 	for (;;) {
 		if (lm_read_record(rd, &r) < 0)
 			die_lm(lm_reader_name(rd));
-		if (r.kind == LM_REC_END)
+		if (r.kind == LM_REC_END) {
+			if (lm_val_end(&val) < 0)
+				problem(jp, lm_reader_name(rd));
 			break;
+		}
+		if (lm_val_meta(&val, &r) < 0)
+			problem(jp, lm_reader_name(rd));
+		if (lm_val_payload(&r) < 0)
+			problem(jp, lm_reader_name(rd));
 		if (r.kind == LM_REC_BLOB) {
 			json_array_append_new(jb, json_pack("{s:s, s:I}", "name", r.name, "bytes", (json_int_t)r.nbytes));
 			nblobs++, blob_bytes += r.nbytes;
@@ -175,8 +195,8 @@ int main(int argc, char **argv)
 	                           "bits_per_weight", params ? 8.0 * (double)bytes / (double)params : 0.0,
 	                           "blob_bytes", (json_int_t)blob_bytes);
 	if (as_json) {
-		json_t *all = json_pack("{s:O, s:o, s:o, s:o}", "header", h.json, "tensors", jt, "blobs", jb,
-		                        "totals", totals);
+		json_t *all = json_pack("{s:O, s:o, s:o, s:o, s:O}", "header", h.json, "tensors", jt, "blobs", jb,
+		                        "totals", totals, "problems", jp);
 		json_dumpf(all, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		putchar('\n');
 		json_decref(all);
@@ -224,10 +244,14 @@ int main(int argc, char **argv)
 		printf("total: %zu tensors, %zu parameters, %zu bytes, sparsity %.2f%%, %.2f bits per weight\n",
 		       ntensors, params, bytes, params ? 100.0 * (double)zeros / (double)params : 0.0,
 		       params ? 8.0 * (double)bytes / (double)params : 0.0);
+		json_array_foreach(jp, i, p)
+			printf("problem: %s\n", json_string_value(p));
 		json_decref(jt);
 		json_decref(jb);
 		json_decref(totals);
 	}
+	json_decref(jp);
+	lm_val_free(&val);
 	lm_header_free(&h);
 	lm_reader_close(rd);
 	lm_fshut_stdout();

@@ -13,6 +13,7 @@ int lm_ms_open(struct lm_model_stream *ms, struct lm_reader *rd)
 	ms->check_finite = 1;
 	if (lm_read_header(rd, &ms->h) < 0)
 		return -1;
+	lm_val_init(&ms->val, &ms->h.cfg, 1);
 	ms->order = lm_opt_tensors(&ms->h.cfg, &ms->norder);
 	ms->dtypes = xcalloc(ms->norder, sizeof *ms->dtypes);
 	ms->attrs = xcalloc(ms->norder, sizeof *ms->attrs);
@@ -56,6 +57,7 @@ void lm_ms_close(struct lm_model_stream *ms)
 		lm_record_clear(&ms->extras[i]);
 	free(ms->extras);
 	lm_record_clear(&ms->pending);
+	lm_val_free(&ms->val);
 	lm_header_free(&ms->h);
 	memset(ms, 0, sizeof *ms);
 }
@@ -78,13 +80,7 @@ int lm_ms_part_of(const struct lm_opt_tensor *t, int L)
 
 /* a name of the model's namespace (Hugging Face's "model." and "lm_head"): no extra
  * tensor may take one, so a misplaced model tensor is never passed on as an extra */
-static int is_model_name(const char *name)
-{
-	enum lm_opt_kind k;
-	int l;
-	return lm_opt_parse_name(name, &k, &l) == 0 || !strncmp(name, "model.", 6) ||
-	       !strncmp(name, "lm_head", 7);
-}
+#define is_model_name lm_val_is_model_name
 
 const struct lm_record *lm_ms_extra(const struct lm_model_stream *ms, const char *name)
 {
@@ -138,6 +134,10 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 		if (!ms->have_pending && lm_read_record_meta(ms->rd, r) < 0)
 			return -1;
 		ms->have_pending = 0;
+		/* order, duplicates, shape and dtype against the header, with the messages every
+		 * reader gives; the checks below are what this reader needs on top */
+		if (lm_val_meta(&ms->val, r) < 0)
+			return -1;
 		if (r->kind != LM_REC_TENSOR)
 			return lm_seterr("expected tensor '%s', found %s", want->name,
 			                 r->kind == LM_REC_END ? "the end of the stream" : "a blob");
@@ -145,13 +145,13 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 			return lm_seterr("expected tensor '%s' (model order), found '%s'", want->name, r->name);
 		ms->dtypes[ms->next] = r->dtype;
 		ms->attrs[ms->next] = json_incref(r->attrs);
-		if (lm_read_payload(ms->rd, r) < 0 || lm_model_take_record(m, r) < 0)
+		/* non-finite values are looked for in the payload as read, before it is converted */
+		if (lm_read_payload(ms->rd, r) < 0 || (ms->check_finite && lm_val_payload(r) < 0) ||
+		    lm_model_take_record(m, r) < 0)
 			return -1;
 		lm_record_clear(r);
 		ms->next++;
 	}
-	if (ms->check_finite && lm_model_check_finite_part(m, part < L && part >= 0 ? part : -1) < 0)
-		return -1;
 	if (part >= L) {
 		/* nothing but extra tensors and the end record may follow the tail */
 		for (;;) {
@@ -159,10 +159,13 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 				return -1;
 			if (r->kind == LM_REC_END)
 				break;
+			if (lm_val_meta(&ms->val, r) < 0)
+				return -1;
 			if (r->kind != LM_REC_TENSOR || lm_ms_extra(ms, r->name) || is_model_name(r->name))
 				return lm_seterr("unexpected %s '%s' after the last tensor of the model",
 				                 r->kind == LM_REC_TENSOR ? "tensor" : "blob", r->name);
-			if (lm_read_payload(ms->rd, r) < 0 || lm_ms_set_extra(ms, r) < 0)
+			if (lm_read_payload(ms->rd, r) < 0 || (ms->check_finite && lm_val_payload(r) < 0) ||
+			    lm_ms_set_extra(ms, r) < 0)
 				return -1;
 		}
 	}

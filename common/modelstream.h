@@ -10,6 +10,7 @@
 
 #include "model.h"
 #include "stream.h"
+#include "validate.h"
 
 #define LM_PART_HEAD (-1)   /* embed_tokens, embed_positions, project_in */
 /* 0 .. L-1: decoder layer; L: the tail */
@@ -29,7 +30,8 @@ struct lm_model_stream {
 	int have_pending;
 	struct lm_blob *blobs;         /* every blob of the stream, read before the first tensor */
 	size_t nblobs;
-	int check_finite;              /* refuse NaN/Inf weights, naming the tensor (default on) */
+	int check_finite;              /* refuse NaN/Inf weights and bad packed groups (default on) */
+	struct lm_validator val;       /* each record against the header, as it is read */
 	/* per tensor of `order`, as read: its dtype on the wire and its attrs (owned), so a
 	 * filter writes each tensor back as it came, with whatever attrs it added */
 	enum lm_dtype *dtypes;
