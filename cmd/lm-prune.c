@@ -393,7 +393,7 @@ int main(int argc, char **argv)
 	if (o.sp.method == LM_PRUNE_SPARSEGPT && o.sp.n && o.blocksize % o.sp.m)
 		edie(2, "--nm %d:%d with sparsegpt needs a --blocksize that M divides (%lld)", o.sp.n, o.sp.m,
 		     o.blocksize);
-	lm_set_threads(o.threads);
+	lm_cli_threads(o.threads, o.verbose);
 	lm_out_open(&out, o.out, o.force);
 
 	rd = lm_in_open(optind < argc ? argv[optind] : NULL);

@@ -517,7 +517,7 @@ int main(int argc, char **argv)
 		edie(2, "--act-order needs --method gptq");
 	p.bits = o.bits;
 	p.dtype = o.bits == 16 ? LM_F16 : lm_dtype_q(o.bits, o.group);
-	lm_set_threads(o.threads);
+	lm_cli_threads(o.threads, o.verbose);
 	lm_out_open(&out, o.out, o.force);
 
 	rd = lm_in_open(optind < argc ? argv[optind] : NULL);

@@ -641,7 +641,7 @@ int main(int argc, char **argv)
 		o.to.alpha = 2.0 * o.to.rank;
 	o.to.globs = o.globs, o.to.nglobs = o.nglobs, o.to.seed = (uint64_t)o.seed;
 
-	lm_set_threads(o.threads);
+	lm_cli_threads(o.threads, o.verbose);
 	/* the output is checked (terminal, path) now, and written only at the very end */
 	lm_out_open(&out, o.output, o.force);
 	rd = lm_in_open(optind < argc ? argv[optind] : NULL);

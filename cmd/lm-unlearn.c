@@ -302,7 +302,7 @@ int main(int argc, char **argv)
 	if (!o.alpha_set)
 		o.alpha = 2.0 * (double)o.rank;
 
-	lm_set_threads(o.threads);
+	lm_cli_threads(o.threads, o.verbose);
 	/* the output is checked (terminal, path) now, and written only at the very end */
 	lm_out_open(&out, o.output, o.force);
 	rd = lm_in_open(optind < argc ? argv[optind] : NULL);

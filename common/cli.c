@@ -1,27 +1,106 @@
 /* cli.c: shared program plumbing (see cli.h) */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "calib.h"
 #include "cli.h"
+#include "kernels.h"
 #include "util.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* the one output whose temporary file must go if the program dies */
-static struct lm_out *pending_out;
+/* The temporary file of the -o output being written, removed if the program dies (die
+ * paths, through the die hook) or is killed by SIGINT, SIGTERM or SIGHUP. Its name lives
+ * in a static buffer so the signal handler touches no heap: unlink is async-signal-safe. */
+static char pending_tmp[PATH_MAX];
+static volatile sig_atomic_t have_pending;
 
-static void cleanup(void)
+static void remove_pending(void)
 {
-	if (pending_out)
-		lm_out_abort(pending_out);
+	if (have_pending) {
+		have_pending = 0;
+		unlink(pending_tmp);
+	}
+}
+
+/* SA_RESETHAND put the default action back and the signal stays blocked in here: raised
+ * again, it kills the process once this returns, and the exit status says by what */
+static void on_signal(int sig)
+{
+	int saved = errno;
+	remove_pending();
+	raise(sig);
+	errno = saved;
+}
+
+static void catch_signals(void)
+{
+	static int done;
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	if (done)
+		return;
+	done = 1;
+	lm_set_die_hook(remove_pending);
+	atexit(remove_pending);
+	for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+		struct sigaction sa, old;
+		/* a signal the caller ignores (nohup, a background job's SIGINT) stays ignored */
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			continue;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_signal;
+		sa.sa_flags = SA_RESETHAND;
+		sigemptyset(&sa.sa_mask);
+		sigaction(sigs[i], &sa, NULL);
+	}
+	/* past ulimit -f a write fails with EFBIG, reported as a write error with the temporary
+	 * file removed, instead of SIGXFSZ killing the program and leaving that file behind */
+	signal(SIGXFSZ, SIG_IGN);
+}
+
+/* The path a rename must replace for `path` to be written: the end of its chain of symbolic
+ * links (the links stay and point at the new file), or path itself. Only the last component
+ * matters, so a dangling link is followed too, as the shell's > would. */
+static char *link_target(const char *path)
+{
+	char *p = xstrdup(path);
+	for (int hops = 0; hops < 40; hops++) {
+		struct stat st;
+		char buf[PATH_MAX];
+		ssize_t k;
+		if (lstat(p, &st) < 0 || !S_ISLNK(st.st_mode))
+			return p;
+		if ((k = readlink(p, buf, sizeof buf - 1)) < 0)
+			die("%s:", path);
+		buf[k] = '\0';
+		const char *slash = strrchr(p, '/');
+		if (buf[0] != '/' && slash) {
+			/* relative to the link's own folder */
+			size_t dl = (size_t)(slash - p) + 1, n = dl + (size_t)k + 1;
+			char *q = xmalloc(n);
+			memcpy(q, p, dl);
+			memcpy(q + dl, buf, (size_t)k + 1);
+			free(p);
+			p = q;
+		} else {
+			free(p);
+			p = xstrdup(buf);
+		}
+	}
+	errno = ELOOP;
+	die("%s:", path);
 }
 
 void lm_out_open(struct lm_out *o, const char *path, int force)
 {
+	struct stat st;
 	memset(o, 0, sizeof *o);
 	if (!path || !strcmp(path, "-")) {
 		o->fd = 1;
@@ -30,22 +109,48 @@ void lm_out_open(struct lm_out *o, const char *path, int force)
 			edie(2, "refusing to write a binary stream to a terminal (redirect it, or use -f)");
 		return;
 	}
-	size_t n = strlen(path) + 16;
-	o->path = xstrdup(path);
+	o->name = path;
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		/* a device, FIFO or socket is written in place, as the shell's > would: a rename
+		 * would put a regular file where /dev/null or a reader's FIFO was */
+		o->fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (o->fd < 0)
+			die("%s:", path);
+		if (!force && isatty(o->fd))
+			edie(2, "%s: refusing to write a binary stream to a terminal (use -f)", path);
+		return;
+	}
+	o->path = link_target(path);
+	size_t n = strlen(o->path) + 16;
+	if (n > sizeof pending_tmp) {
+		errno = ENAMETOOLONG;
+		die("%s:", path);
+	}
+	catch_signals();
 	o->tmp = xmalloc(n);
-	snprintf(o->tmp, n, "%s.tmpXXXXXX", path);
+	snprintf(o->tmp, n, "%s.tmpXXXXXX", o->path);
 	o->fd = mkstemp(o->tmp);
 	if (o->fd < 0)
 		die("%s:", path);
-	o->name = o->path;
-	pending_out = o;
-	atexit(cleanup);
+	memcpy(pending_tmp, o->tmp, n);
+	have_pending = 1;
+	/* mkstemp makes 0600 files: a replaced file keeps its mode, a new one gets the umask's */
+	mode_t mode;
+	if (stat(o->path, &st) == 0)
+		mode = st.st_mode & 07777;
+	else {
+		mode_t um = umask(0);
+		umask(um);
+		mode = 0666 & ~um;
+	}
+	if (fchmod(o->fd, mode) < 0)
+		die("%s:", path);
 }
 
 void lm_out_abort(struct lm_out *o)
 {
 	if (o->tmp) {
-		unlink(o->tmp);
+		remove_pending();
 		free(o->tmp);
 		o->tmp = NULL;
 	}
@@ -54,7 +159,7 @@ void lm_out_abort(struct lm_out *o)
 void lm_out_commit(struct lm_out *o)
 {
 	if (!o->tmp) {
-		/* stdout: a failed close is a failed write (e.g. /dev/full, NFS) */
+		/* stdout or a device: a failed close is a failed write (e.g. /dev/full, NFS) */
 		if (close(o->fd) < 0 && errno != EINVAL)
 			die("%s: write error:", o->name);
 		return;
@@ -62,17 +167,38 @@ void lm_out_commit(struct lm_out *o)
 	if (fsync(o->fd) < 0 && errno != EINVAL)
 		die("%s:", o->name);
 	if (close(o->fd) < 0)
-		die("%s:", o->name);
-	/* mkstemp makes 0600 files; give the user's umask its say */
-	mode_t um = umask(0);
-	umask(um);
-	chmod(o->tmp, 0666 & ~um);
+		die("%s: write error:", o->name);
 	if (rename(o->tmp, o->path) < 0)
-		die("%s:", o->path);
+		die("%s:", o->name);
+	have_pending = 0;
 	free(o->tmp);
 	free(o->path);
 	o->tmp = o->path = NULL;
-	pending_out = NULL;
+}
+
+int lm_cores(void)
+{
+	cpu_set_t set;
+	long c;
+	/* taskset, cgroup cpusets and container runtimes narrow this below the online count */
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		return CPU_COUNT(&set);
+	c = sysconf(_SC_NPROCESSORS_ONLN);
+	return c > 0 ? (int)c : 1;
+}
+
+void lm_cli_threads(int n, int verbose)
+{
+	int cores = lm_cores();
+	if (n <= 0)
+		n = cores;
+	else if (n > cores) {
+		if (verbose)
+			fprintf(stderr, "%s: -j %d: %d usable cores, running %d threads\n", argv0, n,
+			        cores, cores);
+		n = cores;
+	}
+	lm_set_threads(n);
 }
 
 struct lm_reader *lm_in_open(const char *path)

@@ -10,19 +10,30 @@
 
 struct lm_out {
 	int fd;
-	char *path;      /* final path, NULL for stdout */
+	char *path;      /* where the temporary file is renamed to; NULL for stdout or a device */
 	char *tmp;       /* temporary file renamed to path on success */
-	const char *name;  /* for messages: path or "<stdout>" */
+	const char *name;  /* for messages: the path as given, or "<stdout>" */
 };
 
-/* Open where a binary stream goes: path NULL or "-" is stdout. A file is written to a
- * temporary name beside it and renamed by lm_out_commit only when everything succeeded,
- * so a failed run never leaves a file that looks whole. Refuses a terminal unless force. */
+/* Open where a binary stream goes: path NULL or "-" is stdout. A regular file (or a new
+ * one) is written to a temporary name beside it and renamed by lm_out_commit only when
+ * everything succeeded, so a failed run never leaves a file that looks whole; a symbolic
+ * link is followed, so its target is replaced and the link kept. A device, FIFO or socket
+ * is written in place. The temporary file is removed when the program dies (die paths)
+ * or is killed by SIGINT, SIGTERM or SIGHUP, which then ends it as the signal would.
+ * Refuses a terminal unless force. Dies on failure. One temporary file at a time. */
 void lm_out_open(struct lm_out *o, const char *path, int force);
 /* close, check for write errors, rename into place; dies on failure */
 void lm_out_commit(struct lm_out *o);
-/* remove the temporary file (called by die paths through atexit) */
+/* remove the temporary file (the die paths do it through lm_set_die_hook) */
 void lm_out_abort(struct lm_out *o);
+
+/* cores this process may run on (its CPU affinity mask), at least 1 */
+int lm_cores(void);
+/* -j N for OpenBLAS and the thread pool: N <= 0 is every usable core, and N above them is
+ * capped there (a note on stderr when verbose): more threads would not run any faster and
+ * each OpenBLAS thread reserves its own buffers, which under ulimit -v ran out of memory */
+void lm_cli_threads(int n, int verbose);
 
 /* open an input stream: path NULL or "-" is stdin (named "<stdin>"); dies on failure */
 struct lm_reader *lm_in_open(const char *path);

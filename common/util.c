@@ -89,13 +89,27 @@ void warnf(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+static void (*die_hook)(void);
+
+void lm_set_die_hook(void (*fn)(void)) { die_hook = fn; }
+
+_Noreturn void lm_exit_now(int status)
+{
+	/* what exit() would have written, then the hook: nothing else needs to run */
+	fflush(stdout);
+	fflush(stderr);
+	if (die_hook)
+		die_hook();
+	_exit(status);
+}
+
 _Noreturn void die(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vwarn(fmt, ap);
 	va_end(ap);
-	exit(1);
+	lm_exit_now(1);
 }
 
 _Noreturn void edie(int status, const char *fmt, ...)
@@ -104,7 +118,7 @@ _Noreturn void edie(int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vwarn(fmt, ap);
 	va_end(ap);
-	exit(status);
+	lm_exit_now(status);
 }
 
 _Noreturn void die_lm(const char *input)
@@ -113,7 +127,7 @@ _Noreturn void die_lm(const char *input)
 		fprintf(stderr, "%s: %s: %s\n", argv0, input, lm_errmsg());
 	else
 		fprintf(stderr, "%s: %s\n", argv0, lm_errmsg());
-	exit(1);
+	lm_exit_now(1);
 }
 
 void *xmalloc(size_t n)

@@ -31,9 +31,16 @@ _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void edie(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* die with the library's last message: "argv0: <input>: <lm_errmsg()>" */
 _Noreturn void die_lm(const char *input);
+/* The one thing a dying program still does before it goes (cli.c: remove the temporary
+ * -o file). die, edie and die_lm flush stdio, run it and _exit: never exit(), whose
+ * destructors include OpenBLAS's, which joins its worker threads, and a worker that ran
+ * out of memory retries its buffer allocation forever (a hang under ulimit -v). */
+void lm_set_die_hook(void (*fn)(void));
+_Noreturn void lm_exit_now(int status);
 
 /* ---- memory ---- */
-void *xmalloc(size_t n);   /* dies on failure: only for small, internal sizes */
+/* each dies on failure with one line "argv0: out of memory ..." and exit 1, at once */
+void *xmalloc(size_t n);   /* only for small, internal sizes */
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
