@@ -287,13 +287,16 @@ int main(int argc, char **argv)
 			die_lm(o.tune);
 		if (!o.quiet && rep.held_out)
 			fprintf(stderr, "%s: tuned on %zu of %zu inputs with a correct prompt (%zu held out); "
-			        "loss %.4f -> %.4f; held-out positive ranked first %.1f%% -> %.1f%%\n", argv0,
+			        "loss %.4f -> %.4f; training positive ranked first %.1f%% -> %.1f%%; held-out "
+			        "positive ranked first %.1f%% -> %.1f%%\n", argv0,
 			        rep.pairs, rep.inputs, rep.held_out, rep.loss_first, rep.loss_last,
+			        100 * rep.train_before, 100 * rep.train_after,
 			        100 * rep.held_before, 100 * rep.held_after);
 		else if (!o.quiet)
 			fprintf(stderr, "%s: tuned on %zu of %zu inputs with a correct prompt (too few to hold "
-			        "any out); loss %.4f -> %.4f\n", argv0, rep.pairs, rep.inputs, rep.loss_first,
-			        rep.loss_last);
+			        "any out); loss %.4f -> %.4f; training positive ranked first %.1f%% -> %.1f%%\n",
+			        argv0, rep.pairs, rep.inputs, rep.loss_first, rep.loss_last,
+			        100 * rep.train_before, 100 * rep.train_after);
 		lm_task_free(&task);
 	}
 

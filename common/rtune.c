@@ -361,8 +361,10 @@ float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
 	for (size_t i = 0; i < d * d; i++)
 		P[i] = i % (d + 1) == 0 ? 1.0f : 0.0f;
 	rep.held_before = ranked_first(P, Q, pool_emb, held, nh, H, d);
+	rep.train_before = ranked_first(P, Q, pool_emb, tr, ntr, H, d);
 	train(P, Q, pool_emb, tr, ntr, c, d, &rng, &rep);
 	rep.held_after = ranked_first(P, Q, pool_emb, held, nh, H, d);
+	rep.train_after = ranked_first(P, Q, pool_emb, tr, ntr, H, d);
 	free(held), free(tr);
 	if (rep_out)
 		*rep_out = rep;

@@ -43,6 +43,7 @@ struct lm_rtune_report {
 	size_t inputs, pairs, held_out;
 	double loss_first, loss_last;        /* mean training loss of the first / last epoch */
 	double held_before, held_after;      /* held-out positive-ranked-first rate */
+	double train_before, train_after;    /* the same on the pairs P was trained on */
 };
 
 /* Tune P for a pool of npool prompts (pool_prompt[i] = "INPUT ANSWER", pool_input[i] =

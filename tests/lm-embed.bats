@@ -167,6 +167,25 @@ PY
 	assert_output --partial "line 2:"
 }
 
+@test "lm-embed --tune: retrieval on the task it was tuned on improves" {
+	# 24 training items, 8 sampled prompts each: the pairs whose positive the identity map
+	# ranks above all 3 hard negatives, before and after 10 epochs
+	run -0 --separate-stderr lm-embed --pool --tune "$TASKS/stsb-bin-train.jsonl" --train-max 24 -L 8 \
+		--negatives 3 --epochs 10 --seed 1 -o "$BATS_TEST_TMPDIR/t.lms" "$TASKS/stsb-pool.tsv" \
+		< "$BATS_FILE_TMPDIR/micro.lms"
+	echo "$stderr"
+	run -0 "$PYTHON" - "$stderr" <<'PY'
+import re, sys
+m = re.search(r"tuned on (\d+) of 24 inputs .* loss (\S+) -> (\S+); training positive ranked first "
+              r"(\S+)% -> (\S+)%", sys.argv[1])
+pairs, l0, l1, r0, r1 = int(m[1]), float(m[2]), float(m[3]), float(m[4]), float(m[5])
+print(pairs, "pairs: loss", l0, l1, "ranked first", r0, r1)
+assert pairs >= 8 and l1 < l0
+assert r1 >= 75 and r1 >= r0 + 40, (r0, r1)
+PY
+	echo "$output"
+}
+
 @test "lm-embed --tune: the same seed gives the same index, with a projection; --projection copies it" {
 	tune() {
 		lm-embed -q --pool --tune "$TASKS/stsb-bin-train.jsonl" --train-max 10 -L 4 --negatives 2 \
