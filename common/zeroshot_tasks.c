@@ -50,13 +50,17 @@ static void item_alloc(struct lm_zs_item *it, size_t n)
 	it->nbytes = xcalloc(n, sizeof *it->nbytes);
 }
 
-/* request i: ctx, then delim + choice; acc_norm divides by the choice's bytes */
-static void item_req(struct lm_zs_item *it, size_t i, const char *ctx, const char *delim,
-                     const char *choice)
+/* request i: ctx, then delim + choice; acc_norm divides by the choice's bytes, and an
+ * empty choice (only the delimiter left to score) is refused */
+static int item_req(struct lm_zs_item *it, size_t i, const char *ctx, const char *delim,
+                    const char *choice)
 {
+	if (!*choice)
+		return lm_seterr("choice %zu is empty", i + 1);
 	it->ctx[i] = xstrdup(ctx);
 	it->cont[i] = fmt("%s%s", delim, choice);
 	it->nbytes[i] = strlen(choice);
+	return 0;
 }
 
 static void item_free(struct lm_zs_item *it)
@@ -161,8 +165,8 @@ static int boolq_item(struct lm_zs_item *it, json_t *o)
 		return lm_seterr("\"label\" (or \"answer\") missing or not true/false, 0/1");
 	char *ctx = fmt("%s\nQuestion: %s?\nAnswer:", p, q);
 	item_alloc(it, 2);
-	item_req(it, 0, ctx, " ", "no");
-	item_req(it, 1, ctx, " ", "yes");
+	(void)item_req(it, 0, ctx, " ", "no");
+	(void)item_req(it, 1, ctx, " ", "yes");
 	it->gold = (int)v;
 	free(ctx);
 	return 0;
@@ -180,8 +184,8 @@ static int rte_make(struct lm_zs_item *it, const char *s1, const char *s2, const
 		return lm_seterr("label '%s' is not entailment or not_entailment", label);
 	char *ctx = fmt("%s\nQuestion: %s True or False?\nAnswer:", s1, s2);
 	item_alloc(it, 2);
-	item_req(it, 0, ctx, " ", "True");
-	item_req(it, 1, ctx, " ", "False");
+	(void)item_req(it, 0, ctx, " ", "True");
+	(void)item_req(it, 1, ctx, " ", "False");
 	it->gold = gold;
 	free(ctx);
 	return 0;
@@ -222,8 +226,12 @@ static int hellaswag_item(struct lm_zs_item *it, json_t *o)
 			return lm_seterr("ending %zu is not a string", i + 1);
 		}
 		char *c = lm_zs_hellaswag_clean(json_string_value(s));
-		item_req(it, i, ctx, " ", c);
+		int r = item_req(it, i, ctx, " ", c);
 		free(c);
+		if (r < 0) {
+			free(ctx);
+			return -1;
+		}
 	}
 	it->gold = (int)g;
 	free(ctx);
@@ -250,6 +258,8 @@ static int winogrande_item(struct lm_zs_item *it, json_t *o)
 		end--;
 	if (end == rest)
 		return lm_seterr("nothing follows the '_' of \"sentence\" to score");
+	if (!*o1 || !*o2)
+		return lm_seterr("option%d is empty", *o1 ? 2 : 1);
 	int pre = (int)(u - s), nr = (int)(end - rest);
 	item_alloc(it, 2);
 	for (size_t i = 0; i < 2; i++) {
@@ -296,7 +306,10 @@ static int ai2_item(struct lm_zs_item *it, json_t *o, const char *ctx_fmt)
 			free(ctx);
 			return lm_seterr("choice %zu: text or label missing or not a string", i + 1);
 		}
-		item_req(it, i, ctx, " ", json_string_value(t));
+		if (item_req(it, i, ctx, " ", json_string_value(t)) < 0) {
+			free(ctx);
+			return -1;
+		}
 		if (!strcmp(json_string_value(l), key))
 			it->gold = (int)i;
 	}
@@ -330,11 +343,10 @@ static int piqa_item(struct lm_zs_item *it, json_t *o)
 		return lm_seterr("\"label\" is not 0 or 1");
 	char *ctx = fmt("Question: %s\nAnswer:", g);
 	item_alloc(it, 2);
-	item_req(it, 0, ctx, " ", s1);
-	item_req(it, 1, ctx, " ", s2);
+	int r = item_req(it, 0, ctx, " ", s1) < 0 || item_req(it, 1, ctx, " ", s2) < 0 ? -1 : 0;
 	it->gold = (int)v;
 	free(ctx);
-	return 0;
+	return r;
 }
 
 /* the text up to its last space, then " " + the last word */
