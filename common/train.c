@@ -1001,6 +1001,76 @@ int lm_train_step(struct lm_train *tr, const int32_t *ids, size_t B, size_t T, d
 	return lm_train_step_loss(tr, ids, B, T, NULL, loss);
 }
 
+/* ---- a loss on one position's final output (contrastive embeddings) ---- */
+
+int lm_train_embed_forward(struct lm_train *tr, const int32_t *ids, size_t B, size_t T,
+                           const size_t *last, int train, float *out)
+{
+	const struct lm_opt_config *c = &tr->cfg;
+	size_t C = (size_t)c->hidden_size, E = (size_t)c->word_embed_proj_dim;
+	const float *xf;
+	if (tr->o.layer >= 0)
+		return lm_seterr("internal: a whole-model forward on a layer-wise training");
+	for (size_t b = 0; b < B; b++)
+		if (last[b] >= T)
+			return lm_seterr("internal: position %zu outside a sequence of %zu", last[b], T);
+	if (forward(tr, ids, B, T, train) < 0)
+		return -1;
+	/* the chosen rows of the last residual stream, kept in tmp (no backward writes it)
+	 * for the final LayerNorm's backward */
+	for (size_t b = 0; b < B; b++)
+		memcpy(tr->tmp + b * C, tr->X[c->num_layers] + (b * T + last[b]) * C, C * sizeof(float));
+	if (!(xf = final_fwd(tr, tr->tmp, B)))
+		return -1;
+	memcpy(out, xf, B * E * sizeof *out);
+	return 0;
+}
+
+int lm_train_embed_backward(struct lm_train *tr, const float *dout, size_t B, size_t T,
+                            const size_t *last)
+{
+	const struct lm_opt_config *c = &tr->cfg;
+	size_t C = (size_t)c->hidden_size, E = (size_t)c->word_embed_proj_dim, N = B * T;
+	int L = c->num_layers, below = tr->lowest < L || tr->embed_grad;
+	float *fw = vgrad(tr, -1, LM_T_FINAL_LN_W), *fb = vgrad(tr, -1, LM_T_FINAL_LN_B);
+	float *dh = below ? tr->dt2 : NULL;
+	const float *d = tr->dxf;
+
+	if (check_batch(tr, B, T) < 0)
+		return -1;
+	if (tr->head->lora)
+		memset(tr->head->G, 0, (size_t)(tr->head->mt->rows * tr->head->mt->cols) * sizeof(float));
+	memcpy(tr->dxf, dout, B * E * sizeof *dout);
+	/* B rows through project_out and the final LayerNorm, as lm_train_embed_forward took
+	 * them (output_bwd over the chosen rows) */
+	if (tr->pout.mt->data && (dh || fw || fb || needs_dw(&tr->pout))) {
+		const float *hin = c->final_ln ? tr->lnf : tr->tmp;
+		if (linear_bwd(tr, &tr->pout, NULL, tr->dxf, hin, dh || fw || fb ? tr->dt1 : NULL, B,
+		               0) < 0)
+			return -1;
+		d = tr->dt1;
+	}
+	if (c->final_ln && (dh || fw || fb))
+		lm_layernorm_backward(dh, fw, fb, d, tr->tmp, tr->m->final_ln_w, tr->lnf_mean,
+		                      tr->lnf_rstd, B, C, 0);
+	else if (dh)
+		memcpy(dh, d, B * C * sizeof *dh);
+	if (below) {
+		/* the gradient enters the residual stream at the chosen positions only */
+		memset(tr->dres, 0, N * C * sizeof *tr->dres);
+		for (size_t b = 0; b < B; b++)
+			memcpy(tr->dres + (b * T + last[b]) * C, dh + b * C, C * sizeof *dh);
+		for (int l = L - 1; l >= tr->lowest; l--)
+			if (layer_bwd(tr, l, B, T, l > tr->lowest || tr->embed_grad) < 0)
+				return lm_preerr("layer %d backward", l);
+		if (tr->embed_grad && embed_bwd(tr, B, T) < 0)
+			return -1;
+	}
+	if (tr->head->lora)
+		lora_grads(tr, tr->head, tr->head->G);
+	return 0;
+}
+
 /* ---- layer-wise reconstruction ---- */
 
 int lm_train_layer_step(struct lm_train *tr, const float *x, const float *y, size_t B, size_t T,

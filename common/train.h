@@ -171,6 +171,20 @@ int lm_train_step_loss(struct lm_train *tr, const int32_t *ids, size_t B, size_t
 int lm_train_eval(struct lm_train *tr, const int32_t *ids, size_t B, size_t T, double *nll_sum,
                   size_t *count);
 
+/* A loss on one position's final output per sequence (contrastive sentence embeddings,
+ * PromptEOL's last token): lm_train_embed_forward runs ids [B,T] through the model (with
+ * dropout when train and opts.dropout > 0, masks keyed by the step counter and each
+ * element's place in the batch, so two copies of a sentence get different masks) and writes
+ * out [B,E], the final hidden state (after the final LayerNorm / project_out) at position
+ * last[b] of sequence b. A sequence padded on the right needs no mask: causal attention
+ * keeps the padding out of every earlier position. lm_train_embed_backward, right after,
+ * takes dL/dout [B,E] (same B, T, last) down through the layers that train; gradients
+ * accumulate. */
+int lm_train_embed_forward(struct lm_train *tr, const int32_t *ids, size_t B, size_t T,
+                           const size_t *last, int train, float *out);
+int lm_train_embed_backward(struct lm_train *tr, const float *dout, size_t B, size_t T,
+                            const size_t *last);
+
 /* masks the gradients of frozen zeros, returns the global L2 norm of all gradients */
 double lm_train_grad_norm(struct lm_train *tr);
 /* multiply every gradient by s (clipping) */
