@@ -76,7 +76,7 @@ table)
 		for (k = 1; k <= nt; k++) { printf "%s", t[k]; for (r = 1; r <= nm; r++) printf "\t%s", v[r, k]; print "" }
 	}' "$tsv" > "$dat"
 	gnuplot <<EOF
-set terminal pngcairo noenhanced size 1100,520 font "sans,11"
+set terminal pngcairo noenhanced size 1250,520 font "sans,11"
 set output "$png.tmp"
 set datafile separator "\t"
 set style data histograms

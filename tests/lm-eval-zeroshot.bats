@@ -174,3 +174,25 @@ assert j["config"]["limit"] == 2'
 	printf 'index\tsentence1\tsentence2\tlabel\n0\ta\tb\n' > "$d/rte/dev.tsv"
 	bad 1 "$d/rte/dev.tsv: line 2: 3 tab-separated fields" lm-eval --task rte --data "$d" "$m"
 }
+
+@test "examples: make zeroshot writes the 7-task table, its markdown and each row's pipeline; a pasted row gives its numbers" {
+	unset MAKEFLAGS MAKELEVEL MFLAGS
+	local out="$BATS_TEST_TMPDIR/out"
+	run -0 --separate-stderr env -u DATA make --no-print-directory -C "$TOP/examples" \
+		LMBIN="${LM_BIN:-$TOP/bin}" OUT="$out" TASKS_DIR=tests/data-zeroshot \
+		ZS_GRID="dense/none magnitude-0.5/none" PROGRESS= zeroshot
+	run -0 head -n 1 "$out/zeroshot.tsv"
+	assert_output "$(printf 'method\tsparsity\tretrain\tboolq\trte\thellaswag\twinogrande\tarc_easy\tarc_challenge\topenbookqa\tmean\tcommand')"
+	run -0 cut -f1-3 "$out/zeroshot.tsv"
+	assert_line --index 1 "$(printf 'dense\t-\tnone')"
+	assert_line --index 2 "$(printf 'magnitude\t0.5\tnone')"
+	# the constructed items: the dense model gets every one right
+	run -0 sed -n 2p "$out/zeroshot.tsv"
+	[[ "$(cut -f4-11 <<< "$output")" == "$(printf '100\t%.0s' 1 2 3 4 5 6 7)100" ]]
+	grep -q '^| magnitude | 0.5 | none |' "$out/zeroshot.md"
+	# the magnitude row's pipeline, pasted, gives the row's BoolQ accuracy
+	cmd=$(sed -n 3p "$out/zeroshot.tsv" | cut -f12)
+	[[ "$cmd" == "lm-import models/opt-micro | lm-prune -s 0.5 | lm-eval --task boolq,"* ]]
+	acc=$(cd "$TOP" && eval "$cmd --json" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["results"]["boolq"]["acc"] * 100, 2))')
+	[ "$(sed -n 3p "$out/zeroshot.tsv" | cut -f4)" = "$(sed 's/\.0$//' <<< "$acc")" ]
+}
