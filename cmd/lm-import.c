@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "hfdir.h"
 #include "util.h"
+#include "validate.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -33,6 +34,31 @@ static void add_blob(struct lm_writer *w, const char *name, char *data, size_t l
 	lm_record_clear(&r);
 }
 
+/* the side files of a folder and their blob names */
+static const char *const side[][2] = {
+	{"config.json", "hf/config.json"}, {"generation_config.json", "hf/generation_config.json"},
+	{"vocab.json", "tokenizer/vocab.json"}, {"merges.txt", "tokenizer/merges.txt"}};
+#define NSIDE (sizeof side / sizeof *side)
+
+/* -t to a narrower type: a finite value beyond its range became inf; refuse, naming it */
+static void overflow(const char *dir, const struct lm_record *src, const struct lm_record *cv)
+{
+	size_t n = lm_record_numel(cv), bad = 0, first = 0;
+	float v;
+	for (size_t i = 0; i < n; i++) {
+		uint16_t h = ((const uint16_t *)cv->data)[i];
+		int inf = cv->dtype == LM_F16 ? (h & 0x7c00) == 0x7c00 : cv->dtype == LM_BF16 && (h & 0x7f80) == 0x7f80;
+		if (inf && !bad++)
+			first = i;
+	}
+	if (!bad)
+		return;
+	lm_to_f32(&v, (const char *)src->data + first * lm_dtype_size(src->dtype), src->dtype, 1);
+	die("%s: tensor '%s': %zu values beyond the range of %s, the first %g (element %zu); keep a "
+	    "wider type (-t %s)", dir, src->name, bad, lm_dtype_name(cv->dtype), (double)v, first,
+	    cv->dtype == LM_F16 ? "f32 or bf16" : "f32");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -46,7 +72,8 @@ int main(int argc, char **argv)
 	struct lm_writer *w;
 	struct lm_header h;
 	struct lm_opt_tensor *t;
-	size_t nt;
+	size_t nt, slen[NSIDE] = {0};
+	char *sdata[NSIDE] = {0};
 
 	lm_prog_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "t:o:fhV", opts, NULL)) != -1) {
@@ -70,6 +97,10 @@ int main(int argc, char **argv)
 	/* everything is checked before the first byte goes out */
 	if (!(d = lm_hfdir_open(dir)))
 		die_lm(dir);
+	for (size_t i = 0; i < NSIDE; i++)
+		sdata[i] = lm_hfdir_file(d, side[i][0], &slen[i]);
+	if (lm_hfdir_check_tokenizer(d, sdata[2], slen[2], sdata[3], slen[3]) < 0)
+		die_lm(dir);
 	lm_out_open(&out, out_path, force);
 	w = lm_writer_open(out.fd, out.name);
 	lm_header_init(&h, lm_hfdir_config(d));
@@ -79,15 +110,10 @@ int main(int argc, char **argv)
 
 	/* side files travel inside the stream, so the end of a pipe needs no folder; they come
 	 * first, so a program can tokenize its text before the first layer arrives */
-	static const char *const side[][2] = {
-		{"config.json", "hf/config.json"}, {"generation_config.json", "hf/generation_config.json"},
-		{"vocab.json", "tokenizer/vocab.json"}, {"merges.txt", "tokenizer/merges.txt"}};
-	for (size_t i = 0; i < sizeof side / sizeof *side; i++) {
-		size_t len;
-		char *s = lm_hfdir_file(d, side[i][0], &len);
-		if (s)
-			add_blob(w, side[i][1], s, len);
-		free(s);
+	for (size_t i = 0; i < NSIDE; i++) {
+		if (sdata[i])
+			add_blob(w, side[i][1], sdata[i], slen[i]);
+		free(sdata[i]);
 	}
 	t = lm_opt_tensors(lm_hfdir_config(d), &nt);
 	for (size_t i = 0; i < nt; i++) {
@@ -98,11 +124,15 @@ int main(int argc, char **argv)
 			edie(1, "%s: tensor '%s': shape does not match config.json", dir, t[i].name);
 		if (!lm_dtype_info(r.dtype)->is_float)
 			edie(1, "%s: tensor '%s': dtype %s is not a float type", dir, t[i].name, lm_dtype_name(r.dtype));
+		/* a NaN would pass through every stage and be refused by the first that runs it */
+		if (lm_val_payload(&r) < 0)
+			die_lm(dir);
 		if (to >= 0 && (int)r.dtype != to) {
 			struct lm_record cv = {0};
 			lm_record_tensor(&cv, r.name, to, r.ndim, r.shape);
 			if (lm_record_alloc(&cv) < 0 || lm_convert(cv.data, to, r.data, r.dtype, lm_record_numel(&r)) < 0)
 				die_lm(t[i].name);
+			overflow(dir, &r, &cv);
 			lm_record_clear(&r);
 			r = cv;
 		}

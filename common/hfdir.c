@@ -3,6 +3,7 @@
  * output is written. */
 #include "hfdir.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 #include "torchbin.h"
 #include "util.h"
 
@@ -111,6 +112,54 @@ static int add_index(struct lm_hfdir *d, const char *idxname)
 	return rc;
 }
 
+/* weights that config.json has no place for (layers past num_hidden_layers, biases of a
+ * model without them, ...) would be dropped without a word: -1 + error naming the first
+ * three and the count. A tied lm_head.weight is embed_tokens, as transformers reads it. */
+static int unused(struct lm_hfdir *d, const struct lm_opt_tensor *t, size_t n)
+{
+	json_t *want = json_object(), *v;
+	const char *key;
+	size_t nun = 0, k = 0;
+	char list[1024] = "";
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(want, t[i].name, json_true());
+	json_object_foreach(d->index, key, v) {
+		if (json_object_get(want, key) || (d->cfg.tied && !strcmp(key, "lm_head.weight")))
+			continue;
+		if (nun++ < 3)
+			k += (size_t)snprintf(list + k, sizeof list - k, "%s'%s'", nun > 1 ? ", " : "", key);
+		if (k >= sizeof list)
+			k = sizeof list - 1;
+	}
+	json_decref(want);
+	if (!nun)
+		return 0;
+	return lm_seterr("%zu tensor%s in the weight files that config.json (num_hidden_layers %lld) has no place "
+	                 "for: %s%s", nun, nun > 1 ? "s" : "", (long long)d->cfg.num_layers, list,
+	                 nun > 3 ? ", …" : "");
+}
+
+int lm_hfdir_check_tokenizer(const struct lm_hfdir *d, const char *vocab, size_t vl, const char *merges,
+                             size_t ml)
+{
+	struct lm_tokenizer *t;
+	int32_t n;
+	if (!vocab && !merges)
+		return 0;
+	if (!vocab)
+		return lm_seterr("merges.txt without vocab.json");
+	/* the same loader the programs at the end of the pipe use, so what it refuses there
+	 * is refused here, before the stream is written */
+	if (!(t = lm_tokenizer_load(vocab, vl, merges, ml)))
+		return -1;
+	n = lm_tokenizer_vocab_size(t);
+	lm_tokenizer_free(t);
+	if (n > d->cfg.vocab_size)
+		return lm_seterr("vocab.json: id %d is outside the model's vocab_size %lld", (int)(n - 1),
+		                 (long long)d->cfg.vocab_size);
+	return 0;
+}
+
 struct lm_hfdir *lm_hfdir_open(const char *dir)
 {
 	struct lm_hfdir *d = xcalloc(1, sizeof *d);
@@ -191,7 +240,10 @@ struct lm_hfdir *lm_hfdir_open(const char *dir)
 				free(t);
 				goto fail;
 			}
+		rc = unused(d, t, n);
 		free(t);
+		if (rc < 0)
+			goto fail;
 	}
 	return d;
 fail:

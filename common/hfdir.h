@@ -21,6 +21,11 @@ const char *lm_hfdir_format(const struct lm_hfdir *d);  /* "safetensors", "pytor
 /* read a tensor by canonical name into a tensor record (payload allocated); -1 + error.
  * A tied lm_head (absent in the model order) is never asked for. */
 int lm_hfdir_read(struct lm_hfdir *d, const char *name, struct lm_record *r);
+/* the tokenizer files (either may be NULL: absent) as the stream's readers will load them:
+ * vocab.json token -> id with ids inside the config's vocab_size, merges.txt pairs of
+ * vocab.json's tokens after an optional "#version" line; -1 + error */
+int lm_hfdir_check_tokenizer(const struct lm_hfdir *d, const char *vocab, size_t vl, const char *merges,
+                             size_t ml);
 /* read an optional side file (e.g. "vocab.json"); NULL if absent, *len set */
 char *lm_hfdir_file(const struct lm_hfdir *d, const char *file, size_t *len);
 

@@ -392,8 +392,9 @@ static int pk_op_persid(struct pk_vm *vm)
 		return pk_err(vm, "persistent id is not ('storage', <type>Storage, key, location, numel)");
 	/* the key names a zip record: keep it a plain file name */
 	const struct pk_obj *k = v[2];
-	if (!k->u.str.len || k->u.str.len > 255 || strlen(k->u.str.s) != k->u.str.len ||
-	    strchr(k->u.str.s, '/'))
+	if (strlen(k->u.str.s) != k->u.str.len)
+		return pk_err(vm, "a NUL byte inside a storage key");
+	if (!k->u.str.len || k->u.str.len > 255 || strchr(k->u.str.s, '/'))
 		return pk_err(vm, "bad storage key");
 	struct pk_obj *s = pk_new(vm, PK_STORAGE);
 	if (!s)
@@ -654,8 +655,14 @@ static int pk_extract(const struct pk_obj *d, struct lm_pk_tensor **out, size_t 
 	for (i = 0; i < n; i++) {
 		const struct pk_obj *k = d->u.seq.v[2 * i], *v = d->u.seq.v[2 * i + 1];
 		char name[81];
-		if (k->type != PK_STR || strlen(k->u.str.s) != k->u.str.len) {
+		if (k->type != PK_STR) {
 			lm_seterr("data.pkl: a state dict key is not a string");
+			goto fail;
+		}
+		/* "embed_tokens.weight\0evil" must not be read as the embedding */
+		if (strlen(k->u.str.s) != k->u.str.len) {
+			pk_printable(name, k->u.str.s, strlen(k->u.str.s));
+			lm_seterr("data.pkl: key '%s': a NUL byte inside the name", name);
 			goto fail;
 		}
 		pk_printable(name, k->u.str.s, k->u.str.len);

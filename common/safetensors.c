@@ -13,10 +13,48 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* by (begin, end): empty tensors sort before the one that starts where they are, so
+ * several may share an offset, as the reference reader allows */
 static int cmp_begin(const void *a, const void *b)
 {
 	const struct lm_st_entry *x = a, *y = b;
-	return x->begin < y->begin ? -1 : x->begin > y->begin;
+	if (x->begin != y->begin)
+		return x->begin < y->begin ? -1 : 1;
+	return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* jansson spends about a kilobyte on each entry it builds: before it parses anything,
+ * count entries (keys of the top object) and values (by their separators, outside
+ * strings) in the text, so a header of a million empty tensors costs its own size */
+static int header_bounds(const char *h, size_t n)
+{
+	size_t entries = 0, values = 0;
+	int depth = 0, str = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = h[i];
+		if (str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				str = 0;
+			continue;
+		}
+		switch (c) {
+		case '"': str = 1; break;
+		case '{': case '[': depth++, values++; break;
+		case '}': case ']': depth--; break;
+		case ':': entries += depth == 1; values++; break;
+		case ',': values++; break;
+		default: break;
+		}
+	}
+	if (entries > LM_ST_MAX_ENTRIES)
+		return lm_seterr("header lists %zu entries, more than the %u tensors this reader takes (an OPT "
+		                 "of 4096 layers has 65544)", entries, LM_ST_MAX_ENTRIES);
+	if (values > LM_ST_MAX_VALUES)
+		return lm_seterr("header holds %zu JSON values, more than the %u this reader takes", values,
+		                 LM_ST_MAX_VALUES);
+	return 0;
 }
 
 static int parse_u64(json_t *v, uint64_t *out)
@@ -103,9 +141,16 @@ int lm_st_open(struct lm_st_file *f, const char *path)
 	}
 	hdr[hlen] = '\0';
 	f->data_start = 8 + hlen;
+	if (header_bounds(hdr, hlen) < 0)
+		goto fail;
+	/* jansson refuses a NUL inside a key ("w\u0000evil" is not read as "w") */
 	root = json_loadb(hdr, hlen, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root || !json_is_object(root)) {
-		lm_seterr("header is not a JSON object%s%s", root ? "" : ": ", root ? "" : jerr.text);
+	if (!root) {
+		lm_seterr("header: %s", jerr.text);
+		goto fail;
+	}
+	if (!json_is_object(root)) {
+		lm_seterr("header is not a JSON object");
 		goto fail;
 	}
 	f->entries = xcalloc(json_object_size(root) + 1, sizeof *f->entries);

@@ -11,6 +11,8 @@
 #include "dtype.h"
 
 #define LM_ST_MAX_HEADER (100u << 20)
+#define LM_ST_MAX_ENTRIES (1u << 17)   /* tensors in one file; jansson takes ~1 KiB each */
+#define LM_ST_MAX_VALUES (1u << 21)    /* JSON values in the header, metadata included */
 
 struct lm_st_entry {
 	char *name;

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define TB_MAX_RECORDS (1u << 20)
@@ -68,6 +69,79 @@ static int tb_sniff(const char *path)
 	if (tb_is_legacy(b, n) || (n >= 262 && !memcmp(b + 257, "ustar", 5)))
 		return lm_seterr("legacy torch.save format is not supported; re-save with torch>=1.6");
 	return lm_seterr("not a zip archive (torch.save files are zip archives since torch 1.6)");
+}
+
+static uint64_t tb_le(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	while (n--)
+		v = v << 8 | p[n];
+	return v;
+}
+
+static int tb_pread(int fd, void *buf, size_t n, uint64_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/* The zip's names as the central directory stores them, with their lengths: libarchive
+ * hands names out as C strings, so "archive/data/0\0evil" would pass for the storage
+ * "archive/data/0". Refused here; any other damage is left to libarchive to report. */
+static int tb_names_nul(const char *path)
+{
+	unsigned char tail[65557], *cd = NULL, z[56];
+	struct stat st;
+	uint64_t size, n, eocd = 0, cd_off, cd_size;
+	int fd = open(path, O_RDONLY), found = 0, rc = 0;
+	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 22)
+		goto out;
+	size = (uint64_t)st.st_size;
+	n = size < sizeof tail ? size : sizeof tail;
+	if (tb_pread(fd, tail, (size_t)n, size - n) < 0)
+		goto out;
+	for (uint64_t i = n - 22 + 1; i-- > 0;)
+		if (!memcmp(tail + i, "PK\5\6", 4) && i + 22 + tb_le(tail + i + 20, 2) == n) {
+			eocd = size - n + i, found = 1;
+			break;
+		}
+	if (!found)
+		goto out;
+	memcpy(z, tail + (eocd - (size - n)), 22);
+	cd_size = tb_le(z + 12, 4), cd_off = tb_le(z + 16, 4);
+	if ((cd_off == 0xffffffffu || cd_size == 0xffffffffu) && eocd >= 20) {
+		unsigned char loc[20];
+		if (tb_pread(fd, loc, 20, eocd - 20) < 0 || memcmp(loc, "PK\6\7", 4) ||
+		    tb_pread(fd, z, 56, tb_le(loc + 8, 8)) < 0 || memcmp(z, "PK\6\6", 4))
+			goto out;
+		cd_size = tb_le(z + 40, 8), cd_off = tb_le(z + 48, 8);
+	}
+	if (cd_size > ((uint64_t)256 << 20) || cd_off > size || cd_size > size - cd_off ||
+	    !(cd = malloc(cd_size ? cd_size : 1)) || tb_pread(fd, cd, (size_t)cd_size, cd_off) < 0)
+		goto out;
+	for (uint64_t p = 0; p + 46 <= cd_size && !memcmp(cd + p, "PK\1\2", 4);) {
+		uint64_t nl = tb_le(cd + p + 28, 2);
+		if (p + 46 + nl > cd_size)
+			break;
+		if (memchr(cd + p + 46, 0, (size_t)nl)) {
+			rc = lm_seterr("zip record '%s': a NUL byte inside the name", (const char *)cd + p + 46);
+			break;
+		}
+		p += 46 + nl + tb_le(cd + p + 30, 2) + tb_le(cd + p + 32, 2);
+	}
+out:
+	free(cd);
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 static struct archive *tb_ar_open(const char *path)
@@ -309,7 +383,7 @@ int lm_tb_open(struct lm_tb_file *f, const char *path)
 
 	memset(f, 0, sizeof *f);
 	f->path = xstrdup(path);
-	if (tb_sniff(path) || tb_scan(f, &pkl, &pkl_len, &version, &byteorder))
+	if (tb_sniff(path) || tb_names_nul(path) || tb_scan(f, &pkl, &pkl_len, &version, &byteorder))
 		goto fail;
 
 	/* a name twice would make "the storage record" ambiguous: refuse it */

@@ -190,3 +190,136 @@ PY
 	run -1 --separate-stderr lm-info "$BATS_TEST_TMPDIR/c.lms"
 	[[ "$stderr" == *"blob 'tokenizer/vocab.json': a NUL byte inside the name"* ]] || { echo "$stderr"; return 1; }
 }
+
+# ---- lm-import: what a folder holds must all be used, in range and representable ----
+
+# folder NAME: a copy of the pre-ln fixture with its safetensors only
+folder() {
+	local d=$BATS_TEST_TMPDIR/$1
+	mkdir -p "$d"
+	cp "$FIX/pre-ln/config.json" "$FIX/pre-ln/model.safetensors" "$d/"
+	echo "$d"
+}
+
+# st_edit FILE CODE: rewrite a safetensors header through Python (h: the header dict,
+# data: the byte buffer); offsets are left as CODE sets them
+st_edit() {
+	"$PYTHON" - "$@" <<'PY'
+import json, struct, sys
+p, code = sys.argv[1:3]
+raw = open(p, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+exec(code)
+t = json.dumps(h).encode()
+open(p, "wb").write(struct.pack("<Q", len(t)) + t + data)
+PY
+}
+
+@test "lm-import: weights config.json has no place for are an error naming them, with a count" {
+	d=$(folder few)
+	sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 1/' "$d/config.json"
+	run -1 --separate-stderr lm-import "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *"16 tensors in the weight files that config.json (num_hidden_layers 1) has no place for: 'model.decoder.layers.1."*", …"* ]] || { echo "$stderr"; return 1; }
+	[ -z "$output" ] || { echo "a stream was written"; return 1; }
+}
+
+@test "lm-import: token ids are range-checked before narrowing" {
+	d=$(folder ids)
+	sed -i 's/"bos_token_id": 2/"bos_token_id": 4294967298/' "$d/config.json"
+	run -1 --separate-stderr lm-import "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *'"bos_token_id" 4294967298 is not a token id'* ]] || { echo "$stderr"; return 1; }
+	d=$(folder pad)
+	sed -i 's/"pad_token_id": 1/"pad_token_id": 1000/' "$d/config.json"
+	run -1 --separate-stderr lm-import "$d"
+	[[ "$stderr" == *"pad_token_id 1000 outside the vocabulary of 1000"* ]] || { echo "$stderr"; return 1; }
+}
+
+@test "lm-import: -t f16 refuses a value beyond f16's range, naming the tensor; NaN in a checkpoint too" {
+	d=$(folder big)
+	st_edit "$d/model.safetensors" '
+o = h["model.decoder.layers.1.fc2.weight"]["data_offsets"][0] + 4 * 5
+data = data[:o] + struct.pack("<f", 1e6) + data[o + 4:]'
+	run -0 bash -c "lm-import -t bf16 '$d' | lm-info >/dev/null"
+	run -1 --separate-stderr lm-import -t f16 "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *"tensor 'model.decoder.layers.1.fc2.weight': 1 values beyond the range of f16, the first 1e+06 (element 5)"* ]] || { echo "$stderr"; return 1; }
+	st_edit "$d/model.safetensors" '
+o = h["model.decoder.layers.1.fc2.weight"]["data_offsets"][0] + 4 * 5
+data = data[:o] + struct.pack("<f", float("nan")) + data[o + 4:]'
+	run -1 --separate-stderr lm-import "$d"
+	[[ "$stderr" == *"tensor 'model.decoder.layers.1.fc2.weight': 1 non-finite values, the first at [0, 5]"* ]] || { echo "$stderr"; return 1; }
+}
+
+@test "lm-import: vocab.json and merges.txt are checked before they travel in the stream" {
+	d=$(folder tok)
+	# a small byte-level BPE vocabulary: the 256 byte tokens and one merge, ids below 1000
+	"$PYTHON" - "$d" <<'PY'
+import json, sys
+bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+vocab = {chr(c): i for i, c in enumerate(cs)}
+vocab["\u0120t"] = 256
+json.dump(vocab, open(sys.argv[1] + "/vocab.json", "w"))
+open(sys.argv[1] + "/merges.txt", "w").write("#version: 0.2\n\u0120 t\n")
+PY
+	run -0 bash -c "lm-import '$d' | lm-info --tokenize ' t'"
+	assert_output "256"
+	cp "$d/merges.txt" "$BATS_TEST_TMPDIR/merges.ok"
+	printf '#version: 0.2\n\xc4\xa0 t x\n' > "$d/merges.txt"
+	run -1 --separate-stderr lm-import "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *"merges.txt: line 2: not two tokens"* ]] || { echo "$stderr"; return 1; }
+	cp "$BATS_TEST_TMPDIR/merges.ok" "$d/merges.txt"
+	"$PYTHON" -c "import json, sys; v = json.load(open(sys.argv[1])); v['zz'] = 1000; json.dump(v, open(sys.argv[1], 'w'))" "$d/vocab.json"
+	run -1 --separate-stderr lm-import "$d"
+	[[ "$stderr" == *"vocab.json: id 1000 is outside the model's vocab_size 1000"* ]] || { echo "$stderr"; return 1; }
+	echo '["a", "b"]' > "$d/vocab.json"
+	run -1 --separate-stderr lm-import "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *"vocab.json"* ]] || { echo "$stderr"; return 1; }
+	[ -z "$output" ] || { echo "a stream was written"; return 1; }
+}
+
+@test "lm-import: safetensors: empty tensors may share offsets; a header of too many entries is refused before parsing" {
+	d=$(folder empty)
+	# two empty buffers (skipped as transformers skips them) at the offset of the first tensor
+	st_edit "$d/model.safetensors" '
+h["a.position_ids"] = {"dtype": "I64", "shape": [0], "data_offsets": [0, 0]}
+h["b.position_ids"] = {"dtype": "I64", "shape": [0], "data_offsets": [0, 0]}'
+	run -0 bash -c "lm-import '$d' | lm-info | tail -n 1"
+	assert_output --partial "total: 36 tensors"
+	st_edit "$d/model.safetensors" '
+for i in range(140000):
+    h["p%d.position_ids" % i] = {"dtype": "I64", "shape": [0], "data_offsets": [0, 0]}'
+	run -1 --separate-stderr lm-import "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *"header lists 140039 entries, more than the 131072 tensors this reader takes"* ]] || { echo "$stderr"; return 1; }
+}
+
+@test "lm-import: a NUL inside a safetensors key or a zip record name is refused" {
+	d=$(folder nul)
+	st_edit "$d/model.safetensors" '
+h["model.decoder.embed_tokens.weight\0evil"] = h.pop("model.decoder.embed_tokens.weight")'
+	run -1 --separate-stderr lm-import "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *"NUL byte in object key"* ]] || { echo "$stderr"; return 1; }
+	d=$BATS_TEST_TMPDIR/zip
+	mkdir -p "$d"
+	cp "$FIX/pre-ln/config.json" "$FIX/pre-ln/pytorch_model.bin" "$d/"
+	# the same length, in the local header and the central directory: libarchive would
+	# hand out "pytorch_model/byteord" and the record would pass unseen
+	"$PYTHON" -c '
+import sys
+p = sys.argv[1]; b = open(p, "rb").read()
+assert b.count(b"pytorch_model/byteorder") == 2
+open(p, "wb").write(b.replace(b"pytorch_model/byteorder", b"pytorch_model/byteord\0x"))' "$d/pytorch_model.bin"
+	run -1 --separate-stderr lm-import "$d"
+	assert_one_line_error lm-import
+	[[ "$stderr" == *"zip record 'pytorch_model/byteord': a NUL byte inside the name"* ]] || { echo "$stderr"; return 1; }
+}
