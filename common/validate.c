@@ -108,9 +108,12 @@ static int meta_model(struct lm_validator *v, const struct lm_record *r)
 	long i = find(v, r->name, &layer);
 	const struct lm_opt_tensor *t;
 
-	if (v->kind == 2)
-		return lm_seterr("model tensor '%s' in a stream whose first tensor is not the model's",
-		                 r->name);
+	if (v->kind == 2) {
+		if (v->mixed_reported++)
+			return 0; /* the same problem: said once */
+		return lm_seterr("model tensor '%s' after '%s', which is not the model's (extra tensors "
+		                 "follow the model's last one)", r->name, v->first_extra);
+	}
 	v->kind = 1;
 	if (i < 0) {
 		if (layer >= v->cfg.num_layers) {
@@ -169,6 +172,7 @@ static int meta_extra(struct lm_validator *v, const struct lm_record *r)
 			return lm_seterr("not a model stream: its first tensor is '%s', not '%s'", r->name,
 			                 v->norder ? v->order[0].name : "?");
 		v->kind = 2;
+		snprintf(v->first_extra, sizeof v->first_extra, "%s", r->name);
 		return 0;
 	}
 	if (v->kind == 2)

@@ -29,6 +29,7 @@ struct lm_validator {
 	int kind;                     /* 0 no tensor yet, 1 a model stream, 2 a data stream */
 	int past_model;               /* an extra tensor came: the model's are over */
 	int beyond_reported;          /* a tensor of a layer past the header's count was reported */
+	int mixed_reported;           /* a model tensor in a data stream was reported */
 	json_t *extras;               /* names of the extra tensors seen (duplicates) */
 	char first_extra[LM_MAX_NAME + 1];
 };

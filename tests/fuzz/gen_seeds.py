@@ -38,6 +38,51 @@ put("stream", "truncated", stream([("x", [16])])[:-20])
 # reproducer of a fuzz finding: an empty map key arrives with a NULL pointer (UBSan: memcpy/memchr)
 put("stream", "repro-empty-key", msgpack.packb({"": 1, "format": "lm-stream"}))
 
+# ---- model validation (#23): a whole 1-layer model, then streams that do not fit their header ----
+def mstream(records, hdr_model=None, blobs=()):
+    b = msgpack.packb({"format": "lm-stream", "version": [1, 2], "endian": "little",
+                       "model": hdr_model or model, "tensor_count": None, "provenance": []})
+    nt = payload = 0
+    for name, body in blobs:
+        b += msgpack.packb({"kind": "blob", "name": name, "nbytes": len(body), "crc32": zlib.crc32(body)})
+        b += msgpack.packb(body, use_bin_type=True); payload += len(body)
+    for name, dtype, shape, body in records:
+        b += msgpack.packb({"kind": "tensor", "name": name, "dtype": dtype, "shape": shape, "nbytes": len(body),
+                            "crc32": zlib.crc32(body), "attrs": {}})
+        if body:
+            b += msgpack.packb(body, use_bin_type=True)
+        nt += 1; payload += len(body)
+    b += msgpack.packb({"kind": "end", "tensor_count": nt, "blob_count": len(blobs), "payload_bytes": payload})
+    return b
+def f32(shape, v=0.25):
+    n = 1
+    for d in shape: n *= d
+    return struct.pack("<%df" % n, *[v] * n)
+L0 = "model.decoder.layers.0."
+tiny = [("model.decoder.embed_tokens.weight", [10, 8]), ("model.decoder.embed_positions.weight", [6, 8])]
+for suffix, shape in [("self_attn_layer_norm.weight", [8]), ("self_attn_layer_norm.bias", [8]),
+                      ("self_attn.q_proj.weight", [8, 8]), ("self_attn.q_proj.bias", [8]),
+                      ("self_attn.k_proj.weight", [8, 8]), ("self_attn.k_proj.bias", [8]),
+                      ("self_attn.v_proj.weight", [8, 8]), ("self_attn.v_proj.bias", [8]),
+                      ("self_attn.out_proj.weight", [8, 8]), ("self_attn.out_proj.bias", [8]),
+                      ("final_layer_norm.weight", [8]), ("final_layer_norm.bias", [8]),
+                      ("fc1.weight", [16, 8]), ("fc1.bias", [16]), ("fc2.weight", [8, 16]), ("fc2.bias", [8])]:
+    tiny.append((L0 + suffix, shape))
+tiny += [("model.decoder.final_layer_norm.weight", [8]), ("model.decoder.final_layer_norm.bias", [8])]
+whole = [(n, "f32", s, f32(s)) for n, s in tiny]
+put("stream", "mv-valid", mstream(whole + [("exit_policy.w", "f32", [2], f32([2]))]))
+put("stream", "mv-layers-over", mstream(whole, dict(model, num_layers=2)))
+put("stream", "mv-duplicate", mstream(whole[:5] + whole[4:]))
+put("stream", "mv-order", mstream(whole[:5] + [whole[6], whole[5]] + whole[7:]))
+put("stream", "mv-shape", mstream(whole[:3] + [(whole[3][0], "f32", [4], f32([4]))] + whole[4:]))
+put("stream", "mv-int", mstream(whole[:3] + [(whole[3][0], "i32", [8], bytes(32))] + whole[4:]))
+put("stream", "mv-nan", mstream(whole[:4] + [(whole[4][0], "f32", [8, 8], f32([8, 8], float("nan")))] + whole[5:]))
+put("stream", "mv-extra-first", mstream([("exit_policy.w", "f32", [2], f32([2]))] + whole))
+# q4c [8, 8]: per row one group, 4-byte header (f16 scale, zero point 16 > 15, reserved 1) and 4 code bytes
+put("stream", "mv-packed-zero", mstream(whole[:4] + [(whole[4][0], "q4c", [8, 8], (b"\x00\x3c\x10\x01" + bytes(4)) * 8)] + whole[5:]))
+put("stream", "nul-name", mstream([("model.decoder.embed_tokens.weight\0evil", "f32", [10, 8], f32([10, 8]))] + whole[1:]))
+put("stream", "nul-blob", mstream(whole, blobs=[("tokenizer/vocab.json\0x", b"{}")]))
+
 # ---- safetensors ----
 def st(entries):
     hdr, body, off = {"__metadata__": {"format": "pt"}}, b"", 0
@@ -48,6 +93,8 @@ def st(entries):
     return struct.pack("<Q", len(h)) + h + body
 put("safetensors", "valid", st([("w", "F32", [2, 2], bytes(16)), ("b", "F16", [3], bytes(6)), ("e", "BF16", [0], b"")]))
 put("safetensors", "scalar", st([("s", "I64", [], bytes(8))]))
+put("safetensors", "empty-shared-offsets", st([("e1", "F32", [0], b""), ("e2", "F32", [0], b""), ("w", "F32", [2], bytes(8))]))
+put("safetensors", "nul-key", st([("w\0evil", "F32", [2], bytes(8))]))
 
 # ---- PyTorch zip: pickled with stand-ins named like torch's globals ----
 torch_utils = types.ModuleType("torch._utils"); torch_mod = types.ModuleType("torch")
