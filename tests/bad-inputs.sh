@@ -83,3 +83,46 @@ row "answer column not in the header" lm-unlearn --forget missing.csv --forget-a
 printf 'goal,target\nfirst,"Sure, here is"\nsecond,"Sure, here are"\n' > "$t/ok.csv"
 row "NaN loss (lr 1e30)" lm-unlearn --forget ok.csv -b 2 -n 6 -l 1e30 --clip 0 micro.lms
 row "pool row without an answer" bash -c "lm-embed --pool bad.tsv < micro.lms"
+# model validation (#23): streams that do not fit their header, lm-import's folder checks
+/usr/bin/python3 - "$t/pre.lms" "$t" <<'PY'
+import struct, sys, zlib, msgpack
+src, t = sys.argv[1:3]
+def load():
+    with open(src, "rb") as f:
+        u = msgpack.Unpacker(f, raw=False, max_buffer_size=0)
+        hdr, recs = next(u), []
+        for rec in u:
+            if rec["kind"] == "end":
+                break
+            data = b""
+            while len(data) < rec["nbytes"]:
+                data += next(u)
+            recs.append([rec, data])
+    return hdr, recs
+def save(name, hdr, recs):
+    with open(f"{t}/{name}", "wb") as f:
+        f.write(msgpack.packb(hdr)); nt = pay = 0
+        for rec, data in recs:
+            rec["nbytes"], rec["crc32"] = len(data), zlib.crc32(data)
+            f.write(msgpack.packb(rec) + (msgpack.packb(data, use_bin_type=True) if data else b""))
+            nt += rec["kind"] == "tensor"; pay += len(data)
+        f.write(msgpack.packb({"kind": "end", "tensor_count": nt, "payload_bytes": pay}))
+hdr, recs = load(); hdr["model"]["num_layers"] = 3; save("layers.lms", hdr, recs)
+hdr, recs = load(); r = recs[4]; r[1] = struct.pack("<f", float("nan")) + r[1][4:]; save("nan.lms", hdr, recs)
+hdr, recs = load(); recs[2][0]["name"] += "\0evil"; save("nul.lms", hdr, recs)
+PY
+mkdir -p "$t/few" "$t/big"
+cp "$F/pre-ln/config.json" "$F/pre-ln/model.safetensors" "$t/few/"
+sed -i 's/"num_hidden_layers": 2/"num_hidden_layers": 1/' "$t/few/config.json"
+cp "$F/pre-ln/config.json" "$F/pre-ln/model.safetensors" "$t/big/"
+/usr/bin/python3 -c '
+import json, struct, sys
+p = sys.argv[1]; raw = bytearray(open(p, "rb").read()); n = struct.unpack("<Q", raw[:8])[0]
+o = 8 + n + json.loads(raw[8:8 + n])["model.decoder.layers.1.fc2.weight"]["data_offsets"][0]
+struct.pack_into("<f", raw, o, 1e6); open(p, "wb").write(raw)' "$t/big/model.safetensors"
+row "header claims 3 layers over 2" lm-export -o out layers.lms
+row "header claims 3 layers over 2 (warns, reports)" lm-info layers.lms
+row "NaN weight" lm-prune -s 0.5 nan.lms
+row "NUL inside a tensor name" lm-info nul.lms
+row "weights config.json has no place for" lm-import few/
+row "1e6 under -t f16" lm-import -t f16 big/
