@@ -5,6 +5,7 @@
 #include "stream.h"
 #include "unit.h"
 #include "util.h"
+#include "validate.h"
 
 #include <msgpack.h>
 #include <string.h>
@@ -354,11 +355,125 @@ static void test_dtype(void)
 	CHECK(lm_dtype_parse("q9") == -1);
 }
 
+/* a tensor record of the tiny model's tensor t, f32 payload of value x */
+static void tiny_record(struct lm_record *r, const struct lm_opt_tensor *t, float x)
+{
+	lm_record_tensor(r, t->name, LM_F32, t->ndim, t->shape);
+	CHECK(lm_record_alloc(r) == 0);
+	for (size_t i = 0; i < lm_record_numel(r); i++)
+		((float *)r->data)[i] = x;
+}
+
+/* feed order[idx[0..n)] to a validator; the number of problems reported */
+static int feed(struct lm_validator *v, const struct lm_opt_tensor *t, const int *idx, int n)
+{
+	struct lm_record r = {0};
+	int problems = 0;
+	for (int i = 0; i < n; i++) {
+		tiny_record(&r, &t[idx[i]], 0.5f);
+		problems += lm_val_meta(v, &r) < 0;
+		problems += lm_val_payload(&r) < 0;
+	}
+	lm_record_clear(&r);
+	return problems;
+}
+
+static void test_validate(void)
+{
+	struct lm_opt_config c = tiny_cfg();
+	struct lm_validator v;
+	struct lm_record r = {0};
+	size_t n;
+	struct lm_opt_tensor *t = lm_opt_tensors(&c, &n);
+	int idx[64], k;
+
+	CHECK(n == 20 && n < 64);
+	/* the model in order: no problem */
+	for (k = 0; k < (int)n; k++)
+		idx[k] = k;
+	lm_val_init(&v, &c, 1);
+	CHECK(feed(&v, t, idx, (int)n) == 0 && lm_val_end(&v) == 0);
+	lm_val_free(&v);
+
+	/* a swap and a duplicate: two problems, each said once, nothing missing after */
+	lm_val_init(&v, &c, 0);
+	k = 0;
+	for (int i = 0; i < (int)n; i++) {
+		idx[k++] = i == 5 ? 6 : i == 6 ? 5 : i;
+		if (i == 9)
+			idx[k++] = 9;
+	}
+	CHECK(feed(&v, t, idx, k) == 2);
+	CHECK(lm_val_end(&v) == 0);
+	lm_val_free(&v);
+
+	/* the last five missing: one problem at the end, counted */
+	lm_val_init(&v, &c, 1);
+	for (k = 0; k < (int)n - 5; k++)
+		idx[k] = k;
+	CHECK(feed(&v, t, idx, k) == 0);
+	CHECKF(lm_val_end(&v) < 0 && strstr(lm_errmsg(), "5 tensors of the model are missing"), "%s", lm_errmsg());
+	lm_val_free(&v);
+
+	/* a data stream: fine for a report, not for a program that runs a model */
+	{
+		int64_t four = 4;
+		lm_record_tensor(&r, "ids", LM_I32, 1, &four);
+		CHECK(lm_record_alloc(&r) == 0);
+		memset(r.data, 0, r.nbytes);
+		lm_val_init(&v, &c, 0);
+		CHECK(lm_val_tensor(&v, &r) == 0 && lm_val_end(&v) == 0);
+		lm_val_free(&v);
+		lm_val_init(&v, &c, 1);
+		CHECK(lm_val_tensor(&v, &r) < 0 && strstr(lm_errmsg(), "not a model stream"));
+		lm_val_free(&v);
+	}
+
+	/* payloads: non-finite values of each float type, named with their place */
+	{
+		int64_t shape[2] = {2, 3};
+		lm_record_tensor(&r, "x", LM_F16, 2, shape);
+		CHECK(lm_record_alloc(&r) == 0);
+		memset(r.data, 0, r.nbytes);
+		CHECK(lm_val_payload(&r) == 0);
+		((uint16_t *)r.data)[4] = 0x7c00;
+		CHECKF(lm_val_payload(&r) < 0 && strstr(lm_errmsg(), "1 non-finite values, the first at [1, 1]"),
+		       "%s", lm_errmsg());
+		r.dtype = LM_BF16;
+		CHECK(lm_val_payload(&r) == 0); /* 0x7c00 is a finite bf16 */
+		((uint16_t *)r.data)[4] = 0xff81;
+		CHECK(lm_val_payload(&r) < 0);
+		r.dtype = LM_I16;
+		CHECK(lm_val_payload(&r) == 0); /* integers have no NaN */
+	}
+
+	/* packed groups: q4c [2, 8]: per row a 4-byte header and 4 code bytes */
+	{
+		int64_t shape[2] = {2, 8};
+		lm_record_tensor(&r, "q", (enum lm_dtype)lm_dtype_q(4, 0), 2, shape);
+		CHECK(lm_record_alloc(&r) == 0 && r.nbytes == 16);
+		memset(r.data, 0, r.nbytes);
+		unsigned char *g1 = (unsigned char *)r.data + 8;
+		g1[0] = 0x00, g1[1] = 0x3c, g1[2] = 15; /* scale 1, zero point 15: the largest */
+		CHECK(lm_val_payload(&r) == 0);
+		g1[2] = 16;
+		CHECKF(lm_val_payload(&r) < 0 && strstr(lm_errmsg(), "(row 1, group 0) with zero point 16 above 15"),
+		       "%s", lm_errmsg());
+		g1[2] = 0, g1[3] = 7;
+		CHECK(lm_val_payload(&r) < 0 && strstr(lm_errmsg(), "reserved byte 7"));
+		g1[3] = 0, g1[1] = 0x7e;
+		CHECK(lm_val_payload(&r) < 0 && strstr(lm_errmsg(), "scale that is not finite"));
+	}
+	lm_record_clear(&r);
+	free(t);
+}
+
 int main(void)
 {
 	test_dtype();
 	test_skim();
 	test_roundtrip();
 	test_handcrafted();
+	test_validate();
 	return unit_done("stream");
 }
