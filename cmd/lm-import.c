@@ -5,6 +5,7 @@
 #include "validate.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,8 +47,13 @@ static void overflow(const char *dir, const struct lm_record *src, const struct 
 	size_t n = lm_record_numel(cv), bad = 0, first = 0;
 	float v;
 	for (size_t i = 0; i < n; i++) {
-		uint16_t h = ((const uint16_t *)cv->data)[i];
-		int inf = cv->dtype == LM_F16 ? (h & 0x7c00) == 0x7c00 : cv->dtype == LM_BF16 && (h & 0x7f80) == 0x7f80;
+		int inf;
+		if (cv->dtype == LM_F32) { /* from f64 */
+			inf = !isfinite(((const float *)cv->data)[i]);
+		} else {
+			uint16_t h = ((const uint16_t *)cv->data)[i];
+			inf = cv->dtype == LM_F16 ? (h & 0x7c00) == 0x7c00 : (h & 0x7f80) == 0x7f80;
+		}
 		if (inf && !bad++)
 			first = i;
 	}
@@ -55,8 +61,8 @@ static void overflow(const char *dir, const struct lm_record *src, const struct 
 		return;
 	lm_to_f32(&v, (const char *)src->data + first * lm_dtype_size(src->dtype), src->dtype, 1);
 	die("%s: tensor '%s': %zu values beyond the range of %s, the first %g (element %zu); keep a "
-	    "wider type (-t %s)", dir, src->name, bad, lm_dtype_name(cv->dtype), (double)v, first,
-	    cv->dtype == LM_F16 ? "f32 or bf16" : "f32");
+	    "wider type (%s)", dir, src->name, bad, lm_dtype_name(cv->dtype), (double)v, first,
+	    cv->dtype == LM_F16 ? "-t f32 or bf16" : cv->dtype == LM_BF16 ? "-t f32" : "no -t");
 }
 
 int main(int argc, char **argv)
