@@ -665,18 +665,21 @@ static void zs_mode(struct lm_model_stream *ms, struct opts *o)
 		edie(2, "--task: no task named");
 	load_whole(ms, &m, &tk, "--task");
 	lm_zs_scorer_init(&sc, &m, tk);
+	sc.keep_ids = o->log_samples; /* the samples carry each request's tokens */
 	r = xcalloc(nt, sizeof *r);
 	for (size_t i = 0; i < nt; i++)
 		if (lm_zs_eval(&sc, &t[i], &r[i], task_progress, o) < 0)
 			die_lm(t[i].name);
 	if (o->json) {
 		json_t *res = json_object(), *ver = json_object(), *ns = json_object(), *files = json_object();
+		json_t *secs = json_object();
 		json_t *smp = o->log_samples ? json_object() : NULL;
 		for (size_t i = 0; i < nt; i++) {
 			json_object_set_new(res, t[i].name, lm_zs_task_json(&r[i]));
 			json_object_set_new(ver, t[i].name, json_integer(0));
 			json_object_set_new(ns, t[i].name, json_integer((json_int_t)r[i].n));
 			json_object_set_new(files, t[i].name, json_string(t[i].path));
+			json_object_set_new(secs, t[i].name, json_real(r[i].seconds));
 			if (smp)
 				json_object_set_new(smp, t[i].name, lm_zs_samples_json(&r[i]));
 		}
@@ -688,6 +691,7 @@ static void zs_mode(struct lm_model_stream *ms, struct opts *o)
 		                        "tokens_without_prefix_sharing", (json_int_t)sc.plain_tokens);
 		json_t *j = json_pack("{s:o, s:o, s:o, s:o}", "results", res, "versions", ver, "n-samples",
 		                      ns, "config", cfg);
+		json_object_set_new(cfg, "seconds", secs); /* scoring only, per task */
 		if (smp)
 			json_object_set_new(j, "samples", smp);
 		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);

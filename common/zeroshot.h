@@ -68,6 +68,8 @@ struct lm_zs_ll {
 	double ll;       /* log-likelihood of the continuation's tokens, summed */
 	size_t ntok;     /* its tokens */
 	int greedy;      /* every continuation token is the argmax (when asked) */
+	int32_t *ids;    /* with keep_ids: the request's tokens (BOS, context, continuation) */
+	size_t nids;
 };
 
 struct lm_zs_scorer {
@@ -82,6 +84,7 @@ struct lm_zs_scorer {
 	size_t ids_cap, logits_cap;
 	/* totals: tokens through the layers, and what scoring each request alone would run */
 	size_t run_tokens, plain_tokens;
+	int keep_ids;  /* hand each request's tokens out in lm_zs_ll.ids (the caller frees) */
 };
 
 void lm_zs_scorer_init(struct lm_zs_scorer *sc, const struct lm_model *m,
@@ -115,7 +118,8 @@ void lm_zs_result_free(struct lm_zs_result *r);
 
 /* results.<task>.{acc, acc_stderr, acc_norm, acc_norm_stderr | perplexity, acc, ...} */
 json_t *lm_zs_task_json(const struct lm_zs_result *r);
-/* the item-level records of --log-samples: [{doc_id, line, target, ll, nbytes, ...}] */
+/* the item-level records of --log-samples: [{doc_id, line, target, ll, nbytes, tokens,
+ * ids (when kept), ...}] */
 json_t *lm_zs_samples_json(const struct lm_zs_result *r);
 /* a table, one row per metric: task, items, metric, value, stderr */
 void lm_zs_print(FILE *f, const struct lm_zs_result *r, size_t n);

@@ -71,6 +71,8 @@ int lm_zs_eval(struct lm_zs_scorer *sc, const struct lm_zs_task *t, struct lm_zs
 
 void lm_zs_result_free(struct lm_zs_result *r)
 {
+	for (size_t i = 0; i < r->nll; i++)
+		free(r->ll[i].ids);
 	free(r->ll);
 	memset(r, 0, sizeof *r);
 }
@@ -111,6 +113,16 @@ json_t *lm_zs_samples_json(const struct lm_zs_result *r)
 		json_t *o = json_pack("{s:I, s:I, s:i, s:o, s:o, s:o}", "doc_id", (json_int_t)i, "line",
 		                      (json_int_t)it->line, "target", it->gold, "ll", ll, "nbytes", nb,
 		                      "tokens", nt);
+		if (s[0].ids) {
+			json_t *ids = json_array();
+			for (size_t k = 0; k < it->n; k++) {
+				json_t *one = json_array();
+				for (size_t t = 0; t < s[k].nids; t++)
+					json_array_append_new(one, json_integer(s[k].ids[t]));
+				json_array_append_new(ids, one);
+			}
+			json_object_set_new(o, "ids", ids);
+		}
 		if (r->t->kind == LM_ZS_LAMBADA)
 			json_object_set_new(o, "greedy", json_boolean(s[0].greedy));
 		else {

@@ -203,6 +203,11 @@ int lm_zs_score(struct lm_zs_scorer *sc, const char *const *ctx, const char *con
 		}
 		sc->run_tokens += rq[b].len - p;
 		sc->plain_tokens += rq[b].len;
+		out[b].ids = NULL, out[b].nids = 0;
+		if (sc->keep_ids) { /* for a peer that scores the very same tokens (bench/) */
+			out[b].ids = rq[b].seq, out[b].nids = rq[b].len;
+			rq[b].seq = NULL;
+		}
 	}
 	sc->run_tokens += p;
 	r = 0;

@@ -42,12 +42,12 @@ static struct lm_tokenizer *load_tok(const char *dir)
 static void test_metrics(void)
 {
 	/* acc: the largest ll (-5); acc_norm: ll per byte -0.5, -2.5, -0.2 -> the third */
-	struct lm_zs_ll s[3] = {{-6.0, 3, 0}, {-5.0, 1, 0}, {-8.0, 8, 0}};
+	struct lm_zs_ll s[3] = {{.ll = -6.0, .ntok = 3}, {.ll = -5.0, .ntok = 1}, {.ll = -8.0, .ntok = 8}};
 	size_t nb[3] = {12, 2, 40};
 	CHECK(lm_zs_pick(s, nb, 3, 0) == 1);
 	CHECK(lm_zs_pick(s, nb, 3, 1) == 2);
 	/* equal values: the first, as numpy's argmax */
-	struct lm_zs_ll t[2] = {{-2.0, 1, 0}, {-2.0, 1, 0}};
+	struct lm_zs_ll t[2] = {{.ll = -2.0, .ntok = 1}, {.ll = -2.0, .ntok = 1}};
 	size_t tb[2] = {4, 4};
 	CHECK(lm_zs_pick(t, tb, 2, 0) == 0 && lm_zs_pick(t, tb, 2, 1) == 0);
 	/* 3 of 4: p = 0.75, sample variance 4 * 0.75 * 0.25 / 3 = 0.25, over 4 -> 0.0625 */
