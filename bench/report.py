@@ -365,7 +365,7 @@ def forward_md():
 # ---- RESULTS.md: this run's facts, then every part, redone or repeated ----
 
 # the section scripts, in the order of RESULTS.md (bench/NAME.sh prints bench/NAME.md)
-SECTIONS = ["prune", "retrain", "quant", "embed", "unlearn", "earlyexit"]
+SECTIONS = ["prune", "retrain", "quant", "embed", "unlearn", "earlyexit", "zeroshot"]
 
 
 def with_note(md, note):
