@@ -83,6 +83,9 @@ for t, items in j["samples"].items():
     if "acc_norm" in r:
         assert abs(r["acc_norm"] - sum(norm) / len(norm)) < 1e-12, t
     assert all(min(s["tokens"]) >= 1 for s in items)
+    # each request's tokens: BOS (2 in opt-micro), the context, the continuation
+    assert all(x[0] == 2 and len(x) > k for s in items for x, k in zip(s["ids"], s["tokens"]))
+    assert all(len(set(tuple(x[-k:]) for x, k in zip(s["ids"], s["tokens"]))) == 1 for s in items) == (t == "winogrande")
 PY
 }
 
