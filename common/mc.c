@@ -35,6 +35,16 @@ void lm_task_free(struct lm_task *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* An empty option (or one of white space only) has no tokens of its own: it would be
+ * scored by the space put in front of it, alike for every empty option, and the first
+ * of the tie would win, so a task of empty choices scored accuracy 1.0 */
+static int blank(const char *s)
+{
+	while (*s && isspace((unsigned char)*s))
+		s++;
+	return !*s;
+}
+
 /* {"input", "choices", "gold"} */
 static int item_from_jsonl(struct lm_task_item *it, json_t *o)
 {
@@ -57,6 +67,8 @@ static int item_from_jsonl(struct lm_task_item *it, json_t *o)
 		json_t *c = json_array_get(ch, i);
 		if (!json_is_string(c))
 			return lm_seterr("choice %zu is not a string", i + 1);
+		if (blank(json_string_value(c)))
+			return lm_seterr("choice %zu is empty", i + 1);
 		it->choices[i] = xstrdup(json_string_value(c));
 	}
 	return 0;
@@ -76,6 +88,8 @@ static int targets(json_t *m, const char *what, char ***opt, unsigned char **tru
 	json_object_foreach(m, k, v) {
 		if (!json_is_integer(v) || (json_integer_value(v) != 0 && json_integer_value(v) != 1))
 			return lm_seterr("\"%s\": the value of '%s' is not 0 or 1", what, k);
+		if (blank(k))
+			return lm_seterr("\"%s\": answer %zu is empty", what, i + 1);
 		(*opt)[i] = xstrdup(k);
 		(*tru)[i++] = (unsigned char)json_integer_value(v);
 	}

@@ -157,6 +157,19 @@ double lm_spearman(const double *x, const double *y, size_t n)
 	return r;
 }
 
+/* -1 + error when x [n] has fewer than 2 distinct values: a rank correlation with it is
+ * 0/0, and printing 0.00 would pass for a real (and bad) result */
+static int varies(const double *x, size_t n, const char *what)
+{
+	if (n < 2)
+		return lm_seterr("Spearman's rho is undefined for %zu sentence pair%s (it needs 2 or "
+		                 "more)", n, n == 1 ? "" : "s");
+	for (size_t i = 1; i < n; i++)
+		if (x[i] != x[0])
+			return 0;
+	return lm_seterr("Spearman's rho is undefined: %s %g for every pair", what, x[0]);
+}
+
 int lm_sts_eval(const struct lm_model *m, const struct lm_tokenizer *tk,
                 const struct lm_embed_cfg *c, const struct lm_sts *s, double *spearman,
                 double *pearson, lm_embed_progress *pr, void *ctx)
@@ -169,6 +182,9 @@ int lm_sts_eval(const struct lm_model *m, const struct lm_tokenizer *tk,
 
 	for (size_t i = 0; i < n; i++)
 		texts[i] = s->p[i].a, texts[n + i] = s->p[i].b, gold[i] = s->p[i].gold;
+	/* checked before the embedding work, which would be wasted */
+	if (varies(gold, n, "the gold score is") < 0)
+		goto out;
 	if (lm_mul(2 * n, E * sizeof *emb, &bytes) < 0 || !(emb = lm_alloc(bytes)))
 		goto out;
 	if (lm_embed_texts(m, tk, c, texts, 2 * n, emb, pr, ctx) < 0) {
@@ -183,6 +199,8 @@ int lm_sts_eval(const struct lm_model *m, const struct lm_tokenizer *tk,
 	}
 	for (size_t i = 0; i < n; i++)
 		pred[i] = lm_cosine(emb + i * E, emb + (n + i) * E, E);
+	if (varies(pred, n, "the cosine is") < 0)
+		goto out;
 	*spearman = lm_spearman(pred, gold, n);
 	*pearson = lm_pearson(pred, gold, n);
 	r = 0;

@@ -33,7 +33,8 @@ void lm_sts_free(struct lm_sts *s);
 
 /* Embed both sentences of every pair with c (one length-sorted pass over all 2n), score
  * each pair by the cosine of its two embeddings: Spearman's rho and Pearson's r against
- * the gold scores (not yet x100); -1 + error */
+ * the gold scores (not yet x100); -1 + error, also when rho is undefined (fewer than
+ * 2 pairs, or all gold scores or all cosines equal) */
 int lm_sts_eval(const struct lm_model *m, const struct lm_tokenizer *tk,
                 const struct lm_embed_cfg *c, const struct lm_sts *s, double *spearman,
                 double *pearson, lm_embed_progress *pr, void *ctx);

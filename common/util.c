@@ -18,12 +18,38 @@ char **lm_argv;
 
 static _Thread_local char errbuf[1024];
 
+/* Messages quote their inputs (a score field, a JSON key, a column name), and a control
+ * byte there would reach the terminal as it is: an escape sequence, a second line. So
+ * every byte below 0x20 and DEL is written \xNN; UTF-8 and other bytes are kept. */
+static void escape_ctl(void)
+{
+	char tmp[sizeof errbuf];
+	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)errbuf;
+	while (*p && *p >= 0x20 && *p != 0x7f)
+		p++;
+	if (!*p)
+		return;
+	for (p = (const unsigned char *)errbuf; *p; p++) {
+		int ctl = *p < 0x20 || *p == 0x7f;
+		if (o + (ctl ? 4 : 1) >= sizeof tmp)
+			break;
+		if (ctl)
+			o += (size_t)snprintf(tmp + o, 5, "\\x%02x", *p);
+		else
+			tmp[o++] = (char)*p;
+	}
+	tmp[o] = '\0';
+	memcpy(errbuf, tmp, o + 1);
+}
+
 int lm_seterr(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(errbuf, sizeof errbuf, fmt, ap);
 	va_end(ap);
+	escape_ctl();
 	return -1;
 }
 
@@ -45,6 +71,7 @@ int lm_preerr(const char *fmt, ...)
 		b = sizeof errbuf - 1 - a - 2;
 	memcpy(errbuf + a + 2, old, b);
 	errbuf[a + 2 + b] = '\0';
+	escape_ctl();
 	return -1;
 }
 

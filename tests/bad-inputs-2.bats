@@ -72,3 +72,54 @@ PY
 	bad lm-embed 1 "5 lines for 1000000000 embeddings" limited 500000 lm-embed --pool \
 		--projection "$BATS_TEST_TMPDIR/huge.lms" "$BATS_FILE_TMPDIR/pool.tsv" < "$BATS_FILE_TMPDIR/micro.lms"
 }
+
+@test "STS with one pair, equal gold scores or equal cosines: undefined, not spearman 0.00" {
+	local f="$BATS_TEST_TMPDIR"
+	head -1 "$TASKS/sts-mini.csv" > "$f/one.csv"
+	head -4 "$TASKS/sts-mini.csv" | awk -F'\t' -v OFS='\t' '{$5 = "3.000"; print}' > "$f/flat.csv"
+	# the same two sentences with different gold scores: every cosine is the same
+	head -4 "$TASKS/sts-mini.csv" | awk -F'\t' -v OFS='\t' '{$6 = "A man plays."; $7 = "A man sings."; $5 = NR; print}' \
+		> "$f/same.csv"
+	bad lm-eval 1 "one.csv: Spearman's rho is undefined for 1 sentence pair" \
+		lm-eval --sts "$f/one.csv" "$BATS_FILE_TMPDIR/micro.lms"
+	bad lm-eval 1 "flat.csv: Spearman's rho is undefined: the gold score is 3 for every pair" \
+		lm-eval --sts "$f/flat.csv" "$BATS_FILE_TMPDIR/micro.lms"
+	bad lm-eval 1 "same.csv: Spearman's rho is undefined: the cosine is" \
+		lm-eval --sts "$f/same.csv" "$BATS_FILE_TMPDIR/micro.lms"
+	# two pairs that differ are enough for a number
+	head -2 "$TASKS/sts-mini.csv" > "$f/two.csv"
+	run -0 lm-eval --sts "$f/two.csv" --json "$BATS_FILE_TMPDIR/micro.lms"
+	assert_output --partial '"spearman": '
+}
+
+@test "multiple choice with an empty choice: refused, naming the file and the item" {
+	local f="$BATS_TEST_TMPDIR"
+	head -1 "$TASKS/stsb-bin-test.jsonl" > "$f/mc.jsonl"
+	printf '{"input": "Is it?", "choices": ["", ""], "gold": 0}\n' >> "$f/mc.jsonl"
+	bad lm-eval 1 "mc.jsonl: line 2: choice 1 is empty" lm-eval --mc "$f/mc.jsonl" "$BATS_FILE_TMPDIR/micro.lms"
+	printf '{"input": "Is it?", "choices": ["yes", " \\t"], "gold": 0}\n' > "$f/ws.jsonl"
+	bad lm-eval 1 "ws.jsonl: line 1: choice 2 is empty" lm-eval --mc "$f/ws.jsonl" "$BATS_FILE_TMPDIR/micro.lms"
+	printf '[{"question": "Q?", "mc1_targets": {"yes": 1, "": 0}}]\n' > "$f/tqa.json"
+	bad lm-eval 1 "tqa.json: item 1: \"mc1_targets\": answer 2 is empty" \
+		lm-eval --mc "$f/tqa.json" "$BATS_FILE_TMPDIR/micro.lms"
+}
+
+@test "a control byte quoted from an input file is escaped in the message" {
+	local f="$BATS_TEST_TMPDIR"
+	printf 'g\tf\ty\t1\t\033[2J\001\tA man.\tA dog.\n' > "$f/ctl.csv"
+	bad lm-eval 1 "line 1: score '\\x1b[2J\\x01' is not a number" \
+		lm-eval --sts "$f/ctl.csv" "$BATS_FILE_TMPDIR/micro.lms"
+	# no byte below 0x20 reached the terminal
+	! printf '%s' "$stderr" | LC_ALL=C grep -q '[[:cntrl:]]'
+}
+
+@test "dropout 2.0 in config.json is refused: [0, 1)" {
+	mkdir "$BATS_TEST_TMPDIR/d2"
+	ln -s "$MICRO"/model.safetensors "$MICRO"/vocab.json "$MICRO"/merges.txt "$BATS_TEST_TMPDIR/d2/"
+	sed 's/"dropout": 0.0/"dropout": 2.0/' "$MICRO/config.json" > "$BATS_TEST_TMPDIR/d2/config.json"
+	grep -q '"dropout": 2.0' "$BATS_TEST_TMPDIR/d2/config.json"
+	bad lm-import 1 "config: dropout 2 is not in [0, 1)" lm-import "$BATS_TEST_TMPDIR/d2"
+	# and on the command line, as before
+	bad lm-retrain 2 "--dropout: '2.0' is not a number in [0, 0.99]" lm-retrain --perp --dropout 2.0 \
+		-d "$DATA/novels-eval/novels-calib.txt" "$BATS_FILE_TMPDIR/micro.lms"
+}
