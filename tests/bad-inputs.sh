@@ -57,6 +57,14 @@ row "empty text" lm-eval --ppl empty.txt micro.lms
 row "seqlen above positions" lm-eval --ppl "$PWD/$D/novels-test.txt" --seqlen 513 micro.lms
 row "text but no tokenizer" lm-eval --ppl "$PWD/$D/novels-test.txt" pre.lms
 row "upstream died" bash -c "head -c 3000000 micro.lms | lm-eval --ppl $PWD/$D/novels-calib.txt"
+mkdir -p "$t/zs/hellaswag" "$t/zs/piqa"
+printf '{"activity_label": "a", "ctx_a": "b", "ctx_b": "c", "endings": ["x", "y"], "label": 4}\n' \
+	> "$t/zs/hellaswag/hellaswag_val.jsonl"
+printf '{"goal": "g", "sol1": "a", "sol2": "b"}\n' > "$t/zs/piqa/valid.jsonl"
+row "zero-shot item's label out of range" lm-eval --task hellaswag --data zs micro.lms
+row "zero-shot task without its labels" lm-eval --task piqa --data zs micro.lms
+row "zero-shot task unknown" lm-eval --task mmlu --data zs micro.lms
+row "zero-shot task's file missing" lm-eval --task boolq --data zs micro.lms
 row "sparsity 1.0" lm-prune -s 1.0 micro.lms
 row "N >= M" lm-prune --nm 4:4 micro.lms
 row "wanda without -c" lm-prune -s 0.5 -m wanda micro.lms

@@ -46,14 +46,18 @@ assert j["config"]["tokens_run"] < j["config"]["tokens_without_prefix_sharing"]
 PY
 }
 
-@test "lm-eval --task: a pruned model through lm-prune, the text report" {
+@test "lm-eval --task all: every task through lm-import | lm-prune | lm-eval, the text report" {
 	run -0 --separate-stderr bash -c "lm-import '$MICRO' | lm-prune -q -s 0.5 | \
-		lm-eval -q --task hellaswag,lambada_openai --data '$ZS' --limit 3"
+		lm-eval -q --task all --data '$ZS' --limit 3"
 	assert_line --index 0 "$(printf 'task\titems\tmetric\tvalue\tstderr')"
 	assert_line --regexp $'^hellaswag\t3\tacc\t[01]\.[0-9]{4}\t'
 	assert_line --regexp $'^hellaswag\t3\tacc_norm\t'
 	assert_line --regexp $'^lambada_openai\t3\tperplexity\t[0-9.]+\t-$'
-	[ "${#lines[@]}" -eq 5 ]
+	# 9 tasks' acc, acc_norm for 5 of them, LAMBADA's perplexity, under the header
+	[ "${#lines[@]}" -eq 16 ]
+	for t in boolq rte hellaswag winogrande arc_easy arc_challenge openbookqa piqa lambada_openai; do
+		assert_line --regexp "^$t"$'\t3\tacc\t'
+	done
 }
 
 @test "lm-eval --task --log-samples: acc, acc_norm, stderr and perplexity recomputed from the items" {
@@ -174,6 +178,9 @@ assert j["config"]["limit"] == 2'
 	printf '{"goal": "g", "sol1": "a", "sol2": "b"}\n{"goal": "g", "sol1": "a", "sol2": "b"}\n' > "$d/piqa/valid.jsonl"
 	printf '0\n' > "$d/piqa/valid-labels.lst"
 	bad 1 "$d/piqa/valid-labels.lst: 1 labels for 2 items" lm-eval --task piqa --data "$d" "$m"
+	rm "$d/piqa/valid-labels.lst"
+	bad 1 "$d/piqa/valid.jsonl: line 1: no \"label\" and no valid-labels.lst beside the file" \
+		lm-eval --task piqa --data "$d" "$m"
 	printf 'index\tsentence1\tsentence2\tlabel\n0\ta\tb\n' > "$d/rte/dev.tsv"
 	bad 1 "$d/rte/dev.tsv: line 2: 3 tab-separated fields" lm-eval --task rte --data "$d" "$m"
 }
