@@ -1,5 +1,5 @@
 /* zeroshot_tasks.c: the data sets' published files -> zero-shot items in
- * lm-evaluation-harness's prompt formats (see zeroshot.h, lm-eval(1) TASKS) */
+ * lm-evaluation-harness's prompt formats (see zeroshot.h; lm-eval(1), Zero-shot tasks) */
 #include "zeroshot.h"
 #include "util.h"
 
