@@ -1,17 +1,24 @@
 /* lm-embed: sentence embeddings (PromptEOL) of each line of a file, or of a prompt pool
- * for retrieval, optionally with a retriever tuned the UPRISE way */
+ * for retrieval, optionally with a retriever tuned the UPRISE way; --contrastive
+ * fine-tunes the model itself on sentence pairs (SimCSE's loss) and writes the model */
 #include "calib.h"
 #include "cli.h"
+#include "contrastive_train.h"
 #include "embed.h"
 #include "embstream.h"
 #include "kernels.h"
 #include "modelio.h"
 #include "modelstream.h"
+#include "rng.h"
 #include "rtune.h"
 #include "tokenizer.h"
+#include "train.h"
+#include "trainloop.h"
 #include "util.h"
 
 #include <getopt.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +48,27 @@ static const char usage_text[] =
 	"      --temperature X   --tune: InfoNCE temperature of the cosines (default 0.05)\n"
 	"      --seed N          --tune: sampling and shuffling seed (default 0)\n"
 	"      --tsv             write LINE<TAB>v1 v2 ... text instead of a stream\n"
+	"Contrastive fine-tuning (the output is the model, adapters merged):\n"
+	"      --contrastive     FILE holds SENTENCE<TAB>POSITIVE[<TAB>HARD NEGATIVE] lines:\n"
+	"                        InfoNCE on the PromptEOL embeddings, in-batch negatives\n"
+	"      --unsupervised    FILE holds plain sentences, each its own positive under\n"
+	"                        another dropout mask (SimCSE); implies --contrastive\n"
+	"      --lora R          train LoRA of rank R on q/k/v/out_proj/fc1/fc2 (default 16)\n"
+	"      --lora-alpha A    LoRA scale alpha/R (default 2R)\n"
+	"      --perp            train every bias and LayerNorm instead (with --lora: as well)\n"
+	"      --full            train every tensor of the decoder layers and the final LayerNorm\n"
+	"      --pairs N         examples per step (default 32)\n"
+	"      --epochs N        passes over FILE (default 1)\n"
+	"  -n, --steps N         optimizer steps instead of whole epochs\n"
+	"      --lr X            peak learning rate (default 1e-3; 1e-4 with --full)\n"
+	"      --temperature X   of the cosines (default 0.05)\n"
+	"      --symmetric       also each positive choosing its sentence (CLIP's loss)\n"
+	"      --dropout P       dropout probability while training (default 0.1)\n"
+	"      --warmup X        warmup fraction of the steps (default 0.1), then linear decay\n"
+	"      --clip X          clip the global gradient norm (default 1.0; 0: off)\n"
+	"      --seed N          order, LoRA initialisation and dropout (default 0)\n"
+	"      --log FILE        one line per step (step, loss, lr, gradient norm)\n"
+	"  -v, --verbose         notes on stderr even when it is no terminal\n"
 	"  -o, --output FILE     write to FILE (renamed into place when complete)\n"
 	"  -f, --force           write a stream to a terminal\n"
 	"  -j, --threads N       threads (default: all cores)\n"
@@ -49,11 +77,20 @@ static const char usage_text[] =
 	"  -h, --help            show this help\n"
 	"  -V, --version         show the version\n";
 
+/* --contrastive */
+struct ctr_opts {
+	int on, unsup, symmetric, lora_set, perp, full, verbose;
+	long long rank, pairs, epochs, steps;
+	double alpha, lr, temperature, dropout, warmup, clip;
+	const char *log;
+};
+
 struct opts {
 	struct lm_embed_cfg ec;
 	const char *model, *output, *tune, *projection;
 	struct lm_rtune_cfg tc;
-	int pool, tsv, force, threads, verify, quiet;
+	struct ctr_opts ct;
+	int pool, tsv, force, threads, verify, quiet, epochs_set, lr_set, temp_set, seed_set;
 };
 
 /* the input: lines (or pool rows joined "INPUT ANSWER") and, for a pool, the inputs */
@@ -164,6 +201,118 @@ static void write_stream(const struct opts *o, const struct lm_header *h, const 
 	lm_out_commit(&out);
 }
 
+/* ---- --contrastive ---- */
+
+/* record on every tensor that changed how (lm-info shows the attributes) */
+static void mark_attrs(struct lm_model_stream *ms, const struct lm_train *tr, const struct opts *o,
+                       long steps)
+{
+	const struct ctr_opts *c = &o->ct;
+	for (size_t i = 0; i < ms->norder; i++) {
+		const struct lm_opt_tensor *t = &ms->order[i];
+		if (!lm_train_changes(tr, t->kind, t->layer))
+			continue;
+		json_t *r = json_pack("{s:s, s:I, s:f, s:I, s:f, s:I}", "data",
+		                      c->unsup ? "unsupervised" : "supervised", "steps", (json_int_t)steps,
+		                      "lr", c->lr, "pairs", (json_int_t)c->pairs, "temperature",
+		                      c->temperature, "seed", (json_int_t)o->tc.seed);
+		if (c->rank && lm_opt_is_linear(t->kind)) {
+			json_object_set_new(r, "adapter", json_string("lora"));
+			json_object_set_new(r, "rank", json_integer(c->rank));
+			json_object_set_new(r, "alpha", json_real(c->alpha));
+		}
+		json_object_set_new(lm_ms_attrs(ms, t->kind, t->layer), "contrastive", r);
+	}
+}
+
+/* Train the loaded model m on FILE's examples; the loop is lm-retrain's (schedule, clip,
+ * AdamW, progress); dies on failure, nothing written */
+static void contrastive(struct opts *o, const char *path, struct lm_model_stream *ms,
+                        struct lm_model *m, const struct lm_tokenizer *tk, struct lm_out *out,
+                        int argc, char **argv)
+{
+	struct ctr_opts *co = &o->ct;
+	struct lm_ctr_data d;
+	struct lm_ctr c;
+	struct lm_train tr;
+	struct lm_progress pg = {0};
+	struct lm_rng rng;
+	struct lm_adamw adam = {0.9, 0.999, 1e-8, 0.0};
+	struct lm_train_opts to = {.perp = co->perp, .full = co->full, .layer = -1,
+	                           .dropout = co->dropout, .seed = o->tc.seed};
+	double last = NAN, first_sum = 0, last_sum = 0;
+	long last_step = -1;
+
+	if (co->rank)
+		to.lora = LM_LORA_STD, to.rank = (int)co->rank, to.alpha = co->alpha;
+	if (lm_ctr_load(&d, path, co->unsup) < 0)
+		die_lm(path);
+	if (d.n < 2)
+		die("%s: one example: in-batch negatives need two or more", path);
+	size_t P = (size_t)co->pairs < d.n ? (size_t)co->pairs : d.n;
+	if (lm_ctr_init(&c, &d, &m->cfg, tk, &o->ec, P, co->temperature, co->symmetric) < 0)
+		die_lm(path);
+	long per_epoch = (long)((d.n + P - 1) / P);
+	long steps = co->steps ? co->steps : (long)co->epochs * per_epoch;
+	lm_progress_open(&pg, co->log, co->verbose, o->quiet);
+	if (lm_train_init(&tr, m, &to, c.maxseq, c.T) < 0)
+		die_lm(lm_reader_name(ms->rd));
+	lm_progress_note(&pg, "training %zu values in %zu tensors (%.0f MiB of gradients, moments and "
+	                 "activations) on %zu %s examples (%zu with a hard negative), %zu per step, "
+	                 "%ld steps", lm_train_count(&tr), tr.npar,
+	                 (double)lm_train_bytes(&tr) / 1048576.0, d.n,
+	                 co->unsup ? "unsupervised" : "supervised", d.nhard, P, steps);
+
+	/* the examples in a new seeded order every epoch; a step takes the next P of that
+	 * endless sequence, so every step has P examples */
+	size_t *order = xmalloc(d.n * sizeof *order), at = d.n, *rows = xmalloc(P * sizeof *rows);
+	lm_rng_seed(&rng, o->tc.seed);
+	long warm = (long)ceil(co->warmup * (double)steps), k10 = steps / 10 ? steps / 10 : 1;
+	pg.t0 = lm_now(), pg.total = steps;
+	for (long s = 0; s < steps; s++) {
+		double loss, lr = lm_lr_at(s, steps, warm, co->lr, 0);
+		for (size_t b = 0; b < P; b++) {
+			if (at == d.n) {
+				for (size_t i = 0; i < d.n; i++)
+					order[i] = i;
+				for (size_t i = d.n - 1; i > 0; i--) {
+					size_t j = (size_t)lm_rng_below(&rng, i + 1), t = order[i];
+					order[i] = order[j], order[j] = t;
+				}
+				at = 0;
+			}
+			rows[b] = order[at++];
+		}
+		lm_train_zero_grad(&tr);
+		if (lm_ctr_step(&c, &tr, rows, P, &loss) < 0)
+			die_lm("training");
+		double gn = lm_train_update(&tr, &adam, co->clip, loss, lr, s, last, last_step, NULL);
+		last = loss, last_step = s;
+		if (s < k10)
+			first_sum += loss;
+		if (s >= steps - k10)
+			last_sum += loss;
+		/* the progress line counts examples where lm-retrain counts tokens */
+		lm_progress_step(&pg, NULL, s + 1, loss, lr, gn, (double)((size_t)(s + 1) * P));
+	}
+	double secs = lm_now() - pg.t0;
+	if (lm_train_merge(&tr) < 0)
+		die("training: %s; nothing written", lm_errmsg());
+	mark_attrs(ms, &tr, o, steps);
+	lm_train_commit(&tr);
+	lm_train_free(&tr);
+	if (!o->quiet)
+		fprintf(stderr, "%s: contrastive: %ld steps of %zu examples, loss %.4f (first %ld steps) "
+		        "-> %.4f (last %ld); %.1f pairs/s\n", argv0, steps, P, first_sum / (double)k10, k10,
+		        last_sum / (double)k10, k10, (double)steps * (double)P / secs);
+	lm_write_model(ms, m, out, argc, argv);
+	if (pg.log && pg.log != stderr && fclose(pg.log) == EOF)
+		die("%s: write error:", co->log);
+	free(order), free(rows);
+	lm_ctr_free(&c);
+	lm_ctr_data_free(&d);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -179,8 +328,19 @@ int main(int argc, char **argv)
 		{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
 		{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, 'N'},
 		{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+		{"contrastive", no_argument, 0, 'C'}, {"unsupervised", no_argument, 0, 'u'},
+		{"symmetric", no_argument, 0, 'y'}, {"lora", required_argument, 0, 'K'},
+		{"lora-alpha", required_argument, 0, 'a'}, {"perp", no_argument, 0, 'p'},
+		{"full", no_argument, 0, 'F'}, {"pairs", required_argument, 0, 'z'},
+		{"steps", required_argument, 0, 'n'}, {"dropout", required_argument, 0, 'd'},
+		{"warmup", required_argument, 0, 'w'}, {"clip", required_argument, 0, 'c'},
+		{"log", required_argument, 0, 'g'}, {"verbose", no_argument, 0, 'v'},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	struct opts o = {.verify = 1};
+	struct opts o = {.verify = 1,
+	                 .ct = {.rank = 16, .pairs = 32, .epochs = 1, .temperature = 0.05,
+	                        .dropout = 0.1, .warmup = 0.1, .clip = 1.0, .alpha = -1}};
+	int ctr_opt = 0;
+	struct lm_out out;
 	struct lm_model_stream ms;
 	struct lm_reader *rd;
 	struct lm_model m;
@@ -191,7 +351,7 @@ int main(int argc, char **argv)
 
 	lm_rtune_defaults(&o.tc);
 	lm_prog_init(argc, argv);
-	while ((c = getopt_long(argc, argv, "m:b:L:o:fj:qhV", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:b:L:n:o:fj:qvhV", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o.model = optarg; break;
 		case 'D': o.ec.demo = optarg; break;
@@ -205,10 +365,24 @@ int main(int argc, char **argv)
 		case 'L': o.tc.sample = (size_t)estrtoll(optarg, 2, 4096, "--sample"); break;
 		case 'G': o.tc.negatives = (size_t)estrtoll(optarg, 1, 4096, "--negatives"); break;
 		case 'X': o.tc.train_max = (size_t)estrtoll(optarg, 1, 1LL << 30, "--train-max"); break;
-		case 'E': o.tc.epochs = (size_t)estrtoll(optarg, 1, 1 << 20, "--epochs"); break;
-		case 'r': o.tc.lr = estrtod(optarg, 1e-8, 10, "--lr"); break;
-		case 't': o.tc.temperature = estrtod(optarg, 1e-4, 100, "--temperature"); break;
-		case 'S': o.tc.seed = (uint64_t)estrtoll(optarg, 0, INT64_MAX, "--seed"); break;
+		case 'E': o.tc.epochs = (size_t)estrtoll(optarg, 1, 1 << 20, "--epochs"), o.epochs_set = 1; break;
+		case 'r': o.tc.lr = estrtod(optarg, 1e-8, 10, "--lr"), o.lr_set = 1; break;
+		case 't': o.tc.temperature = estrtod(optarg, 1e-4, 100, "--temperature"), o.temp_set = 1; break;
+		case 'S': o.tc.seed = (uint64_t)estrtoll(optarg, 0, INT64_MAX, "--seed"), o.seed_set = 1; break;
+		case 'C': o.ct.on = 1; break;
+		case 'u': o.ct.on = o.ct.unsup = 1; break;
+		case 'y': o.ct.symmetric = 1, ctr_opt = 1; break;
+		case 'K': o.ct.rank = estrtoll(optarg, 1, 1 << 16, "--lora"), o.ct.lora_set = 1, ctr_opt = 1; break;
+		case 'a': o.ct.alpha = estrtod(optarg, 1e-12, 1e12, "--lora-alpha"), ctr_opt = 1; break;
+		case 'p': o.ct.perp = 1, ctr_opt = 1; break;
+		case 'F': o.ct.full = 1, ctr_opt = 1; break;
+		case 'z': o.ct.pairs = estrtoll(optarg, 2, 1 << 16, "--pairs"), ctr_opt = 1; break;
+		case 'n': o.ct.steps = estrtoll(optarg, 1, 1LL << 40, "--steps"), ctr_opt = 1; break;
+		case 'd': o.ct.dropout = estrtod(optarg, 0, 0.99, "--dropout"), ctr_opt = 1; break;
+		case 'w': o.ct.warmup = estrtod(optarg, 0, 1, "--warmup"), ctr_opt = 1; break;
+		case 'c': o.ct.clip = estrtod(optarg, 0, 1e300, "--clip"), ctr_opt = 1; break;
+		case 'g': o.ct.log = optarg, ctr_opt = 1; break;
+		case 'v': o.ct.verbose = 1; break;
 		case 'Y': o.tsv = 1; break;
 		case 'o': o.output = optarg; break;
 		case 'f': o.force = 1; break;
@@ -224,6 +398,27 @@ int main(int argc, char **argv)
 		lm_usage(usage_text, 2);
 	if (lm_embed_cfg_check(&o.ec) < 0)
 		edie(2, "%s", lm_errmsg());
+	if (ctr_opt && !o.ct.on)
+		edie(2, "--symmetric, --lora, --perp, --full, --pairs, --steps, --dropout, --warmup, "
+		     "--clip and --log are for --contrastive");
+	if (o.ct.on) {
+		if (o.pool || o.tune || o.projection || o.tsv)
+			edie(2, "--contrastive writes the trained model: not with --pool, --tune, "
+			     "--projection or --tsv");
+		if (o.ec.avg)
+			edie(2, "--avg: contrastive training trains the last token's state; embed the "
+			     "trained model with --avg if you like, but it learnt without");
+		if ((o.ct.perp || o.ct.full) && !o.ct.lora_set)
+			o.ct.rank = 0;
+		if (o.ct.alpha < 0)
+			o.ct.alpha = 2.0 * (double)o.ct.rank;
+		o.ct.epochs = o.epochs_set ? (long long)o.tc.epochs : 1;
+		o.ct.lr = o.lr_set ? o.tc.lr : o.ct.full ? 1e-4 : 1e-3;
+		if (o.temp_set)
+			o.ct.temperature = o.tc.temperature;
+		if (o.epochs_set && o.ct.steps)
+			edie(2, "--epochs and --steps: choose one");
+	}
 	if ((o.tune || o.projection) && !o.pool)
 		edie(2, "--tune and --projection build a retrieval index: give --pool");
 	if (o.tune && o.projection)
@@ -232,7 +427,7 @@ int main(int argc, char **argv)
 		edie(2, "--tsv writes no projection: drop it with --tune or --projection");
 	if (o.tsv && o.output)
 		edie(2, "--tsv writes text to standard output: redirect it instead of -o");
-	if (o.tc.negatives >= o.tc.sample)
+	if (!o.ct.on && o.tc.negatives >= o.tc.sample)
 		edie(2, "--negatives %zu: must be fewer than the %zu sampled prompts (--sample)",
 		     o.tc.negatives, o.tc.sample);
 	if (!o.model && !strcmp(argv[optind], "-"))
@@ -244,6 +439,24 @@ int main(int argc, char **argv)
 	lm_cli_threads(o.threads, 0);
 	tty = !o.quiet && isatty(2);
 
+	if (o.ct.on) {
+		/* the output is checked (terminal, path) now, and written only at the very end */
+		lm_out_open(&out, o.output, o.force);
+		rd = lm_in_open(o.model);
+		lm_reader_set_verify(rd, o.verify);
+		if (lm_ms_open(&ms, rd) < 0)
+			die_lm(lm_reader_name(rd));
+		if (!(tk = lm_calib_tokenizer(&ms, "lm-embed")))
+			die_lm(lm_reader_name(rd));
+		if (lm_model_init(&m, &ms.h.cfg) < 0 || lm_ms_load_all(&ms, &m) < 0)
+			die_lm(lm_reader_name(rd));
+		contrastive(&o, argv[optind], &ms, &m, tk, &out, argc, argv);
+		lm_tokenizer_free(tk);
+		lm_model_free(&m);
+		lm_ms_close(&ms);
+		lm_reader_close(rd);
+		return 0;
+	}
 	read_lines(&L, argv[optind], o.pool, o.quiet);
 	rd = lm_in_open(o.model);
 	lm_reader_set_verify(rd, o.verify);
