@@ -130,7 +130,7 @@ def main():
                          f"{sum(len(r) for r in rows)} fields")
     ex, at = [], 0
     for r in rows:
-        ex.append([[cfg["bos"]] + prompts[at + i] for i in range(len(r))])
+        ex.append([[cfg["bos_token_id"]] + prompts[at + i] for i in range(len(r))])
         at += len(r)
     m = OPT(cfg, sd, o.dropout)
     for p in m.parameters():
@@ -152,7 +152,7 @@ def main():
 
     def embed_last(seqs):
         T = max(len(s) for s in seqs)
-        ids = torch.tensor([s + [cfg["pad"]] * (T - len(s)) for s in seqs])
+        ids = torch.tensor([s + [cfg["pad_token_id"]] * (T - len(s)) for s in seqs])
         x = embed(cfg, m.sd, ids)
         mask = causal_mask(T)
         for lay in m.layers:
