@@ -55,13 +55,35 @@ static void add_blob(struct lm_writer *w, const char *dir, const char *file, con
 	free(path);
 }
 
+/* BINDIR/../share/lmpipe/tokenizer of the running program: `make install PREFIX=P` puts
+ * the programs in P/bin and the tokenizer in P/share/lmpipe, and the compiled-in DATADIR
+ * names only the PREFIX the objects were built with (an install to another PREFIX reuses
+ * them). NULL where /proc/self/exe cannot be read. */
+static const char *beside_exe(void)
+{
+	static const char rel[] = "/../share/lmpipe/tokenizer";
+	static char buf[4096];
+	ssize_t k = readlink("/proc/self/exe", buf, sizeof buf - sizeof rel);
+	char *slash;
+	if (k <= 0 || (size_t)k >= sizeof buf - sizeof rel)
+		return NULL;
+	buf[k] = '\0';
+	if (!(slash = strrchr(buf, '/')))
+		return NULL;
+	memcpy(slash, rel, sizeof rel);
+	return buf;
+}
+
+/* the first folder holding both files: --tokenizer, $LMPIPE_TOKENIZER, the data installed
+ * beside this program, the build's DATADIR, then the source tree (programs run from bin/) */
 static const char *find_tokenizer(const char *given)
 {
 	static char buf[4096];
-	const char *cand[3] = {getenv("LMPIPE_TOKENIZER"), LM_DATADIR "/tokenizer", LM_SRCDIR "/models/opt-micro"};
+	const char *cand[4] = {getenv("LMPIPE_TOKENIZER"), beside_exe(), LM_DATADIR "/tokenizer",
+	                       LM_SRCDIR "/models/opt-micro"};
 	if (given)
 		return given;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		if (!cand[i])
 			continue;
 		snprintf(buf, sizeof buf, "%s/vocab.json", cand[i]);

@@ -180,3 +180,18 @@ interrupted() {
 	run -0 --separate-stderr lm-prune -v -s 0.5 -j "$n" -o "$BATS_TEST_TMPDIR/c.lms" "$BATS_FILE_TMPDIR/m1.lms"
 	[[ "$stderr" != *"usable cores"* ]]
 }
+
+@test "make install PREFIX: the installed lm-init takes the tokenizer installed under PREFIX, even moved" {
+	unset MAKEFLAGS MAKELEVEL MFLAGS LMPIPE_TOKENIZER
+	local p="$BATS_TEST_TMPDIR/prefix" q="$BATS_TEST_TMPDIR/moved" d="$BATS_TEST_TMPDIR"
+	run -0 make --no-print-directory -C "$TOP" install PREFIX="$p"
+	[ -s "$p/share/lmpipe/tokenizer/vocab.json" ]
+	# told apart from the source tree's copy (the last fallback): its first 1000 merges only
+	head -n 1000 "$MICRO/merges.txt" > "$p/share/lmpipe/tokenizer/merges.txt"
+	# moved: neither PREFIX nor the DATADIR compiled in holds the tokenizer any more
+	mv "$p" "$q"
+	"$q/bin/lm-init" --like opt-micro --layers 1 -o "$d/m.lms"
+	lm-export -o "$d/exp" "$d/m.lms"
+	cmp "$q/share/lmpipe/tokenizer/merges.txt" "$d/exp/merges.txt"
+	cmp "$q/share/lmpipe/tokenizer/vocab.json" "$d/exp/vocab.json"
+}
