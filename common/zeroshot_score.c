@@ -108,7 +108,8 @@ static int tokenize_req(const struct lm_zs_scorer *sc, const char *ctx, const ch
 	r->len = 1 + keep + no, r->start = 1 + keep;
 	r->seq = xmalloc(r->len * sizeof *r->seq);
 	r->seq[0] = c->bos;
-	memcpy(r->seq + 1, cids + nc - keep, keep * sizeof *r->seq);
+	if (keep) /* an empty context has no token array at all */
+		memcpy(r->seq + 1, cids + nc - keep, keep * sizeof *r->seq);
 	memcpy(r->seq + r->start, oids, no * sizeof *r->seq);
 	free(cids), free(oids);
 	return 0;

@@ -87,7 +87,8 @@ static double plain_ll(const struct lm_model *m, const struct lm_tokenizer *tk, 
 	    lm_tokenize(tk, cont, strlen(cont), &b, &nb) < 0 || 1 + na + nb > 512)
 		return NAN;
 	ids[0] = m->cfg.bos;
-	memcpy(ids + 1, a, na * sizeof *ids);
+	if (na)
+		memcpy(ids + 1, a, na * sizeof *ids);
 	memcpy(ids + 1 + na, b, nb * sizeof *ids);
 	size_t T = 1 + na + nb;
 	float *logits = xmalloc(T * V * sizeof *logits);
