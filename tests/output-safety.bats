@@ -195,3 +195,24 @@ interrupted() {
 	cmp "$q/share/lmpipe/tokenizer/merges.txt" "$d/exp/merges.txt"
 	cmp "$q/share/lmpipe/tokenizer/vocab.json" "$d/exp/vocab.json"
 }
+
+@test "man pages carry the version as they are: no @VERSION@ in man/ nor installed; config.mk's VERSION" {
+	unset MAKEFLAGS MAKELEVEL MFLAGS
+	local p="$BATS_TEST_TMPDIR/prefix" v f
+	v=$(sed -n 's/^VERSION *= *//p' "$TOP/config.mk")
+	run -0 lm-info --version
+	assert_output "lm-info $v"
+	for f in "$TOP"/man/*.[1-9]; do
+		run ! grep -n '@VERSION@' "$f"
+		run -0 sed -n 's/^\.Os lmpipe //p' "$f"
+		[ "$output" = "$v" ] || { echo "${f##*/}: .Os version '$output', config.mk has $v"; return 1; }
+	done
+	if command -v man > /dev/null; then
+		MANWIDTH=80 MANPAGER=cat run -0 man -l "$TOP/man/lm-stream.5"
+		assert_output --partial "lmpipe $v"
+		refute_output --partial "@VERSION@"
+	fi
+	run -0 make --no-print-directory -C "$TOP" install PREFIX="$p"
+	run ! grep -rl '@VERSION@' "$p/share/man"
+	for f in "$TOP"/man/*.1; do cmp "$f" "$p/share/man/man1/${f##*/}"; done
+}
