@@ -67,7 +67,7 @@ static const char usage_text[] =
 	"      --warmup X        warmup fraction of the steps (default 0.1), then linear decay\n"
 	"      --clip X          clip the global gradient norm (default 1.0; 0: off)\n"
 	"      --seed N          order, LoRA initialisation and dropout (default 0)\n"
-	"      --log FILE        one line per step (step, loss, lr, gradient norm)\n"
+	"      --log FILE        one line per step (step, loss, lr, gradient norm, tokens/s)\n"
 	"  -v, --verbose         notes on stderr even when it is no terminal\n"
 	"  -o, --output FILE     write to FILE (renamed into place when complete)\n"
 	"  -f, --force           write a stream to a terminal\n"
@@ -240,7 +240,7 @@ static void contrastive(struct opts *o, const char *path, struct lm_model_stream
 	struct lm_adamw adam = {0.9, 0.999, 1e-8, 0.0};
 	struct lm_train_opts to = {.perp = co->perp, .full = co->full, .layer = -1,
 	                           .dropout = co->dropout, .seed = o->tc.seed};
-	double last = NAN, first_sum = 0, last_sum = 0;
+	double last = NAN, first_sum = 0, last_sum = 0, tokens = 0;
 	long last_step = -1;
 
 	if (co->rank)
@@ -292,8 +292,8 @@ static void contrastive(struct opts *o, const char *path, struct lm_model_stream
 			first_sum += loss;
 		if (s >= steps - k10)
 			last_sum += loss;
-		/* the progress line counts examples where lm-retrain counts tokens */
-		lm_progress_step(&pg, NULL, s + 1, loss, lr, gn, (double)((size_t)(s + 1) * P));
+		tokens += (double)c.tokens;
+		lm_progress_step(&pg, NULL, s + 1, loss, lr, gn, tokens);
 	}
 	double secs = lm_now() - pg.t0;
 	if (lm_train_merge(&tr) < 0)

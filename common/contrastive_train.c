@@ -163,8 +163,10 @@ int lm_ctr_step(struct lm_ctr *c, struct lm_train *tr, const size_t *rows, size_
 	for (size_t s = 0; s < ns; s++)
 		if (c->len[c->src[s]] > T)
 			T = c->len[c->src[s]];
+	c->tokens = 0;
 	for (size_t s = 0; s < ns; s++) {
 		size_t l = c->len[c->src[s]];
+		c->tokens += l;
 		int32_t *row = c->batch + s * T;
 		memcpy(row, c->ids[c->src[s]], l * sizeof *row);
 		for (size_t t = l; t < T; t++)

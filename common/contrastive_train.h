@@ -49,6 +49,7 @@ struct lm_ctr {
 	double tau;
 	int symmetric;
 	int32_t pad;
+	size_t tokens;          /* the last step's prompt tokens, padding not counted */
 	/* one step's scratch */
 	int32_t *batch;
 	size_t *last, *pos, *src;
