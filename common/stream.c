@@ -299,9 +299,14 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 	json_t *jdt = json_object_get(m, "dtype");
 	const char *dt = json_string_value(jdt);
 	int t = dt && strlen(dt) == json_string_length(jdt) ? lm_dtype_parse(dt) : -1;
-	if (json_is_integer(jdt)) /* the ids are stable, but the wire carries names */
-		return lm_seterr("tensor '%s': dtype is the number %lld, not a name such as \"f32\"",
-		                 name, (long long)json_integer_value(jdt));
+	if (json_is_integer(jdt)) { /* the ids are stable, but the wire carries names */
+		json_int_t id = json_integer_value(jdt);
+		const struct lm_dtype_info *in = id >= 0 && id < LM_DTYPE_COUNT ? lm_dtype_info((enum lm_dtype)id) : NULL;
+		const char *known = in ? in->name : NULL;
+		return lm_seterr("tensor '%s': dtype is the number %lld%s%s%s, not a name such as \"f32\"",
+		                 name, (long long)id, known ? " (the id of " : "", known ? known : "",
+		                 known ? ")" : "");
+	}
 	if (!jdt)
 		return lm_seterr("tensor '%s': no dtype", name);
 	if (!dt)

@@ -276,7 +276,11 @@ static void test_handcrafted(void)
 	n = put_map(b, hdr);
 	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":5,\"shape\":[1],\"nbytes\":4,"
 	                    "\"crc32\":0,\"attrs\":{}}");
-	expect_fail("integer dtype", b, n, "dtype is the number 5");
+	expect_fail("integer dtype", b, n, "dtype is the number 5 (the id of i32)");
+	n = put_map(b, hdr);
+	n += put_map(b + n, "{\"kind\":\"tensor\",\"name\":\"x\",\"dtype\":10,\"shape\":[1],\"nbytes\":4,"
+	                    "\"crc32\":0,\"attrs\":{}}");
+	expect_fail("integer dtype, no such id", b, n, "dtype is the number 10, not a name");
 	/* a 4 TiB claim on a pipe: memory follows the bytes that arrive, so the lie ends as a
 	 * truncation (16 bytes sent), not as an allocation of what the header says */
 	n = put_map(b, hdr);
