@@ -25,7 +25,7 @@ static const char usage_text[] =
 	"  -m, --method NAME     magnitude (default), wanda or sparsegpt\n"
 	"      --global          magnitude: one threshold for all the pruned matrices\n"
 	"  -c, --calib FILE      calibration text, or an lm-stream of token ids (wanda, sparsegpt)\n"
-	"      --nsamples N      calibration windows (default 128)\n"
+	"      --nsamples N      calibration windows (default: up to 128, as -c holds)\n"
 	"      --seqlen N        tokens per window (default: the model's max positions)\n"
 	"      --blocksize N     sparsegpt: columns per block (default 128)\n"
 	"      --damp F          sparsegpt: dampening, a fraction of the mean diagonal (default 0.01)\n"
@@ -47,6 +47,7 @@ struct opts {
 	int have_s, global, force, threads, verify, verbose, quiet;
 	const char *calib, *out;
 	long long nsamples, seqlen, blocksize;
+	int nsamples_set; /* --nsamples given: a short calibration file is an error */
 	double damp;
 	const char *incl[MAXGLOB], *excl[MAXGLOB];
 	int nincl, nexcl;
@@ -353,7 +354,10 @@ int main(int argc, char **argv)
 			break;
 		case O_GLOBAL: o.global = 1; break;
 		case 'c': o.calib = optarg; break;
-		case O_NSAMPLES: o.nsamples = estrtoll(optarg, 1, 1 << 20, "--nsamples"); break;
+		case O_NSAMPLES:
+			o.nsamples = estrtoll(optarg, 1, 1 << 20, "--nsamples");
+			o.nsamples_set = 1;
+			break;
 		case O_SEQLEN: o.seqlen = estrtoll(optarg, 1, 1 << 20, "--seqlen"); break;
 		case O_BLOCK: o.blocksize = estrtoll(optarg, 1, 8192, "--blocksize"); break;
 		case O_DAMP: o.damp = estrtod(optarg, 0, 1e6, "--damp"); break;
@@ -402,7 +406,7 @@ int main(int argc, char **argv)
 		die_lm(lm_reader_name(rd));
 	select_tensors(&p);
 	if (o.calib)
-		ids = lm_cli_calib_ids(o.calib, &ms, &o.seqlen, o.nsamples);
+		ids = lm_cli_calib_ids(o.calib, &ms, &o.seqlen, &o.nsamples, o.nsamples_set);
 
 	w = lm_writer_open(out.fd, out.name);
 	if (lm_ms_write_start(&ms, w, argc, argv) < 0 || lm_model_init(&p.m, &ms.h.cfg) < 0)

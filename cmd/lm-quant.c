@@ -31,7 +31,7 @@ static const char usage_text[] =
 	"                        calibration windows: pmpq (pruning), cmpq (correlation) or\n"
 	"                        tdmpq (Taylor: gradients of the whole model held in memory)\n"
 	"      --target-bits B   --mixed: meet an average of B bits per weight instead of k-means\n"
-	"      --nsamples N      calibration windows (default 128)\n"
+	"      --nsamples N      calibration windows (default: up to 128, as -c holds)\n"
 	"      --seqlen N        tokens per window (default: the model's max positions)\n"
 	"      --blocksize N     gptq: columns per block (default 128)\n"
 	"      --damp F          gptq: dampening, a fraction of the mean diagonal (default 0.01)\n"
@@ -60,6 +60,7 @@ struct opts {
 	enum method method;
 	const char *calib, *out;
 	long long nsamples, seqlen, blocksize;
+	int nsamples_set; /* --nsamples given: a short calibration file is an error */
 	double damp;
 	const char *incl[MAXGLOB], *excl[MAXGLOB];
 	int nincl, nexcl;
@@ -456,7 +457,10 @@ int main(int argc, char **argv)
 				edie(2, "--method: '%s' is not rtn or gptq", optarg);
 			break;
 		case 'c': o.calib = optarg; break;
-		case O_NSAMPLES: o.nsamples = estrtoll(optarg, 1, 1 << 20, "--nsamples"); break;
+		case O_NSAMPLES:
+			o.nsamples = estrtoll(optarg, 1, 1 << 20, "--nsamples");
+			o.nsamples_set = 1;
+			break;
 		case O_SEQLEN: o.seqlen = estrtoll(optarg, 1, 1 << 20, "--seqlen"); break;
 		case O_BLOCK: o.blocksize = estrtoll(optarg, 1, 8192, "--blocksize"); break;
 		case O_DAMP: o.damp = estrtod(optarg, 0, 1e6, "--damp"); break;
@@ -526,7 +530,7 @@ int main(int argc, char **argv)
 		die_lm(lm_reader_name(rd));
 	select_tensors(&p);
 	if (o.calib)
-		ids = lm_cli_calib_ids(o.calib, &ms, &o.seqlen, o.nsamples);
+		ids = lm_cli_calib_ids(o.calib, &ms, &o.seqlen, &o.nsamples, o.nsamples_set);
 
 	w = lm_writer_open(out.fd, out.name);
 	if (lm_ms_write_start(&ms, w, argc, argv) < 0 || lm_model_init(&p.m, &ms.h.cfg) < 0)

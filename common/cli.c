@@ -255,10 +255,10 @@ _Noreturn void lm_bad_option(const char *text)
 }
 
 int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, long long *seqlen,
-                          long long nsamples)
+                          long long *nsamples, int given)
 {
 	int32_t *ids;
-	size_t n, T;
+	size_t n, T, have;
 	if (!*seqlen)
 		*seqlen = ms->h.cfg.max_positions;
 	if (*seqlen > ms->h.cfg.max_positions)
@@ -267,8 +267,18 @@ int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, lo
 	T = (size_t)*seqlen;
 	if (lm_calib_load_ids(path, ms, &ids, &n) < 0)
 		die_lm(path);
-	if (n / T < (size_t)nsamples)
+	have = n / T;
+	if (have >= (size_t)*nsamples)
+		return ids;
+	/* the default is a ceiling, not a demand: the README's own calibration file holds
+	 * 56 windows of 512; a number the user asked for is kept to */
+	if (have == 0)
+		die("%s: %zu tokens make no window of %zu (--seqlen)", path, n, T);
+	if (given)
 		die("%s: %zu tokens make %zu windows of %zu, fewer than the %lld asked for (--nsamples)",
-		    path, n, n / T, T, nsamples);
+		    path, n, have, T, *nsamples);
+	warnf("%s: %zu tokens make %zu windows of %zu: calibrating on %zu, not the default %lld "
+	      "(--nsamples)", path, n, have, T, have, *nsamples);
+	*nsamples = (long long)have;
 	return ids;
 }

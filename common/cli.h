@@ -42,11 +42,13 @@ struct lm_reader *lm_in_open(const char *path);
 void lm_pass_header(struct lm_reader *rd, struct lm_writer *w, struct lm_header *h, int argc, char **argv);
 
 /* calibration ids for a layer-by-layer tool (lm-prune, lm-quant): *seqlen 0 becomes the
- * model's positions; a seqlen above them is a usage error (exit 2), a file with fewer than
- * nsamples windows of *seqlen tokens a runtime error naming how many it has (exit 1) */
+ * model's positions; a seqlen above them is a usage error (exit 2). A file with fewer than
+ * *nsamples windows of *seqlen tokens is a runtime error naming how many it has (exit 1)
+ * when --nsamples was given, or it has none; with the default, *nsamples becomes what the
+ * file holds, with a warning. */
 struct lm_model_stream;
 int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, long long *seqlen,
-                          long long nsamples);
+                          long long *nsamples, int given);
 
 /* fflush + ferror + fclose on stdout for text tools; dies with a message on failure */
 void lm_fshut_stdout(void);

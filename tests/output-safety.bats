@@ -216,3 +216,40 @@ interrupted() {
 	run ! grep -rl '@VERSION@' "$p/share/man"
 	for f in "$TOP"/man/*.1; do cmp "$f" "$p/share/man/man1/${f##*/}"; done
 }
+
+# calib_default PROG ARGS...: a calibration file shorter than the default 128 windows
+calib_default() {
+	local prog=$1 d="$BATS_TEST_TMPDIR" n
+	shift
+	head -c 6000 "$DATA/novels-eval/novels-calib.txt" > "$d/short.txt"
+	run -0 --separate-stderr "$prog" "$@" -c "$d/short.txt" --seqlen 64 -o "$d/a.lms" "$BATS_FILE_TMPDIR/m1.lms"
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ "$stderr" =~ ^$prog:\ warning:\ .*short.txt:\ [0-9]+\ tokens\ make\ ([0-9]+)\ windows\ of\ 64:\ calibrating\ on\ ([0-9]+),\ not\ the\ default\ 128 ]]
+	n=${BASH_REMATCH[1]}
+	[ "${BASH_REMATCH[2]}" = "$n" ] && [ "$n" -ge 1 ] && [ "$n" -lt 128 ]
+	# the same as asking for exactly what the file holds
+	run -0 --separate-stderr "$prog" "$@" -c "$d/short.txt" --seqlen 64 --nsamples "$n" -o "$d/b.lms" "$BATS_FILE_TMPDIR/m1.lms"
+	assert_equal "$stderr" ""
+	[ "$(tensor_digest "$d/a.lms")" = "$(tensor_digest "$d/b.lms")" ]
+	# asked for explicitly, one more than the file holds (or the default's 128) is an error
+	for k in $((n + 1)) 128; do
+		run -1 --separate-stderr "$prog" "$@" -c "$d/short.txt" --seqlen 64 --nsamples "$k" -o "$d/c.lms" "$BATS_FILE_TMPDIR/m1.lms"
+		assert_one_line_error "$prog"
+		[[ "$stderr" == *"make $n windows of 64, fewer than the $k asked for (--nsamples)" ]]
+		[ ! -e "$d/c.lms" ]
+	done
+	# no windows at all stays an error with the default too
+	: > "$d/empty.txt"
+	run -1 --separate-stderr "$prog" "$@" -c "$d/empty.txt" --seqlen 64 -o "$d/c.lms" "$BATS_FILE_TMPDIR/m1.lms"
+	assert_one_line_error "$prog"
+	[[ "$stderr" == *"empty.txt: 1 tokens make no window of 64 (--seqlen)" ]]
+}
+
+@test "lm-prune -m wanda/sparsegpt -c FILE shorter than the default --nsamples: uses what it holds, warns" {
+	calib_default lm-prune -s 0.5 -m wanda
+	calib_default lm-prune -s 0.5 -m sparsegpt
+}
+
+@test "lm-quant -m gptq -c FILE shorter than the default --nsamples: uses what it holds, warns" {
+	calib_default lm-quant -b 4 -m gptq
+}
