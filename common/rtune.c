@@ -1,6 +1,7 @@
 /* rtune.c: UPRISE retriever tuning: scoring prompts with the frozen LM, InfoNCE on a
  * linear projection of frozen embeddings (see rtune.h) */
 #include "rtune.h"
+#include "contrastive.h"
 #include "retrieve.h"
 #include "rng.h"
 #include "util.h"
@@ -22,99 +23,47 @@ void lm_rtune_defaults(struct lm_rtune_cfg *c)
 
 /* ---- InfoNCE ---- */
 
-/* u = P x normalised: uhat [d], returns |P x| */
-static double project(const float *P, const float *x, size_t d, double *uhat)
+/* y [n,d] = x [n,d] P^T (in double, rounded once) */
+static void project(const float *P, const float *x, size_t n, size_t d, float *y)
 {
-	double nn = 0;
-	for (size_t i = 0; i < d; i++) {
-		double s = 0;
-		for (size_t j = 0; j < d; j++)
-			s += (double)P[i * d + j] * x[j];
-		uhat[i] = s;
-		nn += s * s;
-	}
-	double n = sqrt(nn);
-	for (size_t i = 0; i < d; i++)
-		uhat[i] = n > 0 ? uhat[i] / n : 0;
-	return n;
+	for (size_t r = 0; r < n; r++)
+		for (size_t i = 0; i < d; i++) {
+			double s = 0;
+			for (size_t j = 0; j < d; j++)
+				s += (double)P[i * d + j] * x[r * d + j];
+			y[r * d + i] = (float)s;
+		}
 }
 
-/* g (w.r.t. uhat) -> gradient w.r.t. u = P x, then dP += that x^T */
-static void back_norm(double *g, const double *uhat, double norm, const float *x, size_t d,
-                      double *dP)
+/* dP += dy [n,d]^T x [n,d] */
+static void back_project(const float *dy, const float *x, size_t n, size_t d, double *dP)
 {
-	double dot = 0;
-	if (norm <= 0)
-		return;
-	for (size_t i = 0; i < d; i++)
-		dot += uhat[i] * g[i];
-	for (size_t i = 0; i < d; i++) {
-		double gi = (g[i] - uhat[i] * dot) / norm;
-		for (size_t j = 0; j < d; j++)
-			dP[i * d + j] += gi * x[j];
-	}
+	for (size_t r = 0; r < n; r++)
+		for (size_t i = 0; i < d; i++)
+			for (size_t j = 0; j < d; j++)
+				dP[i * d + j] += (double)dy[r * d + i] * x[r * d + j];
 }
 
+/* the loss is contrastive.h's over the projected embeddings; only the projection is ours */
 double lm_infonce(const float *P, const float *q, size_t B, const float *k, size_t K,
                   const size_t *pos, const unsigned char *mask, size_t d, double temperature,
                   float *dP)
 {
-	double *uq = xmalloc(B * d * sizeof *uq), *uk = xmalloc(K * d * sizeof *uk);
-	double *nq = xmalloc(B * sizeof *nq), *nk = xmalloc(K * sizeof *nk);
-	double *G = xcalloc(B * K, sizeof *G), loss = 0;
-
-	for (size_t b = 0; b < B; b++)
-		nq[b] = project(P, q + b * d, d, uq + b * d);
-	for (size_t j = 0; j < K; j++)
-		nk[j] = project(P, k + j * d, d, uk + j * d);
-	for (size_t b = 0; b < B; b++) {
-		double mx = -INFINITY, sum = 0, *z = G + b * K;
-		for (size_t j = 0; j < K; j++) {
-			if (mask && !mask[b * K + j] && j != pos[b])
-				continue;
-			double s = 0;
-			for (size_t i = 0; i < d; i++)
-				s += uq[b * d + i] * uk[j * d + i];
-			z[j] = s / temperature;
-			mx = z[j] > mx ? z[j] : mx;
-		}
-		for (size_t j = 0; j < K; j++)
-			if (!mask || mask[b * K + j] || j == pos[b])
-				sum += exp(z[j] - mx);
-		loss += log(sum) + mx - z[pos[b]];
-		/* G = d(mean loss)/dz / temperature = (softmax - onehot) / (B tau) */
-		for (size_t j = 0; j < K; j++) {
-			double p = !mask || mask[b * K + j] || j == pos[b] ? exp(z[j] - mx) / sum : 0;
-			z[j] = (p - (j == pos[b])) / ((double)B * temperature);
-		}
-	}
+	float *yq = xmalloc(B * d * sizeof *yq), *yk = xmalloc(K * d * sizeof *yk);
+	float *gq = dP ? xmalloc(B * d * sizeof *gq) : NULL, *gk = dP ? xmalloc(K * d * sizeof *gk) : NULL;
+	project(P, q, B, d, yq);
+	project(P, k, K, d, yk);
+	double loss = lm_contrastive_loss(yq, B, yk, K, d, pos, mask, temperature, 0, gq, gk);
 	if (dP) {
-		double *acc = xcalloc(d * d, sizeof *acc), *g = xmalloc(d * sizeof *g);
-		for (size_t b = 0; b < B; b++) {
-			for (size_t i = 0; i < d; i++) {
-				double s = 0;
-				for (size_t j = 0; j < K; j++)
-					s += G[b * K + j] * uk[j * d + i];
-				g[i] = s;
-			}
-			back_norm(g, uq + b * d, nq[b], q + b * d, d, acc);
-		}
-		for (size_t j = 0; j < K; j++) {
-			for (size_t i = 0; i < d; i++) {
-				double s = 0;
-				for (size_t b = 0; b < B; b++)
-					s += G[b * K + j] * uq[b * d + i];
-				g[i] = s;
-			}
-			back_norm(g, uk + j * d, nk[j], k + j * d, d, acc);
-		}
+		double *acc = xcalloc(d * d, sizeof *acc);
+		back_project(gq, q, B, d, acc);
+		back_project(gk, k, K, d, acc);
 		for (size_t i = 0; i < d * d; i++)
 			dP[i] = (float)acc[i];
 		free(acc);
-		free(g);
 	}
-	free(uq), free(uk), free(nq), free(nk), free(G);
-	return loss / (double)B;
+	free(yq), free(yk), free(gq), free(gk);
+	return loss;
 }
 
 /* ---- scoring: positives and hard negatives ---- */
@@ -201,16 +150,14 @@ out:
 static double ranked_first(const float *P, const float *Q, const float *E, const struct pair *pr,
                            size_t n, size_t H, size_t d)
 {
-	double *u = xmalloc(d * sizeof *u), *w = xmalloc(d * sizeof *w);
+	float *u = xmalloc(d * sizeof *u), *w = xmalloc(d * sizeof *w);
 	size_t ok = 0;
 	for (size_t i = 0; i < n; i++) {
-		project(P, Q + pr[i].q * d, d, u);
+		project(P, Q + pr[i].q * d, 1, d, u);
 		double best = -INFINITY, cp = 0;
 		for (size_t h = 0; h <= H; h++) {
-			project(P, E + (h ? pr[i].neg[h - 1] : pr[i].pos) * d, d, w);
-			double s = 0;
-			for (size_t j = 0; j < d; j++)
-				s += u[j] * w[j];
+			project(P, E + (h ? pr[i].neg[h - 1] : pr[i].pos) * d, 1, d, w);
+			double s = lm_cosine(u, w, d);
 			if (h == 0)
 				cp = s;
 			else
