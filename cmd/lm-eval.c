@@ -65,6 +65,8 @@ static const char usage_text[] =
 	"      --data DIR        --task: the data sets' folder (layout: lm-eval(1), Zero-shot tasks)\n"
 	"      --limit N         --task: only the first N items of each task\n"
 	"      --log-samples     --task --json: each item's log-likelihoods and tokens too\n"
+	"      --bos             --task: BOS before every context (default: none, as the harness\n"
+	"                        feeds OPT)\n"
 	"      --qa CSV          question/answer rows: perplexity of the answers given the questions\n"
 	"      --question COL    --qa: column names (default: as lm-unlearn finds them)\n"
 	"      --answer COL\n"
@@ -91,7 +93,7 @@ struct opts {
 	/* --task (common/zeroshot.h) */
 	const char *tasks, *tdata;
 	long long limit;
-	int log_samples;
+	int log_samples, bos;
 	/* --qa (common/unlearn_eval.h) */
 	const char *qa, *qcol, *acol;
 	int harm, ntok_set;
@@ -666,6 +668,7 @@ static void zs_mode(struct lm_model_stream *ms, struct opts *o)
 	load_whole(ms, &m, &tk, "--task");
 	lm_zs_scorer_init(&sc, &m, tk);
 	sc.keep_ids = o->log_samples; /* the samples carry each request's tokens */
+	sc.bos = o->bos;
 	r = xcalloc(nt, sizeof *r);
 	for (size_t i = 0; i < nt; i++)
 		if (lm_zs_eval(&sc, &t[i], &r[i], task_progress, o) < 0)
@@ -687,7 +690,7 @@ static void zs_mode(struct lm_model_stream *ms, struct opts *o)
 		                        "model_args", lm_reader_name(ms->rd), "num_fewshot", 0, "batch_size",
 		                        "choices of an item", "limit",
 		                        o->limit ? json_integer(o->limit) : json_null(), "files", files,
-		                        "bos", 1, "tokens_run", (json_int_t)sc.run_tokens,
+		                        "bos", o->bos, "tokens_run", (json_int_t)sc.run_tokens,
 		                        "tokens_without_prefix_sharing", (json_int_t)sc.plain_tokens);
 		json_t *j = json_pack("{s:o, s:o, s:o, s:o}", "results", res, "versions", ver, "n-samples",
 		                      ns, "config", cfg);
@@ -754,7 +757,7 @@ int main(int argc, char **argv)
 {
 	enum { O_STS = 0x170, O_DEMO, O_TMPL, O_AVG, O_MC, O_RETR, O_RAND, O_NOPROJ, O_SEED };
 	enum { O_QA = 0x190, O_QCOL, O_ACOL, O_HARM, O_MATCH, O_WORDS };
-	enum { O_TASK = 0x1d0, O_TDATA, O_LIMIT, O_LOGS };
+	enum { O_TASK = 0x1d0, O_TDATA, O_LIMIT, O_LOGS, O_BOS };
 	enum { O_VERBATIM = 0x1e0 };
 	enum { O_ETHR = 0x1b0, O_ERULE, O_EXITS, O_SWEEP, O_THRS, O_CFRAC, O_TEMP, O_TOPK };
 	static const struct option lopts[] = {
@@ -772,6 +775,7 @@ int main(int argc, char **argv)
 		{"no-projection", no_argument, 0, O_NOPROJ}, {"seed", required_argument, 0, O_SEED},
 		{"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_TDATA},
 		{"limit", required_argument, 0, O_LIMIT}, {"log-samples", no_argument, 0, O_LOGS},
+		{"bos", no_argument, 0, O_BOS},
 		{"qa", required_argument, 0, O_QA}, {"question", required_argument, 0, O_QCOL},
 		{"answer", required_argument, 0, O_ACOL}, {"harm-rate", no_argument, 0, O_HARM},
 		{"match", required_argument, 0, O_MATCH}, {"words", required_argument, 0, O_WORDS},
@@ -820,6 +824,7 @@ int main(int argc, char **argv)
 		case O_TDATA: o.tdata = optarg; break;
 		case O_LIMIT: o.limit = estrtoll(optarg, 1, 1LL << 40, "--limit"); break;
 		case O_LOGS: o.log_samples = 1; break;
+		case O_BOS: o.bos = 1; break;
 		case O_QA: o.qa = optarg; break;
 		case O_QCOL: o.qcol = optarg; break;
 		case O_ACOL: o.acol = optarg; break;
@@ -864,8 +869,8 @@ int main(int argc, char **argv)
 		edie(2, "--temperature and --top-k are for --generate and --exit-sweep");
 	if (o.gen && !o.ee_threshold)
 		o.eo.rule = LM_EE_NONE; /* sampling without early exit */
-	if ((o.tdata || o.limit || o.log_samples) && !o.tasks)
-		edie(2, "--data, --limit and --log-samples are for --task LIST");
+	if ((o.tdata || o.limit || o.log_samples || o.bos) && !o.tasks)
+		edie(2, "--data, --limit, --log-samples and --bos are for --task LIST");
 	if (o.tasks && !o.tdata)
 		edie(2, "--task: give the data sets' folder with --data DIR");
 	if (o.log_samples && !o.json)

@@ -8,10 +8,11 @@
  *   zeroshot_metrics.c acc, acc_norm, their standard errors, LAMBADA's perplexity, and
  *                      the harness-shaped JSON report
  *
- * A request's tokens are BOS + tokens(context) + tokens(continuation), each part
- * tokenized on its own (as the harness did before v0.4); white space at the end of a
- * context moves to the front of its continuation. Too long a sequence loses its oldest
- * context tokens (BOS kept). */
+ * A request's tokens are tokens(context) + tokens(continuation), each part tokenized on
+ * its own (as the harness did before v0.4), with nothing in front, as the harness feeds
+ * OPT (an empty context becomes EOS), or BOS in front when asked (scorer.bos); white
+ * space at the end of a context moves to the front of its continuation. Too long a
+ * sequence loses its oldest context tokens (BOS kept). */
 #ifndef LM_ZEROSHOT_H
 #define LM_ZEROSHOT_H
 
@@ -85,6 +86,7 @@ struct lm_zs_scorer {
 	/* totals: tokens through the layers, and what scoring each request alone would run */
 	size_t run_tokens, plain_tokens;
 	int keep_ids;  /* hand each request's tokens out in lm_zs_ll.ids (the caller frees) */
+	int bos;       /* BOS before every context (0: the harness's way, see above) */
 };
 
 void lm_zs_scorer_init(struct lm_zs_scorer *sc, const struct lm_model *m,

@@ -78,7 +78,7 @@ static int kv_fit(struct lm_kv *kv, size_t *room, const struct lm_opt_config *c,
 }
 
 struct req {
-	int32_t *seq;   /* BOS, the context tokens kept, the continuation */
+	int32_t *seq;   /* BOS (or EOS), the context tokens kept, the continuation */
 	size_t len, start;  /* tokens; index of the first continuation token */
 };
 
@@ -104,12 +104,16 @@ static int tokenize_req(const struct lm_zs_scorer *sc, const char *ctx, const ch
 		return e ? -1 : no ? lm_seterr("continuation of %zu tokens (the model has %zu positions)", no, P)
 		               : lm_seterr("empty continuation");
 	}
-	size_t keep = nc < P - 1 - no ? nc : P - 1 - no;
-	r->len = 1 + keep + no, r->start = 1 + keep;
+	/* one token in front: BOS when asked; without, the harness puts EOS before an empty
+	 * context so that the first continuation token has something to follow */
+	size_t lead = sc->bos || nc == 0 ? 1 : 0;
+	size_t keep = nc < P - lead - no ? nc : P - lead - no;
+	r->len = lead + keep + no, r->start = lead + keep;
 	r->seq = xmalloc(r->len * sizeof *r->seq);
-	r->seq[0] = c->bos;
+	if (lead)
+		r->seq[0] = sc->bos ? c->bos : c->eos;
 	if (keep) /* an empty context has no token array at all */
-		memcpy(r->seq + 1, cids + nc - keep, keep * sizeof *r->seq);
+		memcpy(r->seq + lead, cids + nc - keep, keep * sizeof *r->seq);
 	memcpy(r->seq + r->start, oids, no * sizeof *r->seq);
 	free(cids), free(oids);
 	return 0;

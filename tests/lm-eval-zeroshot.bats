@@ -32,7 +32,10 @@ r = j["results"]
 want = ["boolq", "rte", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa",
         "piqa", "lambada_openai"]
 assert list(r) == want, list(r)
-for t in want[:-1]:
+# BoolQ and RTE: pairs of items with the same text and opposite labels, one of each right
+for t in ("boolq", "rte"):
+    assert r[t]["acc"] == 0.5 and abs(r[t]["acc_stderr"] - (0.25 / 3) ** 0.5) < 1e-12, (t, r[t])
+for t in want[2:-1]:
     assert r[t]["acc"] == 1.0, (t, r[t])
     assert ("acc_norm" in r[t]) == (t in ("hellaswag", "arc_easy", "arc_challenge", "openbookqa", "piqa")), t
     assert r[t].get("acc_norm", 1.0) == 1.0, (t, r[t])
@@ -41,6 +44,7 @@ for t in want[:-1]:
 assert r["lambada_openai"]["acc"] == 0.75, r["lambada_openai"]
 assert r["lambada_openai"]["perplexity"] > 1
 assert j["n-samples"]["hellaswag"] == 4 and j["config"]["num_fewshot"] == 0
+assert j["config"]["bos"] is False  # as the harness feeds OPT, unless --bos
 # the shared prefixes ran once: fewer tokens than one pass per choice
 assert j["config"]["tokens_run"] < j["config"]["tokens_without_prefix_sharing"]
 PY
@@ -87,8 +91,8 @@ for t, items in j["samples"].items():
     if "acc_norm" in r:
         assert abs(r["acc_norm"] - sum(norm) / len(norm)) < 1e-12, t
     assert all(min(s["tokens"]) >= 1 for s in items)
-    # each request's tokens: BOS (2 in opt-micro), the context, the continuation
-    assert all(x[0] == 2 and len(x) > k for s in items for x, k in zip(s["ids"], s["tokens"]))
+    # each request's tokens: the context, the continuation; no BOS (2 in opt-micro) without --bos
+    assert all(x[0] != 2 and len(x) > k for s in items for x, k in zip(s["ids"], s["tokens"]))
     assert all(len(set(tuple(x[-k:]) for x, k in zip(s["ids"], s["tokens"]))) == 1 for s in items) == (t == "winogrande")
 PY
 }
@@ -101,8 +105,9 @@ total_nll() {
 		"$PYTHON" -c "import json,sys; j=json.load(sys.stdin); print(j['mean_nll'] * (j['tokens'] - 1))"
 }
 
-@test "lm-eval --task: a continuation's log-likelihood equals --ppl of context + continuation minus --ppl of the context" {
-	run -0 --separate-stderr lm-eval -q --task hellaswag,lambada_openai --data "$ZS" --json \
+@test "lm-eval --task --bos: a continuation's log-likelihood equals --ppl of context + continuation minus --ppl of the context" {
+	# --ppl puts BOS first: so does --bos
+	run -0 --separate-stderr lm-eval -q --bos --task hellaswag,lambada_openai --data "$ZS" --json \
 		--log-samples "$BATS_FILE_TMPDIR/micro.lms"
 	echo "$output" > "$BATS_TEST_TMPDIR/s.json"
 	# HellaSwag item 2 (WikiHow's [header] in it), its gold ending, cleaned here as the
@@ -153,6 +158,7 @@ assert j["config"]["limit"] == 2'
 	bad 2 "--data DIR" lm-eval --task boolq "$m"
 	bad 2 "--task LIST" lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --limit 3 "$m"
 	bad 2 "--json" lm-eval --task boolq --data "$ZS" --log-samples "$m"
+	bad 2 "--bos are for --task LIST" lm-eval --mc "$ZS/../data-tasks/none.jsonl" --bos "$m"
 	bad 2 "boolq twice" lm-eval --task boolq,boolq --data "$ZS" "$m"
 }
 
@@ -196,9 +202,9 @@ assert j["config"]["limit"] == 2'
 	run -0 cut -f1-3 "$out/zeroshot.tsv"
 	assert_line --index 1 "$(printf 'dense\t-\tnone')"
 	assert_line --index 2 "$(printf 'magnitude\t0.5\tnone')"
-	# the constructed items: the dense model gets every one right
+	# the constructed items: BoolQ's and RTE's pairs half right, the others all right
 	run -0 sed -n 2p "$out/zeroshot.tsv"
-	[[ "$(cut -f4-11 <<< "$output")" == "$(printf '100\t%.0s' 1 2 3 4 5 6 7)100" ]]
+	[[ "$(cut -f4-11 <<< "$output")" == "$(printf '50\t50\t100\t100\t100\t100\t100\t85.71')" ]]
 	grep -q '^| magnitude | 0.5 | none |' "$out/zeroshot.md"
 	# the magnitude row's pipeline, pasted, gives the row's BoolQ accuracy
 	cmd=$(sed -n 3p "$out/zeroshot.tsv" | cut -f12)

@@ -3,10 +3,10 @@
 --task --data DIR reads (the data sets' own file formats), from data/novels-eval's
 novels-calib.txt, a novel opt-micro was trained on.
 
-Every item is right by construction: the correct choice is the novel's own next words
-after a passage, the others strings of random letters of about the same length (or, for
-the fixed yes/no and True/False choices, the passage shows the answer several times
-after the same question). Run from the repository root; the output is deterministic."""
+Every item's answer is known by construction: the correct choice is the novel's own next
+words after a passage, the others strings of random letters of about the same length; for
+the fixed yes/no and True/False choices of BoolQ and RTE the items come in pairs with
+opposite labels, so exactly half are right. Run from anywhere; the output is deterministic."""
 import json
 import os
 import random
@@ -107,21 +107,20 @@ for i, (ctx, cont) in enumerate(passages(3, cont_words=14, start=50000)):
                     "answer": str(2 if i % 2 else 1)}))
 write("winogrande/dev.jsonl", rows)
 
-# BoolQ (SuperGLUE's val.jsonl) and RTE (GLUE's dev.tsv): the passage answers the same
-# question four times
-qs = [("is the house on the hill", True), ("did the old man come back", False),
-      ("was the letter in the box", True)]
+# BoolQ (SuperGLUE's val.jsonl) and RTE (GLUE's dev.tsv): their choices are fixed (yes/no,
+# True/False), so the items come in pairs, the same text with opposite labels: whatever
+# the model prefers, exactly one of a pair is right and the accuracy is 1/2
+qs = [("is the house on the hill", P[16][0]), ("did the old man come back", P[17][0])]
 rows = []
-for i, (q, yes) in enumerate(qs):
-    passage = "\n".join(f"Question: {q}?\nAnswer: {'yes' if yes else 'no'}" for _ in range(4))
-    rows.append(jl({"question": q, "passage": passage, "idx": i, "label": yes}))
+for i, (q, passage) in enumerate(qs):
+    for yes in ((True, False) if i % 2 == 0 else (False, True)):
+        rows.append(jl({"question": q, "passage": passage, "idx": len(rows), "label": yes}))
 write("boolq/val.jsonl", rows)
 rows = ["index\tsentence1\tsentence2\tlabel"]
-for i, (q, yes) in enumerate(qs):
+for i, (q, passage) in enumerate(qs):
     h = q[0].upper() + q[1:] + "."
-    s1 = " ".join(f"Question: {h} True or False? Answer: {'True' if yes else 'False'}."
-                  for _ in range(4))
-    rows.append(f"{i}\t{s1}\t{h}\t{'entailment' if yes else 'not_entailment'}")
+    for yes in ((True, False) if i % 2 == 0 else (False, True)):
+        rows.append(f"{len(rows) - 1}\t{passage}\t{h}\t{'entailment' if yes else 'not_entailment'}")
 write("rte/dev.tsv", rows)
 
 # LAMBADA (OpenAI's jsonl): three idioms whose last word opt-micro predicts greedily, and

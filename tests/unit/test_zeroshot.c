@@ -4,7 +4,8 @@
  * - HellaSwag's text cleaning on the cases its regex and replaces define;
  * - the shared-prefix scorer: each request's log-likelihood equals a plain forward over
  *   its whole sequence (requests sharing a context, WinoGrande-style requests differing in
- *   the context, an empty context), and the greedy flag equals the argmax of full logits;
+ *   the context, an empty context), with and without BOS, and the greedy flag equals the
+ *   argmax of full logits;
  * - the readers: the harness's prompt formats on tests/data-zeroshot, and bad input
  *   refused with the file and line named. */
 #include "forward.h"
@@ -74,10 +75,11 @@ static void test_hellaswag_clean(void)
 	clean_is("", "");
 }
 
-/* log-likelihood of cont after ctx by one plain forward over BOS + ctx + cont; and
- * whether every continuation token is the argmax of the full logits */
+/* log-likelihood of cont after ctx by one plain forward over [BOS] + ctx + cont (BOS
+ * also when ctx is empty: OPT's EOS is the same token); and whether every continuation
+ * token is the argmax of the full logits */
 static double plain_ll(const struct lm_model *m, const struct lm_tokenizer *tk, const char *ctx,
-                       const char *cont, int *greedy)
+                       const char *cont, int bos, int *greedy)
 {
 	int32_t *a = NULL, *b = NULL, ids[512];
 	size_t na = 0, nb = 0, V = (size_t)m->cfg.vocab_size;
@@ -86,20 +88,21 @@ static double plain_ll(const struct lm_model *m, const struct lm_tokenizer *tk, 
 	if ((*ctx && lm_tokenize(tk, ctx, strlen(ctx), &a, &na) < 0) ||
 	    lm_tokenize(tk, cont, strlen(cont), &b, &nb) < 0 || 1 + na + nb > 512)
 		return NAN;
+	size_t lead = bos || !na ? 1 : 0;
 	ids[0] = m->cfg.bos;
 	if (na)
-		memcpy(ids + 1, a, na * sizeof *ids);
-	memcpy(ids + 1 + na, b, nb * sizeof *ids);
-	size_t T = 1 + na + nb;
+		memcpy(ids + lead, a, na * sizeof *ids);
+	memcpy(ids + lead + na, b, nb * sizeof *ids);
+	size_t T = lead + na + nb;
 	float *logits = xmalloc(T * V * sizeof *logits);
 	double loss;
 	CHECK(lm_fwd_init(&s, &m->cfg, 1, T) == 0);
 	CHECK(lm_forward_loss(&s, m, ids, 1, T, &loss) == 0);
-	for (size_t t = na; t + 1 < T; t++) /* position t predicts ids[t + 1] */
+	for (size_t t = lead + na - 1; t + 1 < T; t++) /* position t predicts ids[t + 1] */
 		ll -= s.nll[t];
 	CHECK(lm_forward(&s, m, ids, NULL, 1, T, NULL, logits) == 0);
 	*greedy = 1;
-	for (size_t t = na; t + 1 < T; t++)
+	for (size_t t = lead + na - 1; t + 1 < T; t++)
 		if ((int32_t)lm_argmax(logits + t * V, V) != ids[t + 1])
 			*greedy = 0;
 	lm_fwd_free(&s);
@@ -115,11 +118,31 @@ static void check_requests(struct lm_zs_scorer *sc, const struct lm_model *m,
 	CHECKF(lm_zs_score(sc, ctx, cont, n, 1, got) == 0, "%s: %s", what, lm_errmsg());
 	for (size_t i = 0; i < n; i++) {
 		int g;
-		double want = plain_ll(m, tk, ctx[i], cont[i], &g);
-		CHECKF(fabs(got[i].ll - want) <= TOL_LL * fabs(want), "%s, request %zu: %.6f, plain %.6f",
-		       what, i, got[i].ll, want);
-		CHECKF(got[i].greedy == g, "%s, request %zu: greedy %d, plain %d", what, i, got[i].greedy, g);
+		double want = plain_ll(m, tk, ctx[i], cont[i], sc->bos, &g);
+		CHECKF(fabs(got[i].ll - want) <= TOL_LL * fabs(want), "%s, bos %d, request %zu: %.6f, "
+		       "plain %.6f", what, sc->bos, i, got[i].ll, want);
+		CHECKF(got[i].greedy == g, "%s, bos %d, request %zu: greedy %d, plain %d", what, sc->bos, i,
+		       got[i].greedy, g);
 	}
+}
+
+/* the requests of a multiple-choice item and of a WinoGrande item, with sc->bos as set */
+static void scorer_cases(struct lm_zs_scorer *sc, const struct lm_model *m,
+                         const struct lm_tokenizer *tk)
+{
+	/* one context, continuations of 1 to many tokens: the shared prefix runs once */
+	const char *ctx = "It was a dark and stormy night; the rain fell in torrents, except at";
+	const char *c1[4] = {ctx, ctx, ctx, ctx};
+	const char *o1[4] = {" occasional intervals, when it was checked", " noon", " the end",
+	                     " xq zvb"};
+	size_t run = sc->run_tokens, plain = sc->plain_tokens;
+	check_requests(sc, m, tk, c1, o1, 4, "shared context");
+	CHECK(sc->run_tokens - run < sc->plain_tokens - plain); /* the context ran once, not 4 times */
+	/* WinoGrande: contexts differing after a common start, one continuation */
+	const char *c2[2] = {"The trophy does not fit into the suitcase because the trophy",
+	                     "The trophy does not fit into the suitcase because the suitcase"};
+	const char *o2[2] = {" is too big.", " is too big."};
+	check_requests(sc, m, tk, c2, o2, 2, "partial scoring");
 }
 
 static void test_scorer(void)
@@ -132,30 +155,25 @@ static void test_scorer(void)
 		return;
 	}
 	lm_zs_scorer_init(&sc, &m, tk);
-	/* one context, continuations of 1 to many tokens: the shared prefix runs once */
-	const char *c1[4] = {"It was a dark and stormy night; the rain fell in torrents, except at",
-	                     "It was a dark and stormy night; the rain fell in torrents, except at",
-	                     "It was a dark and stormy night; the rain fell in torrents, except at",
-	                     "It was a dark and stormy night; the rain fell in torrents, except at"};
-	const char *o1[4] = {" occasional intervals, when it was checked", " noon", " the end",
-	                     " xq zvb"};
-	check_requests(&sc, &m, tk, c1, o1, 4, "shared context");
-	size_t before = sc.run_tokens, plain = sc.plain_tokens;
-	CHECK(before < plain); /* the context ran once, not four times */
-	/* WinoGrande: contexts differing after a common start, one continuation */
-	const char *c2[2] = {"The trophy does not fit into the suitcase because the trophy",
-	                     "The trophy does not fit into the suitcase because the suitcase"};
-	const char *o2[2] = {" is too big.", " is too big."};
-	check_requests(&sc, &m, tk, c2, o2, 2, "partial scoring");
+	CHECK(sc.bos == 0); /* the harness's way unless asked */
+	scorer_cases(&sc, &m, tk);
+	sc.bos = 1;
+	scorer_cases(&sc, &m, tk);
 	/* a context ending in white space (moved to the continuation), an empty context */
 	const char *c3[2] = {"He said ", ""};
 	const char *o3[2] = {"nothing", " Nothing at all"};
 	struct lm_zs_ll got[2];
 	CHECKF(lm_zs_score(&sc, c3, o3, 2, 0, got) == 0, "%s", lm_errmsg());
 	int g;
-	double w0 = plain_ll(&m, tk, "He said", " nothing", &g), w1 = plain_ll(&m, tk, "", " Nothing at all", &g);
+	double w0 = plain_ll(&m, tk, "He said", " nothing", 1, &g);
+	double w1 = plain_ll(&m, tk, "", " Nothing at all", 1, &g);
 	CHECKF(fabs(got[0].ll - w0) <= TOL_LL * fabs(w0), "trailing space: %.6f vs %.6f", got[0].ll, w0);
 	CHECKF(fabs(got[1].ll - w1) <= TOL_LL * fabs(w1), "empty context: %.6f vs %.6f", got[1].ll, w1);
+	/* without BOS an empty context gets EOS in front (OPT's EOS is its BOS: the same value) */
+	sc.bos = 0;
+	CHECKF(lm_zs_score(&sc, c3 + 1, o3 + 1, 1, 0, got) == 0, "%s", lm_errmsg());
+	CHECKF(fabs(got[0].ll - w1) <= TOL_LL * fabs(w1), "empty context, no BOS: %.6f vs %.6f",
+	       got[0].ll, w1);
 	/* an empty continuation is refused with its number */
 	const char *c4[2] = {"a", "a"}, *o4[2] = {" b", ""};
 	CHECK(lm_zs_score(&sc, c4, o4, 2, 0, got) < 0);
@@ -170,7 +188,8 @@ static void test_formats(void)
 {
 	struct lm_zs_task t;
 	CHECKF(lm_zs_load(&t, "boolq", DATA, 0) == 0, "%s", lm_errmsg());
-	CHECK(t.n == 3 && t.it[0].n == 2 && t.it[0].gold == 1 && t.it[1].gold == 0);
+	CHECK(t.n == 4 && t.it[0].n == 2 && t.it[0].gold == 1 && t.it[1].gold == 0);
+	CHECK(!strcmp(t.it[0].ctx[0], t.it[1].ctx[0])); /* pairs: the same text, both labels */
 	CHECK(!strcmp(t.it[0].cont[0], " no") && !strcmp(t.it[0].cont[1], " yes"));
 	CHECK(strstr(t.it[0].ctx[0], "\nQuestion: is the house on the hill?\nAnswer:") != NULL);
 	lm_zs_task_free(&t);
