@@ -130,8 +130,8 @@ void lm_out_open(struct lm_out *o, const char *path, int force)
 	o->tmp = xmalloc(n);
 	snprintf(o->tmp, n, "%s.tmpXXXXXX", o->path);
 	o->fd = mkstemp(o->tmp);
-	if (o->fd < 0)
-		die("%s:", path);
+	if (o->fd < 0) /* a writable file in a read-only folder cannot be replaced whole */
+		die("%s: cannot create a temporary file in its folder:", path);
 	memcpy(pending_tmp, o->tmp, n);
 	have_pending = 1;
 	/* mkstemp makes 0600 files: a replaced file keeps its mode, a new one gets the umask's */

@@ -134,3 +134,14 @@ row "NaN weight" lm-prune -s 0.5 nan.lms
 row "NUL inside a tensor name" lm-info nul.lms
 row "weights config.json has no place for" lm-import few/
 row "1e6 under -t f16" lm-import -t f16 big/
+# where -o writes, threads, calibration defaults (tests/output-safety.bats)
+ln -sf loop "$t/loop"
+head -c 6000 "$D/novels-calib.txt" > "$t/short.txt"
+row "-o a folder" lm-prune -s 0.5 -o . micro.lms
+row "-o in a missing folder" lm-prune -s 0.5 -o nope/x.lms micro.lms
+row "-o a symbolic-link loop" lm-init --like opt-micro -o loop
+row "-o past ulimit -f" bash -c "ulimit -f 1000; lm-prune -s 0.5 -o big.lms micro.lms"
+row "-j 32 under ulimit -v 4000000 (capped at the cores)" bash -c "ulimit -v 4000000; lm-prune -q -s 0.5 -j 32 micro.lms"
+row "calibration under the default 128 windows (warns, uses them)" lm-prune -s 0.5 -m wanda -c short.txt --seqlen 64 micro.lms
+row "calibration under an explicit --nsamples" lm-prune -s 0.5 -m wanda -c short.txt --seqlen 64 --nsamples 128 micro.lms
+row "gptq calibration under the default 128 windows" lm-quant -b 4 -m gptq -c short.txt --seqlen 64 micro.lms

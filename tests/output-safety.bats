@@ -253,3 +253,22 @@ calib_default() {
 @test "lm-quant -m gptq -c FILE shorter than the default --nsamples: uses what it holds, warns" {
 	calib_default lm-quant -b 4 -m gptq
 }
+
+@test "-o a folder, a missing folder, a symbolic-link loop: one line, exit 1, nothing made" {
+	local d="$BATS_TEST_TMPDIR/w" in="$BATS_FILE_TMPDIR/m1.lms"
+	mkdir "$d"
+	cd "$d"
+	ln -s loop loop
+	run -1 --separate-stderr lm-prune -s 0.5 -o . "$in"
+	assert_one_line_error lm-prune
+	assert_equal "$stderr" "lm-prune: .: Is a directory"
+	run -1 --separate-stderr lm-quant -b 4 -o nope/x.lms "$in"
+	assert_one_line_error lm-quant
+	assert_equal "$stderr" "lm-quant: nope/x.lms: cannot create a temporary file in its folder: No such file or directory"
+	run -1 --separate-stderr lm-init --like opt-micro -o loop
+	assert_one_line_error lm-init
+	assert_equal "$stderr" "lm-init: loop: Too many levels of symbolic links"
+	cd "$BATS_TEST_TMPDIR"
+	run ls -A "$d"
+	assert_output loop
+}
