@@ -56,11 +56,11 @@ float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
                 const float *pool_emb, size_t npool, const struct lm_rtune_cfg *c,
                 struct lm_rtune_report *rep);
 
-/* The InfoNCE step on its own (exposed for the gradient test; the loss is contrastive.h's
- * lm_contrastive_loss of the projected vectors, shared with lm-embed --contrastive): queries q [B, d], their
+/* The InfoNCE step on its own (exposed for the gradient test): queries q [B, d], their
  * candidate prompts k [K, d], pos[b] the index in k of query b's positive, mask [B, K]
  * (1: candidate counts for query b) or NULL; writes the mean loss and, if dP is not NULL,
- * its gradient [d, d] with respect to P. */
+ * its gradient [d, d] with respect to P. The loss is contrastive.h's (lm-embed
+ * --contrastive's) of the projected vectors P q and P k. */
 double lm_infonce(const float *P, const float *q, size_t B, const float *k, size_t K,
                   const size_t *pos, const unsigned char *mask, size_t d, double temperature,
                   float *dP);
