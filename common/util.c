@@ -122,9 +122,9 @@ void lm_set_die_hook(void (*fn)(void)) { die_hook = fn; }
 
 _Noreturn void lm_exit_now(int status)
 {
-	/* what exit() would have written, then the hook: nothing else needs to run */
-	fflush(stdout);
-	fflush(stderr);
+	/* what exit() would have written (stdout, a --log file), then the hook: nothing else
+	 * needs to run */
+	fflush(NULL);
 	if (die_hook)
 		die_hook();
 	_exit(status);
