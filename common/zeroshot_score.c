@@ -84,23 +84,38 @@ struct req {
 
 /* request i's tokens: white space ending the context moves to the continuation, so that
  * the GPT-2 pre-tokenizer joins it to the next word as it does in running text */
+/* the last context tokenized: an item's choices mostly share theirs */
+struct ctx_cache {
+	const char *s;
+	int32_t *ids;
+	size_t n;
+};
+
 static int tokenize_req(const struct lm_zs_scorer *sc, const char *ctx, const char *cont,
-                        struct req *r)
+                        struct req *r, struct ctx_cache *cc)
 {
 	const struct lm_opt_config *c = &sc->m->cfg;
-	size_t P = (size_t)c->max_positions, cl = strlen(ctx), sp = cl, nc = 0, no = 0;
-	int32_t *cids = NULL, *oids = NULL;
+	size_t P = (size_t)c->max_positions, cl = strlen(ctx), sp = cl, no = 0;
+	int32_t *oids = NULL;
 	while (sp && isspace((unsigned char)ctx[sp - 1]))
 		sp--;
+	if (!cc->s || strcmp(cc->s, ctx)) {
+		free(cc->ids);
+		cc->s = NULL, cc->ids = NULL, cc->n = 0;
+		if (sp && lm_tokenize(sc->tk, ctx, sp, &cc->ids, &cc->n) < 0)
+			return -1;
+		cc->s = ctx;
+	}
+	const int32_t *cids = cc->ids;
+	size_t nc = cc->n;
 	size_t ml = cl - sp + strlen(cont);
 	char *full = xmalloc(ml + 1);
 	memcpy(full, ctx + sp, cl - sp);
 	memcpy(full + cl - sp, cont, strlen(cont) + 1);
-	int e = (sp && lm_tokenize(sc->tk, ctx, sp, &cids, &nc) < 0) ||
-	        lm_tokenize(sc->tk, full, ml, &oids, &no) < 0;
+	int e = lm_tokenize(sc->tk, full, ml, &oids, &no) < 0;
 	free(full);
 	if (e || no == 0 || no + 2 > P) {
-		free(cids), free(oids);
+		free(oids);
 		return e ? -1 : no ? lm_seterr("continuation of %zu tokens (the model has %zu positions)", no, P)
 		               : lm_seterr("empty continuation");
 	}
@@ -115,7 +130,7 @@ static int tokenize_req(const struct lm_zs_scorer *sc, const char *ctx, const ch
 	if (keep) /* an empty context has no token array at all */
 		memcpy(r->seq + lead, cids + nc - keep, keep * sizeof *r->seq);
 	memcpy(r->seq + r->start, oids, no * sizeof *r->seq);
-	free(cids), free(oids);
+	free(oids);
 	return 0;
 }
 
@@ -133,11 +148,14 @@ int lm_zs_score(struct lm_zs_scorer *sc, const char *const *ctx, const char *con
 		free(rq);
 		return lm_seterr("no requests");
 	}
+	struct ctx_cache cc = {0};
 	for (size_t i = 0; i < n; i++)
-		if (tokenize_req(sc, ctx[i], cont[i], &rq[i]) < 0) {
+		if (tokenize_req(sc, ctx[i], cont[i], &rq[i], &cc) < 0) {
+			free(cc.ids);
 			lm_preerr("choice %zu", i + 1);
 			goto out;
 		}
+	free(cc.ids);
 	/* the shared prefix: common to all, and short of every first continuation token's
 	 * predecessor (that row must run with its own request) */
 	for (size_t i = 0; i < n; i++) {
