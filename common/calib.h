@@ -30,6 +30,9 @@ struct lm_tokenizer *lm_calib_tokenizer(const struct lm_model_stream *ms, const 
  * tokenizer, with one BOS in front. Every id is checked against the model's vocabulary.
  * *ids is malloc'd. -1 + error (the caller prefixes the path). */
 int lm_calib_load_ids(const char *path, const struct lm_model_stream *ms, int32_t **ids, size_t *n);
+/* A text is refused at its first NUL byte and when it is larger than this (each as soon
+ * as the bytes are read, so /dev/zero or an endless pipe costs no more than this) */
+#define LM_TEXT_MAX ((size_t)1 << 30)
 
 struct lm_calib {
 	size_t W, T, B, C;   /* windows, tokens per window, windows per forward batch, hidden */

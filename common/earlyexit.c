@@ -581,12 +581,20 @@ int lm_ee_samples(const int32_t *ids, size_t n, size_t seqlen, double frac, size
 	return 0;
 }
 
-/* one line of a gzip'd (or plain) file into *line (grown as needed); 0 at the end */
+/* the longest JSON line read: HumanEval's are a few KB, and a prompt must fit in the
+ * model's positions anyway (stated in lm-eval.1) */
+#define LM_EE_LINE_MAX ((size_t)1 << 20)
+
+/* One line of a gzip'd (or plain) file into *line (grown as needed, up to
+ * LM_EE_LINE_MAX bytes: a 713 KB gzip of one 700 MB line asked for 1.78 GB); 1 for a
+ * line, 0 at the end, -1 + error for a longer line. */
 static int gz_line(gzFile f, char **line, size_t *cap)
 {
 	size_t n = 0;
 	for (;;) {
 		if (n + 2 > *cap) {
+			if (*cap >= LM_EE_LINE_MAX)
+				return lm_seterr("longer than %zu MiB", LM_EE_LINE_MAX >> 20);
 			*cap = *cap ? 2 * *cap : 4096;
 			*line = xrealloc(*line, *cap);
 		}
@@ -611,11 +619,18 @@ int lm_ee_samples_jsonl(const char *path, const struct lm_tokenizer *tk, int32_t
 	*out = NULL, *ns = 0, *buf = NULL, *skipped = 0;
 	if (!f)
 		return lm_seterr("%s", strerror(errno ? errno : ENOMEM));
-	while ((!maxw || n < maxw) && gz_line(f, &line, &cap)) {
+	while (!maxw || n < maxw) {
 		json_error_t je;
 		int32_t *p = NULL, *r = NULL;
 		size_t np, nr;
+		int got = gz_line(f, &line, &cap);
 		nl++;
+		if (got < 0) {
+			lm_preerr("line %zu", nl);
+			goto out;
+		}
+		if (!got)
+			break;
 		if (strspn(line, " \t\r\n") == strlen(line))
 			continue;
 		json_t *j = json_loads(line, 0, &je);

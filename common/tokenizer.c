@@ -479,6 +479,7 @@ struct lm_enc {
 	char *ckeys;
 	int32_t *cvals;
 	uint32_t cklen, cvlen;
+	size_t piece; /* longest run of bytes one BPE sees (0: no limit) */
 };
 
 static int lm_enc_push(struct lm_enc *e, const int32_t *ids, size_t k)
@@ -653,6 +654,26 @@ static int lm_word(struct lm_enc *e, const char *w, size_t n)
 	return 0;
 }
 
+/* A pre-token longer than e->piece bytes (a megabyte of one letter, of spaces or of
+ * dashes) is encoded in pieces of at most that many bytes, each cut at a character
+ * boundary: BPE's scratch is 36 bytes per byte of the word (ids, links, candidate
+ * heap), so a 50 MB "word" asked for 1.8 GB. Merges never cross a cut, so a cut word
+ * may get other ids than Hugging Face gives it; a word shorter than the piece (every
+ * word of ordinary text) is never cut and gets exactly its ids. */
+static int lm_word_pieces(struct lm_enc *e, const char *w, size_t n)
+{
+	while (e->piece && n > e->piece) {
+		size_t k = e->piece;
+		/* continuation bytes (10xxxxxx) belong to the character before them */
+		while (k > 1 && ((unsigned char)w[k] & 0xc0) == 0x80)
+			k--;
+		if (lm_word(e, w, k) < 0)
+			return -1;
+		w += k, n -= k;
+	}
+	return lm_word(e, w, n);
+}
+
 /* split a valid UTF-8 run into pre-tokens and encode each */
 static int lm_run(struct lm_enc *e, pcre2_match_data *md, const char *s, size_t n)
 {
@@ -668,7 +689,7 @@ static int lm_run(struct lm_enc *e, pcre2_match_data *md, const char *s, size_t 
 		ov = pcre2_get_ovector_pointer(md);
 		if (ov[1] <= off)
 			return lm_seterr("pre-tokenizer: empty match at byte %zu", off);
-		if (lm_word(e, s + off, ov[1] - off) < 0)
+		if (lm_word_pieces(e, s + off, ov[1] - off) < 0)
 			return -1;
 		off = ov[1];
 	}
@@ -677,7 +698,14 @@ static int lm_run(struct lm_enc *e, pcre2_match_data *md, const char *s, size_t 
 
 int lm_tokenize(const struct lm_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n)
 {
-	struct lm_enc e = {.t = t};
+	return lm_tokenize_pieces(t, text, len, LM_TOK_PIECE, ids, n);
+}
+
+int lm_tokenize_pieces(const struct lm_tokenizer *t, const char *text, size_t len, size_t piece,
+                       int32_t **ids, size_t *n)
+{
+	/* at least one whole character (4 bytes) per piece */
+	struct lm_enc e = {.t = t, .piece = piece && piece < 4 ? 4 : piece};
 	pcre2_match_data *md = NULL;
 	size_t i = 0;
 	int rc = -1;

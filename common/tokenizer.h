@@ -2,7 +2,8 @@
  *
  * Ids are exactly those the Hugging Face GPT2Tokenizer gives with vocab.json and
  * merges.txt, without the BOS the OPT tokenizer puts in front: callers add id 2 where
- * the model expects it. Text is split by the GPT-2 pre-tokenizer regex, every byte is
+ * the model expects it (for every pre-token up to LM_TOK_PIECE bytes, that is any word
+ * of ordinary text; see below). Text is split by the GPT-2 pre-tokenizer regex, every byte is
  * mapped to a printable character (GPT-2's byte-to-unicode table), and merges are
  * applied lowest rank first. Any byte string encodes and decodes back unchanged,
  * invalid UTF-8 and NUL bytes included.
@@ -23,6 +24,14 @@ void lm_tokenizer_free(struct lm_tokenizer *t);
 /* encode UTF-8 (or arbitrary bytes) text without BOS; *ids malloc'd, never NULL on success
  * (caller frees); 0 or -1 + error */
 int lm_tokenize(const struct lm_tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n);
+/* Longest pre-token BPE encodes at once, in bytes: a longer one (a run of one letter,
+ * of spaces, of punctuation) is encoded in pieces this long, cut at character
+ * boundaries, so memory and time stay proportional to the text. Words of ordinary text
+ * are far shorter, and get exactly Hugging Face's ids. */
+#define LM_TOK_PIECE ((size_t)1 << 16)
+/* lm_tokenize with another piece length (0: none, the unbounded tokenization; for tests) */
+int lm_tokenize_pieces(const struct lm_tokenizer *t, const char *text, size_t len, size_t piece,
+                       int32_t **ids, size_t *n);
 /* decode ids to bytes, malloc'd, NUL-terminated, *len set; unknown id -> -1 + error */
 char *lm_detokenize(const struct lm_tokenizer *t, const int32_t *ids, size_t n, size_t *len);
 int32_t lm_tokenizer_vocab_size(const struct lm_tokenizer *t); /* max id + 1 */

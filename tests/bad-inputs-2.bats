@@ -123,3 +123,58 @@ PY
 	bad lm-retrain 2 "--dropout: '2.0' is not a number in [0, 0.99]" lm-retrain --perp --dropout 2.0 \
 		-d "$DATA/novels-eval/novels-calib.txt" "$BATS_FILE_TMPDIR/micro.lms"
 }
+
+@test "lm-eval --ppl: an 8 MB line of one letter is tokenized in bounded memory, ordinary text's ids unchanged" {
+	local f="$BATS_TEST_TMPDIR"
+	"$PYTHON" -c 'import sys; sys.stdout.write("a" * 8000000 + "\n")' > "$f/a.txt"
+	# 300 MB of address space: the model, OpenBLAS and the text's ids fit (about 230 MB);
+	# BPE over the whole line at once (36 bytes a byte, 290 MB more) did not
+	run -0 --separate-stderr limited 300000 lm-eval -q --ppl "$f/a.txt" -w 1 -s 64 -j 1 \
+		--save-ids "$f/a.lms" "$BATS_FILE_TMPDIR/micro.lms"
+	assert_output --partial "tokens: 2000002"
+	# the pieces are cut at 64 KiB, a multiple of the 4-letter token this line is made of:
+	# every id is that token
+	"$PYTHON" - "$f/a.lms" <<'PY'
+import sys, struct, msgpack
+u = msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False, max_buffer_size=1 << 30)
+next(u)
+for rec in u:
+    body = b""
+    while len(body) < rec["nbytes"]:
+        body += next(u)
+    if rec.get("name") == "ids":
+        ids = struct.unpack("<%di" % (len(body) // 4), body)
+        assert ids[0] == 2 and len(set(ids[1:-1])) == 1, set(ids[1:-1])
+        break
+PY
+	# ordinary text: the ids' count is the one transformers gave (models/opt-micro/reference.json)
+	run -0 --separate-stderr lm-eval -q --ppl "$DATA/novels-eval/novels-test.txt" -w 1 -s 64 -j 1 \
+		"$BATS_FILE_TMPDIR/micro.lms"
+	want=$("$PYTHON" -c "import json; print(json.load(open('$MICRO/reference.json'))['tokens']['novels-test.txt'])")
+	assert_output --partial "tokens: $want"
+}
+
+@test "lm-eval --ppl: /dev/zero and a text with a NUL byte are refused at once" {
+	bad lm-eval 1 "/dev/zero: a NUL byte at offset 0: not text" \
+		limited 400000 lm-eval --ppl /dev/zero "$BATS_FILE_TMPDIR/micro.lms"
+	head -c 100000 "$DATA/novels-eval/novels-test.txt" > "$BATS_TEST_TMPDIR/nul.txt"
+	printf 'x\0y' >> "$BATS_TEST_TMPDIR/nul.txt"
+	bad lm-eval 1 "nul.txt: a NUL byte at offset 100001: not text" \
+		lm-eval --ppl "$BATS_TEST_TMPDIR/nul.txt" "$BATS_FILE_TMPDIR/micro.lms"
+	# an lm-stream of ids (NULs and all) is still read as ids
+	lm-eval -q --ppl "$DATA/novels-eval/novels-calib.txt" -w 1 -s 64 --save-ids "$BATS_TEST_TMPDIR/ids.lms" \
+		"$BATS_FILE_TMPDIR/micro.lms" > /dev/null
+	run -0 --separate-stderr lm-eval -q --ppl "$BATS_TEST_TMPDIR/ids.lms" -w 1 -s 64 "$BATS_FILE_TMPDIR/micro.lms"
+	assert_output --partial "tokens: "
+}
+
+@test "lm-eval --exit-sweep: a 50 MB JSON line in 50 KB of gzip is refused within 300 MB" {
+	"$PYTHON" - "$BATS_TEST_TMPDIR/big.jsonl.gz" <<'PY'
+import gzip, sys
+with gzip.open(sys.argv[1], "wt") as f:
+    f.write('{"prompt": "def f():\\n", "canonical_solution": "    return 1\\n"}\n')
+    f.write('{"prompt": "' + "a" * 50000000 + '", "canonical_solution": "x"}\n')
+PY
+	bad lm-eval 1 "big.jsonl.gz: line 2: longer than 1 MiB" limited 300000 lm-eval --exit-sweep \
+		"$BATS_TEST_TMPDIR/big.jsonl.gz" --exit-rule confidence --exits 1,2,3 -w 2 "$BATS_FILE_TMPDIR/micro.lms"
+}

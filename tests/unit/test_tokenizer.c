@@ -9,7 +9,10 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #define VOCAB "models/opt-micro/vocab.json"
 #define MERGES "models/opt-micro/merges.txt"
@@ -259,6 +262,76 @@ static void test_novels(const struct lm_tokenizer *t)
 	json_decref(ref);
 }
 
+/* Pieces: a pre-token longer than LM_TOK_PIECE is encoded in pieces. Ordinary text has
+ * no such word, so its ids are the unbounded tokenization's (piece 0), byte for byte. */
+static void test_pieces_unchanged(const struct lm_tokenizer *t)
+{
+	static const char *files[] = {"novels-test.txt", "novels-calib.txt", "novels-retrain.txt"};
+	for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+		char path[256];
+		size_t len, k = 0, k0 = 0;
+		int32_t *ids = NULL, *ids0 = NULL;
+		char *text;
+		snprintf(path, sizeof path, NOVELS "%s", files[f]);
+		if (!(text = slurp(path, &len)))
+			continue;
+		CHECK(lm_tokenize(t, text, len, &ids, &k) == 0);
+		CHECK(lm_tokenize_pieces(t, text, len, 0, &ids0, &k0) == 0);
+		CHECKF(k == k0 && memcmp(ids, ids0, k * sizeof *ids) == 0, "%s: ids differ", files[f]);
+		free(ids), free(ids0), free(text);
+	}
+	/* a word longer than the piece is cut at a character boundary: with pieces of 5
+	 * bytes, "\xc3\xa9" (é) x 4 is cut after 4 bytes, never inside a character, and
+	 * decodes back unchanged */
+	const char *e4 = "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9";
+	int32_t *ids = NULL;
+	size_t k = 0, m = 0;
+	CHECK(lm_tokenize_pieces(t, e4, 8, 5, &ids, &k) == 0 && k >= 2);
+	char *back = ids ? lm_detokenize(t, ids, k, &m) : NULL;
+	CHECK(back && m == 8 && memcmp(back, e4, 8) == 0);
+	free(back), free(ids);
+}
+
+/* tokenize a 5 MB line of one letter with `piece` in a child whose address space is
+ * limited to what it uses now plus 48 MB (ulimit -v): 1 when it succeeded there */
+static int one_letter_fits(const struct lm_tokenizer *t, size_t piece)
+{
+	pid_t pid;
+	int st = 0;
+	fflush(stderr);
+	if ((pid = fork()) == 0) {
+		const size_t n = 5 << 20;
+		long pages = 0;
+		char *s = malloc(n);
+		int32_t *ids = NULL;
+		size_t k = 0;
+		FILE *f = fopen("/proc/self/statm", "r");
+		if (!s || !f || fscanf(f, "%ld", &pages) != 1)
+			_exit(2);
+		fclose(f);
+		memset(s, 'a', n);
+		struct rlimit rl = {0};
+		rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (48u << 20);
+		if (setrlimit(RLIMIT_AS, &rl) < 0)
+			_exit(2);
+		_exit(lm_tokenize_pieces(t, s, n, piece, &ids, &k) == 0 && k > 0 ? 0 : 1);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void test_pieces_memory(const struct lm_tokenizer *t)
+{
+	/* ASan reserves terabytes of shadow: an address-space limit means nothing there */
+	if (getenv("LM_SANITIZE"))
+		return;
+	/* the ids alone are 5 MB; BPE of the whole line at once needs 36 bytes a byte */
+	CHECKF(one_letter_fits(t, LM_TOK_PIECE) == 1, "a 5 MB one-letter line needs more than 48 MB");
+	/* and the limit is one the unbounded tokenization does not fit in */
+	CHECKF(one_letter_fits(t, 0) == 0, "unbounded BPE of a 5 MB word fit in 48 MB");
+}
+
 /* bad vocabularies are refused with a message, not a crash */
 static void test_bad(void)
 {
@@ -324,6 +397,8 @@ int main(void)
 		test_lookups(t);
 		test_bytes(t);
 		test_novels(t);
+		test_pieces_unchanged(t);
+		test_pieces_memory(t);
 		lm_tokenizer_free(t);
 	}
 	test_bad();
