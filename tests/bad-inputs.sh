@@ -145,3 +145,49 @@ row "-j 32 under ulimit -v 4000000 (capped at the cores)" bash -c "ulimit -v 400
 row "calibration under the default 128 windows (warns, uses them)" lm-prune -s 0.5 -m wanda -c short.txt --seqlen 64 micro.lms
 row "calibration under an explicit --nsamples" lm-prune -s 0.5 -m wanda -c short.txt --seqlen 64 --nsamples 128 micro.lms
 row "gptq calibration under the default 128 windows" lm-quant -b 4 -m gptq -c short.txt --seqlen 64 micro.lms
+# round two (tests/bad-inputs-2.bats): crafted indexes, out-of-proportion inputs, degenerate tasks
+K="$PWD/tests/data-tasks"
+head -5 "$K/stsb-pool.tsv" > "$t/pool.tsv"
+lm-embed -q --pool "$t/pool.tsv" < "$t/micro.lms" > "$t/idx.lms"
+/usr/bin/python3 - "$t" <<'PY'
+import sys, zlib, msgpack
+t = sys.argv[1]
+for mode in ("drop-line", "huge-count"):
+    u = msgpack.Unpacker(open(f"{t}/idx.lms", "rb"), raw=False, max_buffer_size=1 << 30)
+    out = open(f"{t}/{mode}.lms", "wb"); h = next(u)
+    if mode == "huge-count":
+        h["embedding"]["count"] = 10**9
+    out.write(msgpack.packb(h))
+    for rec in u:
+        if rec["kind"] == "end":
+            out.write(msgpack.packb(rec)); break
+        body = b""
+        while len(body) < rec["nbytes"]:
+            body += next(u)
+        if mode == "drop-line" and rec["name"] == "embed/lines.txt":
+            body = body[:body.rstrip(b"\n").rfind(b"\n") + 1]
+            rec["nbytes"], rec["crc32"] = len(body), zlib.crc32(body)
+        out.write(msgpack.packb(rec)); out.write(msgpack.packb(body, use_bin_type=True))
+import gzip
+with gzip.open(f"{t}/big.jsonl.gz", "wt") as f:
+    f.write('{"prompt": "def f():\\n", "canonical_solution": "    return 1\\n"}\n')
+    f.write('{"prompt": "' + "a" * 50000000 + '", "canonical_solution": "x"}\n')
+open(f"{t}/a8.txt", "w").write("a" * 8000000 + "\n")
+PY
+head -1 "$K/sts-mini.csv" > "$t/one.csv"
+head -4 "$K/sts-mini.csv" | awk -F'\t' -v OFS='\t' '{$5 = "3.000"; print}' > "$t/flat.csv"
+printf '{"input": "Is it?", "choices": ["", ""], "gold": 0}\n' > "$t/empty.jsonl"
+printf 'g\tf\ty\t1\t\033[2J\tA man.\tA dog.\n' > "$t/ctl.csv"
+mkdir -p "$t/d2"; cp "$M/model.safetensors" "$M/vocab.json" "$M/merges.txt" "$t/d2/"
+sed 's/"dropout": 0.0/"dropout": 2.0/' "$M/config.json" > "$t/d2/config.json"
+row "index with fewer lines than embeddings" lm-eval --mc "$K/stsb-bin-test.jsonl" --retrieve drop-line.lms micro.lms
+row "index with fewer lines than embeddings" bash -c "lm-embed --pool --projection drop-line.lms pool.tsv < micro.lms"
+row "index header counting 10^9 embeddings" bash -c "lm-embed --pool --projection huge-count.lms pool.tsv < micro.lms"
+row "8 MB line of one letter under ulimit -v 300000 (runs)" bash -c "ulimit -v 300000; OPENBLAS_NUM_THREADS=1 lm-eval -q --ppl a8.txt -w 1 -s 64 -j 1 micro.lms"
+row "/dev/zero as text" lm-eval --ppl /dev/zero micro.lms
+row "50 MB JSON line in 50 KB of gzip" lm-eval --exit-sweep big.jsonl.gz --exit-rule confidence --exits 1,2,3 -w 2 micro.lms
+row "STS with one pair" lm-eval --sts one.csv micro.lms
+row "STS with every gold score equal" lm-eval --sts flat.csv micro.lms
+row "multiple choice with empty choices" lm-eval --mc empty.jsonl micro.lms
+row "control bytes in a score field (escaped)" lm-eval --sts ctl.csv micro.lms
+row "dropout 2.0 in config.json" lm-import d2/
