@@ -225,6 +225,23 @@ static void mark_attrs(struct lm_model_stream *ms, const struct lm_train *tr, co
 	}
 }
 
+/* QLoRA: an adapter merged into a packed (lm-quant) matrix leaves an f32 matrix that is
+ * no longer on the quantization grid; it is written as f16 (train.h, lora_packed) and says
+ * what it was */
+static void unpack_merged(struct lm_model_stream *ms, struct lm_model *m)
+{
+	for (size_t i = 0; i < ms->norder; i++) {
+		const struct lm_opt_tensor *t = &ms->order[i];
+		struct lm_mat *mt = lm_model_mat(m, t->kind, t->layer);
+		if (!lm_dtype_is_packed(ms->dtypes[i]) || !mt || lm_dtype_is_packed(mt->dtype))
+			continue;
+		json_t *a = json_object_get(lm_ms_attrs(ms, t->kind, t->layer), "contrastive");
+		if (a)
+			json_object_set_new(a, "unpacked_from", json_string(lm_dtype_name(ms->dtypes[i])));
+		ms->dtypes[i] = LM_F16;
+	}
+}
+
 /* Train the loaded model m on FILE's examples; the loop is lm-retrain's (schedule, clip,
  * AdamW, progress); dies on failure, nothing written */
 static void contrastive(struct opts *o, const char *path, struct lm_model_stream *ms,
@@ -245,6 +262,7 @@ static void contrastive(struct opts *o, const char *path, struct lm_model_stream
 
 	if (co->rank)
 		to.lora = LM_LORA_STD, to.rank = (int)co->rank, to.alpha = co->alpha;
+	to.lora_packed = 1; /* QLoRA: see unpack_merged */
 	if (lm_ctr_load(&d, path, co->unsup) < 0)
 		die_lm(path);
 	if (d.n < 2)
@@ -300,6 +318,7 @@ static void contrastive(struct opts *o, const char *path, struct lm_model_stream
 		die("training: %s; nothing written", lm_errmsg());
 	mark_attrs(ms, &tr, o, steps);
 	lm_train_commit(&tr);
+	unpack_merged(ms, m);
 	lm_train_free(&tr);
 	if (!o->quiet)
 		fprintf(stderr, "%s: contrastive: %ld steps of %zu examples, loss %.4f (first %ld steps) "

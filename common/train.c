@@ -177,7 +177,7 @@ static void lora_init(struct lm_train *tr, struct lm_tmat *t, struct lm_rng *rng
 	}
 }
 
-/* W's row i as f32 into tr->row (or W itself when f32) */
+/* W's row i as f32 into tr->row (or W itself when f32); a packed W (QLoRA) is decoded */
 static const float *base_row(struct lm_train *tr, const struct lm_tmat *t, size_t i)
 {
 	const void *data = t->orig ? t->orig : t->mt->data;
@@ -185,6 +185,11 @@ static const float *base_row(struct lm_train *tr, const struct lm_tmat *t, size_
 	size_t IN = (size_t)t->mt->cols;
 	if (dt == LM_F32)
 		return (const float *)data + i * IN;
+	if (lm_dtype_is_packed(dt)) {
+		struct lm_mat w = {dt, t->mt->rows, t->mt->cols, (void *)data};
+		lm_mat_rows_f32(tr->row, &w, i, 1);
+		return tr->row;
+	}
 	lm_rows_to_f32(tr->row, (const char *)data + i * IN * lm_dtype_size(dt), dt, IN);
 	return tr->row;
 }
@@ -430,7 +435,7 @@ static int train_init(struct lm_train *tr, struct lm_model *m, const struct lm_t
 				lm_seterr("tensor '%s' is not loaded", t->name);
 				goto out;
 			}
-			if (lm_dtype_is_packed(tm->mt->dtype)) {
+			if (lm_dtype_is_packed(tm->mt->dtype) && !o->lora_packed) {
 				quantized(t->name, tm->mt->dtype);
 				goto out;
 			}
@@ -1190,6 +1195,8 @@ static void keep_nonzeros(struct lm_train *tr, struct lm_tmat *t)
 {
 	size_t OUT = (size_t)t->mt->rows, IN = (size_t)t->mt->cols;
 	enum lm_dtype dt = t->orig ? t->orig_dt : t->mt->dtype;
+	if (lm_dtype_is_packed(dt))
+		dt = LM_F16; /* a merged packed matrix is written unpacked, as f16 (train.h) */
 	float tiny = tiny_of(dt);
 	for (size_t o = 0; o < OUT; o++) {
 		const float *w = t->mask ? NULL : base_row(tr, t, o);
@@ -1204,7 +1211,8 @@ static void keep_nonzeros(struct lm_train *tr, struct lm_tmat *t)
 
 static int merge_one(struct lm_train *tr, struct lm_tmat *t)
 {
-	lora_weff(tr, t, 1);
+	/* a packed matrix's zeros are grid points, not pruning: merged as trained (QLoRA) */
+	lora_weff(tr, t, !lm_dtype_is_packed(t->orig ? t->orig_dt : t->mt->dtype));
 	t->orig = t->mt->data, t->orig_dt = t->mt->dtype;
 	t->mt->data = t->own, t->mt->dtype = LM_F32;
 	if (t->mt == &tr->m->embed_tokens && tr->cfg.tied)

@@ -58,6 +58,12 @@ struct lm_train_opts {
 	uint64_t seed;            /* LoRA initialisation and dropout masks */
 	int layer;                /* -1: the whole model; else only this layer's parameters
 	                             (layer-wise reconstruction) */
+	int lora_packed;          /* LoRA may adapt a packed (quantized) matrix, QLoRA's way: the
+	                             packed weight stays frozen and is decoded row by row into
+	                             W_eff; lm_train_merge leaves an f32 matrix that cannot be
+	                             packed again, so the caller writes it unpacked (as f16;
+	                             its zeros, grid points rather than pruning, are not kept
+	                             by the merge). 0: refused. */
 };
 
 struct lm_adamw {

@@ -104,10 +104,30 @@ assert t["attrs"]["contrastive"]["data"] == "unsupervised", t'
 		fi
 	done
 	[ "$packed" -eq 24 ] && [ "$changed" -gt 40 ]
-	# LoRA over packed weights would have to be merged into them: refused, one line
-	run -1 --separate-stderr lm-embed --contrastive "$PAIRS" -n 1 -m "$Q" -o "$BATS_TEST_TMPDIR/x.lms"
-	assert_one_line_error lm-embed
-	[[ "$stderr" == *"is quantized (q4g128): it can only be frozen"* ]]
+}
+
+@test "lm-embed --contrastive on a 4-bit stream (QLoRA): LoRA over the frozen packed weights, merged and written f16" {
+	Q="$BATS_TEST_TMPDIR/q4.lms" O="$BATS_TEST_TMPDIR/ql.lms"
+	lm-quant -q -b 4 -g 128 < "$BATS_FILE_TMPDIR/micro.lms" > "$Q"
+	lm-embed -q --contrastive "$PAIRS" --pairs 8 -n 3 -j 1 -m "$Q" -o "$O"
+	run -0 "$PYTHON" - "$Q" "$O" <<'PY'
+import json, subprocess, sys
+def info(p):
+    return {t["name"]: t for t in json.loads(subprocess.check_output(["lm-info", "--json", p]))["tensors"]}
+a, b = info(sys.argv[1]), info(sys.argv[2])
+n = 0
+for k in a:
+    if a[k]["dtype"] == "q4g128":   # every adapted linear: merged, no longer on the grid
+        c = b[k]["attrs"]["contrastive"]
+        assert b[k]["dtype"] == "f16" and c["unpacked_from"] == "q4g128" and c["adapter"] == "lora", (k, b[k])
+        n += 1
+    else:                           # the rest as it was, bit for bit
+        assert (a[k]["dtype"], a[k]["crc32"]) == (b[k]["dtype"], b[k]["crc32"]), k
+assert n == 24, n
+PY
+	# and lm-eval reads it
+	run -0 lm-eval -q --sts "$BATS_TEST_DIRNAME/data-tasks/sts-mini.csv" -j 1 "$O"
+	assert_line --partial "spearman x100:"
 }
 
 @test "lm-embed --contrastive: usage and input errors are one line" {
