@@ -122,11 +122,11 @@ void lm_set_die_hook(void (*fn)(void)) { die_hook = fn; }
 
 _Noreturn void lm_exit_now(int status)
 {
-	/* what exit() would have written (stdout, a --log file), then the hook: nothing else
-	 * needs to run */
-	fflush(NULL);
+	/* the hook first (a flush into a stalled pipe could block), then what exit() would
+	 * have written (stdout, a --log file): nothing else needs to run */
 	if (die_hook)
 		die_hook();
+	fflush(NULL);
 	_exit(status);
 }
 
