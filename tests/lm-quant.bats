@@ -121,7 +121,9 @@ ppl() { # stream -> perplexity on all 138 windows of novels-test.txt
 	run -0 mandoc -Tlint -Wwarning "$TOP/man/lm-stream.5"
 }
 
-@test "lm-quant: RTN 4-bit g128 within 0.5% of the reference; GPTQ 4-bit g128 lower" {
+# RTN: 6.9e-5 relative below the reference with the default and the Haswell OpenBLAS
+# kernels alike (the codes do not depend on BLAS; the evaluation agrees to 1e-8)
+@test "lm-quant: RTN 4-bit g128 within 2e-4 of the reference; GPTQ 4-bit g128 lower" {
 	reference_run
 	lm-quant -q -b 4 -g 128 "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/r.lms"
 	run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$BATS_FILE_TMPDIR/micro.lms" "$BATS_TEST_TMPDIR/r.lms" 4 128
@@ -134,7 +136,7 @@ ppl() { # stream -> perplexity on all 138 windows of novels-test.txt
 	run -0 "$PYTHON" -c "
 rtn, gptq, ref = $rtn, $gptq, $ref
 print('rtn', rtn, 'ref', ref, 'gptq', gptq)
-assert abs(rtn - ref) / ref < 0.005
+assert abs(rtn - ref) / ref < 2e-4
 assert gptq < rtn"
 }
 
@@ -331,9 +333,22 @@ PY
 		[ "$status" -eq 0 ] || return 1
 		lm-eval --ppl "$DATA/novels-eval/novels-test.txt" --windows 2 --seqlen 128 "$BATS_TEST_TMPDIR/$mx.lms"
 	done
-	# --target-bits: the average is met
-	lm-quant --mixed pmpq --bits 8,4 --target-bits 5 $cal "$in" 2>&1 > /dev/null | grep -q "^lm-quant: pmpq: 5 bits per weight nominal"
-	lm-quant --mixed tdmpq --bits 8,4 --target-bits 5 $cal "$in" 2>&1 > /dev/null | grep -q "^lm-quant: tdmpq: 5 bits per weight nominal"
+	# --target-bits 5 with 8 and 4 bits on four equal layers: exactly one layer at 8 bits,
+	# the most sensitive one, and the nominal average the report gives is 5
+	for mx in pmpq tdmpq; do
+		lm-quant --mixed $mx --bits 8,4 --target-bits 5 $cal "$in" 2> "$BATS_TEST_TMPDIR/t.err" > /dev/null
+		run -0 "$PYTHON" - "$BATS_TEST_TMPDIR/t.err" "$mx" <<'PY'
+import re, sys
+err, mx = open(sys.argv[1]).read(), sys.argv[2]
+print(err)
+layers = [(float(s), int(b)) for s, b in re.findall(mx + r": layer \d+: sensitivity (\S+), (\d+) bits", err)]
+assert len(layers) == 4, layers
+assert sorted(b for _, b in layers) == [4, 4, 4, 8], layers
+assert max(layers)[1] == 8, "the most sensitive layer has 4 bits: %s" % layers
+nominal = float(re.search(mx + r": (\S+) bits per weight nominal", err).group(1))
+assert nominal == sum(b for _, b in layers) / 4 == 5, nominal
+PY
+	done
 	# -q: nothing on stderr
 	run -0 --separate-stderr lm-quant -q --mixed tdmpq --bits 8,4 $cal -o "$BATS_TEST_TMPDIR/q.lms" "$in"
 	[ -z "$stderr" ]
