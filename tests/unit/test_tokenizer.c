@@ -324,6 +324,9 @@ static int one_letter_fits(const struct lm_tokenizer *t, size_t piece)
 static void test_pieces_memory(const struct lm_tokenizer *t)
 {
 	/* ASan reserves terabytes of shadow: an address-space limit means nothing there */
+#if defined(__SANITIZE_ADDRESS__)
+	return;
+#endif
 	if (getenv("LM_SANITIZE"))
 		return;
 	/* the ids alone are 5 MB; BPE of the whole line at once needs 36 bytes a byte */
