@@ -27,7 +27,8 @@ THREADS=${THREADS:-}
 OUT=${OUT:-results/sts-contrastive}
 J=${THREADS:+-j $THREADS}
 mkdir -p "$OUT"
-run() { echo "+ $*" >&2; "$@"; }
+exec 3>&2   # the "+ command" lines reach the terminal when a stage's stderr goes to a file
+run() { echo "+ $*" >&3; "$@"; }
 
 # 1. the model, and the training data: STS-B train pairs (>= 4 positive, < 1 hard negative);
 # sentences of the novels, one per line, 6 to 40 words
@@ -81,7 +82,10 @@ score unsupervised "$OUT/unsup.lms"
 		"unsupervised:+ contrastive, unsupervised (SimCSE, $(wc -l < "$OUT/sentences.txt") novel sentences)"; do
 		awk -F'\t' -v name="${r#*:}" '{ printf "| %s | %s | %s |\n", name, $2, $3 }' "$OUT/${r%%:*}.score"
 	done
-	printf '\nSpearman x100 of the cosines (lm-eval --sts). Training: '
-	grep -h 'contrastive:' "$OUT/sup.err" "$OUT/unsup.err" | sed 's/^lm-embed: contrastive: //' | paste -sd';' -
+	printf '\nSpearman x100 of the cosines (lm-eval --sts). Training (lm-embed):'
+	for f in sup unsup; do
+		printf ' %s, %s.' "$f" "$(sed -n 's/^lm-embed: contrastive: //p' "$OUT/$f.err")"
+	done
+	echo
 } > "$OUT/table.md"
 cat "$OUT/table.md"
