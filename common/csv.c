@@ -119,7 +119,7 @@ int lm_csv_parse(struct lm_csv *c, char *text, size_t len)
 int lm_csv_load(struct lm_csv *c, const char *path)
 {
 	size_t len;
-	char *text = lm_read_file(path, (size_t)1 << 31, &len);
+	char *text = lm_read_text(path, (size_t)1 << 31, &len);
 	memset(c, 0, sizeof *c);
 	if (!text)
 		return -1;

@@ -186,7 +186,7 @@ int lm_task_load(struct lm_task *t, const char *path)
 	char *text;
 	int r;
 	memset(t, 0, sizeof *t);
-	if (!(text = lm_read_file(path, MAX_TASK_FILE, &len)))
+	if (!(text = lm_read_text(path, MAX_TASK_FILE, &len)))
 		return -1;
 	while (i < len && isspace((unsigned char)text[i]))
 		i++;

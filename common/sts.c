@@ -39,7 +39,7 @@ int lm_sts_load(struct lm_sts *s, const char *path)
 	size_t len, cap = 0, lineno = 0;
 	char *f[MAX_FIELDS];
 	memset(s, 0, sizeof *s);
-	if (!(s->text = lm_read_file(path, MAX_FILE, &len)))
+	if (!(s->text = lm_read_text(path, MAX_FILE, &len)))
 		return -1;
 	int sick = !strncmp(s->text, "pair_ID\t", 8);
 	s->layout = sick ? "sick" : "sts-b";

@@ -250,7 +250,8 @@ int lm_write_full(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-char *lm_read_file(const char *path, size_t max, size_t *len)
+/* text: refuse a NUL byte as soon as it is read (see lm_read_text) */
+static char *read_file(const char *path, size_t max, size_t *len, int text)
 {
 	int fd = open(path, O_RDONLY);
 	size_t cap = 1 << 16, n = 0;
@@ -293,6 +294,13 @@ char *lm_read_file(const char *path, size_t max, size_t *len)
 		}
 		if (r == 0)
 			break;
+		const char *nul = text ? memchr(buf + n, 0, (size_t)r) : NULL;
+		if (nul) {
+			lm_seterr("a NUL byte at offset %zu: not text", (size_t)(nul - buf));
+			free(buf);
+			close(fd);
+			return NULL;
+		}
 		n += (size_t)r;
 	}
 	close(fd);
@@ -300,6 +308,16 @@ char *lm_read_file(const char *path, size_t max, size_t *len)
 	if (len)
 		*len = n;
 	return buf;
+}
+
+char *lm_read_file(const char *path, size_t max, size_t *len)
+{
+	return read_file(path, max, len, 0);
+}
+
+char *lm_read_text(const char *path, size_t max, size_t *len)
+{
+	return read_file(path, max, len, 1);
 }
 
 long long estrtoll(const char *s, long long lo, long long hi, const char *what)

@@ -55,6 +55,9 @@ int lm_add(size_t a, size_t b, size_t *out);
 /* ---- whole-file I/O ---- */
 /* read a whole file (at most max bytes) into a NUL-terminated buffer; NULL + error */
 char *lm_read_file(const char *path, size_t max, size_t *len);
+/* the same for a text: a NUL byte is an error as soon as it is read (/dev/zero, a binary
+ * file given for a text, is refused at once, not read up to max) */
+char *lm_read_text(const char *path, size_t max, size_t *len);
 /* read/write exactly n bytes; 0 on success, -1 + error (short read says "unexpected end") */
 int lm_read_full(int fd, void *buf, size_t n);
 int lm_write_full(int fd, const void *buf, size_t n);

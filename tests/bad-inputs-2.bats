@@ -169,6 +169,19 @@ PY
 	assert_output --partial "tokens: "
 }
 
+@test "STS, multiple-choice and CSV files: /dev/zero is refused at its first byte" {
+	bad lm-eval 1 "/dev/zero: a NUL byte at offset 0: not text" \
+		limited 400000 lm-eval --sts /dev/zero "$BATS_FILE_TMPDIR/micro.lms"
+	bad lm-eval 1 "/dev/zero: a NUL byte at offset 0: not text" \
+		limited 400000 lm-eval --mc /dev/zero "$BATS_FILE_TMPDIR/micro.lms"
+	bad lm-unlearn 1 "/dev/zero: a NUL byte at offset 0: not text" \
+		limited 400000 lm-unlearn --forget /dev/zero "$BATS_FILE_TMPDIR/micro.lms"
+	# a NUL further in: its offset
+	{ head -2 "$TASKS/sts-mini.csv"; printf 'x\0'; } > "$BATS_TEST_TMPDIR/nul.csv"
+	bad lm-eval 1 "nul.csv: a NUL byte at offset $(head -2 "$TASKS/sts-mini.csv" | wc -c | awk '{print $1 + 1}'): not text" \
+		lm-eval --sts "$BATS_TEST_TMPDIR/nul.csv" "$BATS_FILE_TMPDIR/micro.lms"
+}
+
 @test "lm-eval --exit-sweep: a 50 MB JSON line in 50 KB of gzip is refused within 300 MB" {
 	"$PYTHON" - "$BATS_TEST_TMPDIR/big.jsonl.gz" <<'PY'
 import gzip, sys
