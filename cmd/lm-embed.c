@@ -212,10 +212,11 @@ static void mark_attrs(struct lm_model_stream *ms, const struct lm_train *tr, co
 		const struct lm_opt_tensor *t = &ms->order[i];
 		if (!lm_train_changes(tr, t->kind, t->layer))
 			continue;
-		json_t *r = json_pack("{s:s, s:I, s:f, s:I, s:f, s:I}", "data",
+		json_t *r = json_pack("{s:s, s:I, s:f, s:I, s:f, s:b, s:f, s:I}", "data",
 		                      c->unsup ? "unsupervised" : "supervised", "steps", (json_int_t)steps,
 		                      "lr", c->lr, "pairs", (json_int_t)c->pairs, "temperature",
-		                      c->temperature, "seed", (json_int_t)o->tc.seed);
+		                      c->temperature, "symmetric", c->symmetric, "dropout", c->dropout,
+		                      "seed", (json_int_t)o->tc.seed);
 		if (c->rank && lm_opt_is_linear(t->kind)) {
 			json_object_set_new(r, "adapter", json_string("lora"));
 			json_object_set_new(r, "rank", json_integer(c->rank));
