@@ -8,10 +8,13 @@
 #
 #   sh bench/zeroshot.sh > bench/zeroshot.md
 #   ZS_MODEL=hf/opt-125m ZS_DATA=hf/tasks ZS_LIMIT=500 sh bench/zeroshot.sh > bench/zeroshot.md
+#   ZS_MODEL=models/opt-micro ZS_DATA=tests/data-zeroshot ZS_REPS=1 sh bench/zeroshot.sh  # smoke
 #
-#   ZS_MODEL=DIR     a Hugging Face OPT folder (default models/opt-micro)
-#   ZS_DATA=DIR      the tasks' files, lm-eval --data's layout (default tests/data-zeroshot,
-#                    the tiny test files: a smoke run; examples/fetch-tasks.sh gets the real ones)
+#   ZS_MODEL=DIR     a Hugging Face OPT folder (default: an OPT of shape ZS_SHAPE, default
+#                    opt-125m, with random weights from lm-init --seed 1: speed, not accuracy)
+#   ZS_DATA=DIR      the tasks' files, lm-eval --data's layout (default: ZS_ITEMS items per
+#                    task, default 20, that tests/data-zeroshot/make-data.py cuts from the
+#                    novels; examples/fetch-tasks.sh gets the real ones)
 #   ZS_TASKS=LIST    default boolq,rte,hellaswag,winogrande,arc_easy,arc_challenge,openbookqa,piqa
 #   ZS_LIMIT=N       items per task (default all)
 #   ZS_REPS=N        timed repetitions of each side, interleaved; the median is reported (default 3)
@@ -22,8 +25,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 PATH="${LM_BIN:-$PWD/bin}:$PATH"
-MODEL=${ZS_MODEL:-models/opt-micro}
-DATA=${ZS_DATA:-tests/data-zeroshot}
+MODEL=${ZS_MODEL:-}
+SHAPE=${ZS_SHAPE:-opt-125m}
+DATA=${ZS_DATA:-}
+ITEMS=${ZS_ITEMS:-20}
 TASKS=${ZS_TASKS:-boolq,rte,hellaswag,winogrande,arc_easy,arc_challenge,openbookqa,piqa}
 LIMIT=${ZS_LIMIT:-}
 REPS=${ZS_REPS:-3}
@@ -41,10 +46,26 @@ cleanup() { [ "${ZS_KEEP:-0}" = 1 ] && say "scratch kept in $W" || rm -rf "$W"; 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-EVAL="lm-eval -q -j $THREADS --task $TASKS --data $DATA${LIMIT:+ --limit $LIMIT} --json"
-TORCH="OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS $PY bench/torch_zeroshot.py $MODEL $W/samples.json --threads $THREADS --json"
 peak() { awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$1"; }  # MiB
 
+if [ -z "$MODEL" ]; then
+	say "an $SHAPE-shaped model with random weights"
+	lm-init --like "$SHAPE" --seed 1 | lm-export -o "$W/$SHAPE"
+	MODEL=$W/$SHAPE
+	WHAT="$SHAPE shape, random weights (lm-init --like $SHAPE --seed 1; accuracies meaningless)"
+else
+	WHAT=$(basename "$MODEL")
+fi
+if [ -z "$DATA" ]; then
+	say "$ITEMS items per task from the novels (tests/data-zeroshot/make-data.py)"
+	$PY tests/data-zeroshot/make-data.py "$W/tasks" "$ITEMS"
+	DATA=$W/tasks
+	DWHAT="$ITEMS items per task cut from data/novels-eval/novels-retrain.txt by \`tests/data-zeroshot/make-data.py OUT $ITEMS\` (the tasks' file formats and prompts, novel passages)"
+else
+	DWHAT="tasks from \`$DATA\`${LIMIT:+ (first $LIMIT items each)}"
+fi
+EVAL="lm-eval -q -j $THREADS --task $TASKS --data $DATA${LIMIT:+ --limit $LIMIT} --json"
+TORCH="OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS $PY bench/torch_zeroshot.py $MODEL $W/samples.json --threads $THREADS --json"
 say "importing $MODEL"
 lm-import "$MODEL" > "$W/m.lms"
 say "the requests' tokens (lm-eval --log-samples)"
@@ -66,7 +87,7 @@ PPLP=$(peak "$W/ppl.time")
 cat <<EOF
 ## Zero-shot tasks (lm-eval --task)
 
-$(basename "$MODEL"), tasks from \`$DATA\`${LIMIT:+ (first $LIMIT items each)}, threads: $THREADS on
+$WHAT; $DWHAT; threads: $THREADS on
 both sides, median of $REPS interleaved runs. lm-eval scores an item's choices in one batch after
 their shared token prefix ran once; the PyTorch loop (\`bench/torch_zeroshot.py\`) runs one
 forward per choice over its whole sequence, as lm-evaluation-harness runs a request, on the very
@@ -116,7 +137,7 @@ Peak RSS: \`lm-eval --task\` $LMP MiB (the whole model is held, as for \`--mc\`:
 need every layer while the shared prefix's keys and values are reused), the PyTorch loop $TLP MiB,
 \`lm-eval --ppl\` (one layer at a time, 4 windows of 512) $PPLP MiB.
 
-Commands: \`$EVAL m.lms\`; \`$(echo "$TORCH" | sed "s|$W/||") --mode loop|item\`.
+Commands: \`$(echo "$EVAL" | sed "s|$W/||g") m.lms\`; \`$(echo "$TORCH" | sed "s|$W/||g") --mode loop|item\`.
 Machine: $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores;
 load $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $(( $(date +%s) - T0 )) s in all.
 EOF
