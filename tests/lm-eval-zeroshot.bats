@@ -212,3 +212,20 @@ assert j["config"]["limit"] == 2'
 	acc=$(cd "$TOP" && eval "$cmd --json" | "$PYTHON" -c 'import json,sys; print(round(json.load(sys.stdin)["results"]["boolq"]["acc"] * 100, 2))')
 	[ "$(sed -n 3p "$out/zeroshot.tsv" | cut -f4)" = "$(sed 's/\.0$//' <<< "$acc")" ]
 }
+
+@test "examples/fetch-tasks.sh: a download whose SHA-256 is not the published one is refused and not put in place" {
+	# curl stands in: every URL gives the same few bytes
+	mkdir -p "$BATS_TEST_TMPDIR/bin"
+	cat > "$BATS_TEST_TMPDIR/bin/curl" <<'SH'
+#!/bin/sh
+while [ $# -gt 1 ]; do [ "$1" = -o ] && out=$2; shift; done
+printf 'not the data set\n' > "$out"
+SH
+	chmod +x "$BATS_TEST_TMPDIR/bin/curl"
+	local d="$BATS_TEST_TMPDIR/tasks"
+	run -1 --separate-stderr env PATH="$BATS_TEST_TMPDIR/bin:$PATH" sh "$TOP/examples/fetch-tasks.sh" "$d"
+	assert_equal "${stderr_lines[-1]}" "fetch-tasks: https://dl.fbaipublicfiles.com/glue/superglue/data/v2/BoolQ.zip: SHA-256 differs from the published one"
+	[ ! -e "$d/boolq/val.jsonl" ] && [ ! -e "$d/.partial/zip/BoolQ.zip" ] && [ ! -e "$d/.partial/BoolQ.zip" ]
+	run -2 --separate-stderr sh "$TOP/examples/fetch-tasks.sh"
+	assert_equal "$stderr" "usage: fetch-tasks.sh DIR"
+}
