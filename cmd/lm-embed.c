@@ -39,6 +39,9 @@ static const char usage_text[] =
 	"                        demonstrations \"INPUT ANSWER\" as a retrieval index\n"
 	"      --tune TASK       tune the retriever on TASK (JSON lines, see lm-eval --mc) with\n"
 	"                        the pool: writes a projection into the index (needs --pool)\n"
+	"      --tune-encoder TASK  train the model itself as the retriever's encoder on TASK\n"
+	"                        with the pool (UPRISE; the pairs as --tune makes them, then the\n"
+	"                        contrastive training below): writes the model (needs --pool)\n"
 	"      --projection IDX  copy the tuned projection of index IDX (same model) into this one\n"
 	"  -L, --sample N        --tune: pool prompts scored per training input (default 16)\n"
 	"      --negatives N     --tune: hard negatives per input (default 4)\n"
@@ -87,7 +90,7 @@ struct ctr_opts {
 
 struct opts {
 	struct lm_embed_cfg ec;
-	const char *model, *output, *tune, *projection;
+	const char *model, *output, *tune, *projection, *tune_encoder;
 	struct lm_rtune_cfg tc;
 	struct ctr_opts ct;
 	int pool, tsv, force, threads, verify, quiet, epochs_set, lr_set, temp_set, seed_set;
@@ -245,12 +248,12 @@ static void unpack_merged(struct lm_model_stream *ms, struct lm_model *m)
 
 /* Train the loaded model m on FILE's examples; the loop is lm-retrain's (schedule, clip,
  * AdamW, progress); dies on failure, nothing written */
-static void contrastive(struct opts *o, const char *path, struct lm_model_stream *ms,
-                        struct lm_model *m, const struct lm_tokenizer *tk, struct lm_out *out,
-                        int argc, char **argv)
+static void contrastive(struct opts *o, const char *path, struct lm_ctr_data *dp,
+                        struct lm_model_stream *ms, struct lm_model *m,
+                        const struct lm_tokenizer *tk)
 {
 	struct ctr_opts *co = &o->ct;
-	struct lm_ctr_data d;
+	struct lm_ctr_data d = *dp;
 	struct lm_ctr c;
 	struct lm_train tr;
 	struct lm_progress pg = {0};
@@ -264,8 +267,6 @@ static void contrastive(struct opts *o, const char *path, struct lm_model_stream
 	if (co->rank)
 		to.lora = LM_LORA_STD, to.rank = (int)co->rank, to.alpha = co->alpha;
 	to.lora_packed = 1; /* QLoRA: see unpack_merged */
-	if (lm_ctr_load(&d, path, co->unsup) < 0)
-		die_lm(path);
 	if (d.n < 2)
 		die("%s: one example: in-batch negatives need two or more", path);
 	size_t P = (size_t)co->pairs < d.n ? (size_t)co->pairs : d.n;
@@ -325,12 +326,95 @@ static void contrastive(struct opts *o, const char *path, struct lm_model_stream
 		fprintf(stderr, "%s: contrastive: %ld steps of %zu examples, loss %.4f (first %ld steps) "
 		        "-> %.4f (last %ld); %.1f pairs/s\n", argv0, steps, P, first_sum / (double)k10, k10,
 		        last_sum / (double)k10, k10, (double)steps * (double)P / secs);
-	lm_write_model(ms, m, out, argc, argv);
 	if (pg.log && pg.log != stderr && fclose(pg.log) == EOF)
 		die("%s: write error:", co->log);
 	free(order), free(rows);
 	lm_ctr_free(&c);
+}
+
+/* ---- --tune-encoder: UPRISE's retriever, the encoder itself trained ---- */
+
+/* share of the pairs whose positive prompt is nearer (cosine) to the input than every hard
+ * negative, with the model's embeddings */
+static double ranked_first(const struct lm_model *m, const struct lm_tokenizer *tk,
+                           const struct lm_embed_cfg *ec, const struct lm_task *task,
+                           const struct lines *L, const struct lm_rtune_pairs *pr,
+                           const size_t *sel, size_t n)
+{
+	size_t H = pr->H, d = (size_t)m->cfg.word_embed_proj_dim, ok = 0;
+	const char **t = xmalloc((n * (H + 2) + 1) * sizeof *t);
+	float *z = xmalloc((n * (H + 2) + 1) * d * sizeof *z);
+	for (size_t i = 0; i < n; i++) {
+		size_t k = sel[i];
+		t[i * (H + 2)] = task->it[pr->item[k]].input;
+		t[i * (H + 2) + 1] = L->line[pr->pos[k]];
+		for (size_t h = 0; h < H; h++)
+			t[i * (H + 2) + 2 + h] = L->line[pr->neg[k * H + h]];
+	}
+	if (n && lm_embed_texts(m, tk, ec, t, n * (H + 2), z, NULL, NULL) < 0)
+		die_lm("retrieval check");
+	for (size_t i = 0; i < n; i++) {
+		const float *q = z + i * (H + 2) * d;
+		double cp = lm_cosine(q, q + d, d), best = -2;
+		for (size_t h = 0; h < H; h++) {
+			double c = lm_cosine(q, q + (2 + h) * d, d);
+			best = c > best ? c : best;
+		}
+		ok += cp > best;
+	}
+	free(t), free(z);
+	return n ? (double)ok / (double)n : 0;
+}
+
+/* score the pool with the frozen model (lm_rtune's pairs), then train the model itself on
+ * INPUT<TAB>POSITIVE<TAB>WORST-SCORED rows: one encoder for the inputs and the prompts */
+static void tune_encoder(struct opts *o, const char *pool, struct lm_model_stream *ms,
+                         struct lm_model *m, const struct lm_tokenizer *tk)
+{
+	struct lines L;
+	struct lm_task task;
+	struct lm_rtune_pairs pr;
+	struct lm_ctr_data d;
+	int tty = !o->quiet && isatty(2);
+
+	read_lines(&L, pool, 1, o->quiet);
+	if (lm_task_load(&task, o->tune_encoder) < 0)
+		die_lm(o->tune_encoder);
+	o->tc.progress = tune_progress, o->tc.pctx = &tty;
+	if (lm_rtune_pairs(m, tk, &task, (const char *const *)L.input, (const char *const *)L.line, L.n,
+	                   &o->tc, &pr) < 0)
+		die_lm(o->tune_encoder);
+	/* every tenth pair held out (none when there are fewer than 10), as --tune does */
+	size_t *held = xmalloc(pr.n * sizeof *held), *tr = xmalloc(pr.n * sizeof *tr), nh = 0, nt = 0;
+	for (size_t i = 0; i < pr.n; i++) {
+		if (pr.n >= 10 && i % 10 == 9)
+			held[nh++] = i;
+		else
+			tr[nt++] = i;
+	}
+	const char **a = xmalloc((nt + 1) * sizeof *a), **p = xmalloc((nt + 1) * sizeof *p);
+	const char **h = xmalloc((nt + 1) * sizeof *h);
+	for (size_t i = 0; i < nt; i++) {
+		a[i] = task.it[pr.item[tr[i]]].input;
+		p[i] = L.line[pr.pos[tr[i]]];
+		h[i] = L.line[pr.neg[tr[i] * pr.H]];
+	}
+	lm_ctr_data_set(&d, a, p, h, nt);
+	double before = ranked_first(m, tk, &o->ec, &task, &L, &pr, held, nh);
+	double tbefore = ranked_first(m, tk, &o->ec, &task, &L, &pr, tr, nt);
+	contrastive(o, o->tune_encoder, &d, ms, m, tk);
+	double after = ranked_first(m, tk, &o->ec, &task, &L, &pr, held, nh);
+	double tafter = ranked_first(m, tk, &o->ec, &task, &L, &pr, tr, nt);
+	if (!o->quiet)
+		fprintf(stderr, "%s: encoder tuned on %zu of %zu inputs with a correct prompt (%zu held "
+		        "out); positive ranked first: held out %.1f%% -> %.1f%%, training %.1f%% -> "
+		        "%.1f%%\n", argv0, pr.n, pr.inputs, nh, 100 * before, 100 * after, 100 * tbefore,
+		        100 * tafter);
+	free(a), free(p), free(h), free(held), free(tr);
 	lm_ctr_data_free(&d);
+	lm_rtune_pairs_free(&pr);
+	lm_task_free(&task);
+	free_lines(&L, 1);
 }
 
 int main(int argc, char **argv)
@@ -348,7 +432,7 @@ int main(int argc, char **argv)
 		{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
 		{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, 'N'},
 		{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-		{"contrastive", no_argument, 0, 'C'}, {"unsupervised", no_argument, 0, 'u'},
+		{"tune-encoder", required_argument, 0, 'e'}, {"contrastive", no_argument, 0, 'C'}, {"unsupervised", no_argument, 0, 'u'},
 		{"symmetric", no_argument, 0, 'y'}, {"lora", required_argument, 0, 'K'},
 		{"lora-alpha", required_argument, 0, 'a'}, {"perp", no_argument, 0, 'p'},
 		{"full", no_argument, 0, 'F'}, {"pairs", required_argument, 0, 'z'},
@@ -390,6 +474,7 @@ int main(int argc, char **argv)
 		case 't': o.tc.temperature = estrtod(optarg, 1e-4, 100, "--temperature"), o.temp_set = 1; break;
 		case 'S': o.tc.seed = (uint64_t)estrtoll(optarg, 0, INT64_MAX, "--seed"), o.seed_set = 1; break;
 		case 'C': o.ct.on = 1; break;
+		case 'e': o.tune_encoder = optarg; break;
 		case 'u': o.ct.on = o.ct.unsup = 1; break;
 		case 'y': o.ct.symmetric = 1, ctr_opt = 1; break;
 		case 'K': o.ct.rank = estrtoll(optarg, 1, 1 << 16, "--lora"), o.ct.lora_set = 1, ctr_opt = 1; break;
@@ -418,10 +503,19 @@ int main(int argc, char **argv)
 		lm_usage(usage_text, 2);
 	if (lm_embed_cfg_check(&o.ec) < 0)
 		edie(2, "%s", lm_errmsg());
-	if (ctr_opt && !o.ct.on)
+	if (o.tune_encoder) {
+		if (!o.pool || o.tune || o.projection || o.tsv || o.ct.on)
+			edie(2, "--tune-encoder trains the model on a --pool: give --pool, and not --tune, "
+			     "--projection, --tsv or --contrastive");
+		if (o.ct.unsup)
+			edie(2, "--unsupervised: --tune-encoder's pairs come from the model's scores");
+	}
+	if (ctr_opt && !o.ct.on && !o.tune_encoder)
 		edie(2, "--symmetric, --lora, --perp, --full, --pairs, --steps, --dropout, --warmup, "
-		     "--clip and --log are for --contrastive");
-	if (o.ct.on) {
+		     "--clip and --log are for --contrastive or --tune-encoder");
+	if (o.ct.on || o.tune_encoder) {
+		if (o.tune_encoder)
+			o.pool = 0, o.ct.on = 1;
 		if (o.pool || o.tune || o.projection || o.tsv)
 			edie(2, "--contrastive writes the trained model: not with --pool, --tune, "
 			     "--projection or --tsv");
@@ -432,7 +526,7 @@ int main(int argc, char **argv)
 			o.ct.rank = 0;
 		if (o.ct.alpha < 0)
 			o.ct.alpha = 2.0 * (double)o.ct.rank;
-		o.ct.epochs = o.epochs_set ? (long long)o.tc.epochs : 1;
+		o.ct.epochs = o.epochs_set ? (long long)o.tc.epochs : o.tune_encoder ? 10 : 1;
 		o.ct.lr = o.lr_set ? o.tc.lr : o.ct.full ? 1e-4 : 1e-3;
 		if (o.temp_set)
 			o.ct.temperature = o.tc.temperature;
@@ -447,7 +541,7 @@ int main(int argc, char **argv)
 		edie(2, "--tsv writes no projection: drop it with --tune or --projection");
 	if (o.tsv && o.output)
 		edie(2, "--tsv writes text to standard output: redirect it instead of -o");
-	if (!o.ct.on && o.tc.negatives >= o.tc.sample)
+	if ((!o.ct.on || o.tune_encoder) && o.tc.negatives >= o.tc.sample)
 		edie(2, "--negatives %zu: must be fewer than the %zu sampled prompts (--sample)",
 		     o.tc.negatives, o.tc.sample);
 	if (!o.model && !strcmp(argv[optind], "-"))
@@ -470,7 +564,16 @@ int main(int argc, char **argv)
 			die_lm(lm_reader_name(rd));
 		if (lm_model_init(&m, &ms.h.cfg) < 0 || lm_ms_load_all(&ms, &m) < 0)
 			die_lm(lm_reader_name(rd));
-		contrastive(&o, argv[optind], &ms, &m, tk, &out, argc, argv);
+		if (o.tune_encoder) {
+			tune_encoder(&o, argv[optind], &ms, &m, tk);
+		} else {
+			struct lm_ctr_data d;
+			if (lm_ctr_load(&d, argv[optind], o.ct.unsup) < 0)
+				die_lm(argv[optind]);
+			contrastive(&o, argv[optind], &d, &ms, &m, tk);
+			lm_ctr_data_free(&d);
+		}
+		lm_write_model(&ms, &m, &out, argc, argv);
 		lm_tokenizer_free(tk);
 		lm_model_free(&m);
 		lm_ms_close(&ms);

@@ -55,6 +55,8 @@ static const char usage_text[] =
 	"                        (default: runs collapsed to one space, ends trimmed)\n"
 	"      --mc FILE         multiple choice (JSON lines or TruthfulQA mc_task.json): accuracy\n"
 	"      --retrieve INDEX  --mc: prepend demonstrations from a pool made by lm-embed --pool\n"
+	"      --retriever STREAM  --retrieve: the model that embeds the inputs (one trained by\n"
+	"                        lm-embed --tune-encoder; default: the scored model)\n"
 	"  -k, --demos K         --mc: demonstrations per item (default 3)\n"
 	"      --random-demos    --mc: K random pool prompts instead of the nearest\n"
 	"      --no-projection   --mc: ignore the index's tuned projection\n"
@@ -86,7 +88,7 @@ struct opts {
 	long long seqlen, windows, batch, ntok;
 	int json, threads, verify, quiet;
 	/* --sts, --mc (common/sts.h, mc.h, retrieve.h) */
-	const char *sts, *mc, *retrieve;
+	const char *sts, *mc, *retrieve, *retriever;
 	struct lm_embed_cfg ec;
 	struct lm_ret_opts ro;
 	int batch_set;
@@ -595,8 +597,25 @@ static void mc_mode(struct lm_model_stream *ms, struct opts *o)
 	if (o->retrieve && lm_emb_read(&e, o->retrieve) < 0)
 		die_lm(NULL);
 	load_whole(ms, &m, &tk, "--mc");
-	if (o->retrieve && !(ctx = lm_ret_contexts(&m, tk, &e, &t, &o->ro)))
+	/* a trained retriever (lm-embed --tune-encoder) embeds the inputs; the model scores */
+	struct lm_model mr;
+	if (o->retriever) {
+		struct lm_model_stream rs;
+		struct lm_reader *rd = lm_in_open(o->retriever);
+		lm_reader_set_verify(rd, o->verify);
+		if (lm_ms_open(&rs, rd) < 0 || lm_model_init(&mr, &rs.h.cfg) < 0 ||
+		    lm_ms_load_all(&rs, &mr) < 0)
+			die_lm(o->retriever);
+		lm_ms_close(&rs);
+		lm_reader_close(rd);
+		if (mr.cfg.vocab_size != m.cfg.vocab_size)
+			die("%s: a vocabulary of %lld tokens, the model's has %lld: not its retriever",
+			    o->retriever, (long long)mr.cfg.vocab_size, (long long)m.cfg.vocab_size);
+	}
+	if (o->retrieve && !(ctx = lm_ret_contexts(o->retriever ? &mr : &m, tk, &e, &t, &o->ro)))
 		die_lm(o->retrieve);
+	if (o->retriever)
+		lm_model_free(&mr);
 	lm_scorer_init(&sc, &m, tk);
 	if (lm_mc_eval(&sc, &t, (const char *const *)ctx, &r, task_progress, o) < 0)
 		die_lm(o->mc);
@@ -755,7 +774,7 @@ static void qa_mode(struct lm_model_stream *ms, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	enum { O_STS = 0x170, O_DEMO, O_TMPL, O_AVG, O_MC, O_RETR, O_RAND, O_NOPROJ, O_SEED };
+	enum { O_STS = 0x170, O_DEMO, O_TMPL, O_AVG, O_MC, O_RETR, O_RETRIEVER, O_RAND, O_NOPROJ, O_SEED };
 	enum { O_QA = 0x190, O_QCOL, O_ACOL, O_HARM, O_MATCH, O_WORDS };
 	enum { O_TASK = 0x1d0, O_TDATA, O_LIMIT, O_LOGS, O_BOS };
 	enum { O_VERBATIM = 0x1e0 };
@@ -771,6 +790,7 @@ int main(int argc, char **argv)
 		{"template", required_argument, 0, O_TMPL}, {"avg", no_argument, 0, O_AVG},
 		{"verbatim", no_argument, 0, O_VERBATIM},
 		{"mc", required_argument, 0, O_MC}, {"retrieve", required_argument, 0, O_RETR},
+		{"retriever", required_argument, 0, O_RETRIEVER},
 		{"demos", required_argument, 0, 'k'}, {"random-demos", no_argument, 0, O_RAND},
 		{"no-projection", no_argument, 0, O_NOPROJ}, {"seed", required_argument, 0, O_SEED},
 		{"task", required_argument, 0, O_TASK}, {"data", required_argument, 0, O_TDATA},
@@ -816,6 +836,7 @@ int main(int argc, char **argv)
 		case O_VERBATIM: o.ec.verbatim = 1; break;
 		case O_MC: o.mc = optarg; break;
 		case O_RETR: o.retrieve = optarg; break;
+		case O_RETRIEVER: o.retriever = optarg; break;
 		case 'k': o.ro.k = (size_t)estrtoll(optarg, 1, 1 << 16, "--demos"); break;
 		case O_RAND: o.ro.random = 1; break;
 		case O_NOPROJ: o.ro.no_projection = 1; break;
@@ -881,6 +902,8 @@ int main(int argc, char **argv)
 		edie(2, "--match and --words are for --harm-rate");
 	if (o.retrieve && !o.mc)
 		edie(2, "--retrieve adds demonstrations to --mc items: give --mc FILE");
+	if (o.retriever && !o.retrieve)
+		edie(2, "--retriever embeds the inputs for --retrieve INDEX: give it");
 	if ((o.ro.random || o.ro.no_projection) && !o.retrieve)
 		edie(2, "--random-demos and --no-projection choose demonstrations: give --retrieve INDEX");
 	if ((o.ec.demo || o.ec.tmpl || o.ec.avg || o.ec.verbatim) && !o.sts)

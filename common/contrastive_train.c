@@ -69,6 +69,36 @@ void lm_ctr_data_free(struct lm_ctr_data *d)
 	memset(d, 0, sizeof *d);
 }
 
+void lm_ctr_data_set(struct lm_ctr_data *d, const char *const *a, const char *const *p,
+                     const char *const *h, size_t n)
+{
+	size_t len = 0, at = 0;
+	memset(d, 0, sizeof *d);
+	d->unsup = !p;
+	for (size_t i = 0; i < n; i++)
+		len += strlen(a[i]) + 1 + (p ? strlen(p[i]) + 1 : 0) + (h && h[i] ? strlen(h[i]) + 1 : 0);
+	d->text = xmalloc(len ? len : 1);
+	d->a = xmalloc((n ? n : 1) * sizeof *d->a), d->p = xmalloc((n ? n : 1) * sizeof *d->p);
+	d->h = xmalloc((n ? n : 1) * sizeof *d->h);
+	for (size_t i = 0; i < n; i++) {
+		const char *src[3] = {a[i], p ? p[i] : NULL, h ? h[i] : NULL};
+		const char **dst[3] = {&d->a[i], &d->p[i], &d->h[i]};
+		for (int k = 0; k < 3; k++) {
+			*dst[k] = NULL;
+			if (!src[k])
+				continue;
+			size_t l = strlen(src[k]) + 1;
+			memcpy(d->text + at, src[k], l);
+			*dst[k] = d->text + at;
+			at += l;
+		}
+		if (!p)
+			d->p[i] = d->a[i];
+		d->nhard += d->h[i] != NULL;
+	}
+	d->n = n;
+}
+
 /* BOS + the prompt's ids, as lm_embed_texts makes them */
 static int prompt_ids(const struct lm_tokenizer *tk, const struct lm_embed_cfg *ec, int32_t bos,
                       const char *s, int32_t **ids, size_t *len)

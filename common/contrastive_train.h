@@ -39,6 +39,9 @@ struct lm_ctr_data {
  * line without a positive, an empty field, more than three fields; "no examples". */
 int lm_ctr_load(struct lm_ctr_data *d, const char *path, int unsup);
 void lm_ctr_data_free(struct lm_ctr_data *d);
+/* the same from n strings (copied; h[i] NULL: no hard negative; p NULL: unsupervised) */
+void lm_ctr_data_set(struct lm_ctr_data *d, const char *const *a, const char *const *p,
+                     const char *const *h, size_t n);
 
 struct lm_ctr {
 	const struct lm_ctr_data *d;

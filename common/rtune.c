@@ -232,6 +232,61 @@ static void train(float *P, const float *Q, const float *E, const struct pair *p
 	free(order), free(pos), free(q), free(k), free(dP), free(m1), free(m2), free(mask), free(kid);
 }
 
+/* UPRISE's steps 1 and 2 for the first nt items of items[] (the shuffled task): pr[0..*npair)
+ * their pairs (p->q = the item's place in items[], p->neg allocated here) */
+static int score_all(const struct lm_model *m, const struct lm_tokenizer *tk,
+                     const struct lm_task *task, const size_t *items, size_t nt,
+                     const char *const *pool_input, const char *const *pool_prompt, size_t npool,
+                     const struct lm_rtune_cfg *c, struct lm_rng *rng, struct pair *pr,
+                     size_t *npair)
+{
+	struct lm_scorer sc;
+	size_t H = c->negatives;
+	*npair = 0;
+	lm_scorer_init(&sc, m, tk);
+	for (size_t i = 0; i < nt; i++) {
+		struct pair *p = &pr[*npair];
+		p->neg = xmalloc(H * sizeof *p->neg);
+		p->q = i;
+		int r = score_item(&sc, &task->it[items[i]], pool_input, pool_prompt, npool, c, rng, p);
+		if (r < 0) {
+			lm_preerr("item %zu (line %zu)", items[i] + 1, task->it[items[i]].line);
+			free(p->neg), p->neg = NULL;
+			lm_scorer_free(&sc);
+			return -1;
+		}
+		if (r)
+			(*npair)++;
+		else
+			free(p->neg), p->neg = NULL;
+		if (c->progress)
+			c->progress(c->pctx, "scoring", i + 1, nt);
+	}
+	lm_scorer_free(&sc);
+	if (*npair == 0)
+		return lm_seterr("none of %zu training inputs has a sampled prompt that makes the model "
+		                 "right", nt);
+	return 0;
+}
+
+static int check_cfg(const struct lm_rtune_cfg *c, size_t nt)
+{
+	if (c->negatives == 0 || c->negatives >= c->sample || c->batch == 0 || nt == 0)
+		return lm_seterr("negatives (%zu) must be at least 1 and fewer than the sample (%zu)",
+		                 c->negatives, c->sample);
+	return 0;
+}
+
+/* the items drawn for training: the first nt of a seeded shuffle of the task */
+static size_t *draw_items(const struct lm_task *task, struct lm_rng *rng)
+{
+	size_t *items = xmalloc((task->n ? task->n : 1) * sizeof *items);
+	for (size_t i = 0; i < task->n; i++)
+		items[i] = i;
+	shuffle(rng, items, task->n);
+	return items;
+}
+
 float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
                 const struct lm_embed_cfg *ec, const struct lm_task *task,
                 const char *const *pool_input, const char *const *pool_prompt,
@@ -241,56 +296,26 @@ float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
 	size_t d = (size_t)m->cfg.word_embed_proj_dim, H = c->negatives;
 	size_t nt = task->n < c->train_max ? task->n : c->train_max, npair = 0;
 	struct lm_rtune_report rep = {0};
-	struct lm_scorer sc;
 	struct lm_rng rng;
 	size_t *items;
 	const char **texts;
 	float *Q = NULL, *P = NULL;
 	struct pair *pr;
 
-	if (H == 0 || H >= c->sample || c->batch == 0 || nt == 0) {
-		lm_seterr("negatives (%zu) must be at least 1 and fewer than the sample (%zu)", H,
-		          c->sample);
+	if (check_cfg(c, nt) < 0)
 		return NULL;
-	}
-	items = xmalloc(task->n * sizeof *items);
+	lm_rng_seed(&rng, c->seed);
+	items = draw_items(task, &rng);
 	texts = xmalloc(nt * sizeof *texts);
 	pr = xcalloc(nt, sizeof *pr);
-	lm_rng_seed(&rng, c->seed);
-	for (size_t i = 0; i < task->n; i++)
-		items[i] = i;
-	shuffle(&rng, items, task->n);
 	for (size_t i = 0; i < nt; i++)
 		texts[i] = task->it[items[i]].input;
 	if (!(Q = lm_alloc(nt * d * sizeof *Q)) ||
 	    lm_embed_texts(m, tk, ec, texts, nt, Q, NULL, NULL) < 0)
 		goto fail;
-	lm_scorer_init(&sc, m, tk);
-	for (size_t i = 0; i < nt; i++) {
-		struct pair *p = &pr[npair];
-		p->neg = xmalloc(H * sizeof *p->neg);
-		p->q = i;
-		int r = score_item(&sc, &task->it[items[i]], pool_input, pool_prompt, npool, c, &rng, p);
-		if (r < 0) {
-			lm_preerr("item %zu (line %zu)", items[i] + 1, task->it[items[i]].line);
-			free(p->neg);
-			lm_scorer_free(&sc);
-			goto fail;
-		}
-		if (r)
-			npair++;
-		else
-			free(p->neg), p->neg = NULL;
-		if (c->progress)
-			c->progress(c->pctx, "scoring", i + 1, nt);
-	}
-	lm_scorer_free(&sc);
-	rep.inputs = nt, rep.pairs = npair;
-	if (npair == 0) {
-		lm_seterr("none of %zu training inputs has a sampled prompt that makes the model right",
-		          nt);
+	if (score_all(m, tk, task, items, nt, pool_input, pool_prompt, npool, c, &rng, pr, &npair) < 0)
 		goto fail;
-	}
+	rep.inputs = nt, rep.pairs = npair;
 	/* every tenth pair held out (none when there are fewer than 10) */
 	struct pair *held = xmalloc(npair * sizeof *held), *tr = xmalloc(npair * sizeof *tr);
 	size_t nh = 0, ntr = 0;
@@ -320,9 +345,47 @@ fail:
 	lm_free(P);
 	P = NULL;
 out:
-	for (size_t i = 0; i < npair; i++)
+	for (size_t i = 0; i < nt; i++)
 		free(pr[i].neg);
 	free(pr), free(items), free(texts);
 	lm_free(Q);
 	return P;
+}
+
+int lm_rtune_pairs(const struct lm_model *m, const struct lm_tokenizer *tk,
+                   const struct lm_task *task, const char *const *pool_input,
+                   const char *const *pool_prompt, size_t npool, const struct lm_rtune_cfg *c,
+                   struct lm_rtune_pairs *out)
+{
+	size_t nt = task->n < c->train_max ? task->n : c->train_max, npair = 0, H = c->negatives;
+	struct lm_rng rng;
+	struct pair *pr;
+	size_t *items;
+	memset(out, 0, sizeof *out);
+	if (check_cfg(c, nt) < 0)
+		return -1;
+	lm_rng_seed(&rng, c->seed);
+	items = draw_items(task, &rng);
+	pr = xcalloc(nt, sizeof *pr);
+	int r = score_all(m, tk, task, items, nt, pool_input, pool_prompt, npool, c, &rng, pr, &npair);
+	if (r == 0) {
+		out->n = npair, out->inputs = nt, out->H = H;
+		out->item = xmalloc(npair * sizeof *out->item);
+		out->pos = xmalloc(npair * sizeof *out->pos);
+		out->neg = xmalloc(npair * H * sizeof *out->neg);
+		for (size_t i = 0; i < npair; i++) {
+			out->item[i] = items[pr[i].q], out->pos[i] = pr[i].pos;
+			memcpy(out->neg + i * H, pr[i].neg, H * sizeof *out->neg);
+		}
+	}
+	for (size_t i = 0; i < nt; i++)
+		free(pr[i].neg);
+	free(pr), free(items);
+	return r;
+}
+
+void lm_rtune_pairs_free(struct lm_rtune_pairs *p)
+{
+	free(p->item), free(p->pos), free(p->neg);
+	memset(p, 0, sizeof *p);
 }

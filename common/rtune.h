@@ -56,6 +56,20 @@ float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
                 const float *pool_emb, size_t npool, const struct lm_rtune_cfg *c,
                 struct lm_rtune_report *rep);
 
+/* Steps 1 and 2 alone, for training the encoder itself (lm-embed --tune-encoder): the
+ * same items, draws and pairs lm_rtune makes with the same configuration, as indices:
+ * pair i is task item item[i], its positive pool prompt pos[i] and its H hard negatives
+ * neg[i * H ..], the worst-scored first. -1 + error as lm_rtune. */
+struct lm_rtune_pairs {
+	size_t n, inputs, H;
+	size_t *item, *pos, *neg;
+};
+int lm_rtune_pairs(const struct lm_model *m, const struct lm_tokenizer *tk,
+                   const struct lm_task *task, const char *const *pool_input,
+                   const char *const *pool_prompt, size_t npool, const struct lm_rtune_cfg *c,
+                   struct lm_rtune_pairs *out);
+void lm_rtune_pairs_free(struct lm_rtune_pairs *p);
+
 /* The InfoNCE step on its own (exposed for the gradient test): queries q [B, d], their
  * candidate prompts k [K, d], pos[b] the index in k of query b's positive, mask [B, K]
  * (1: candidate counts for query b) or NULL; writes the mean loss and, if dP is not NULL,

@@ -151,3 +151,27 @@ PY
 	[[ "$stderr" == *"in-batch negatives need two or more"* ]]
 	[ ! -e "$T/x" ]
 }
+
+@test "lm-embed --tune-encoder: the retriever's encoder trained from the model's scores; lm-eval --retriever embeds the inputs with it" {
+	M="$BATS_FILE_TMPDIR/micro.lms" T="$BATS_TEST_TMPDIR" TASKS="$BATS_TEST_DIRNAME/data-tasks"
+	run -0 --separate-stderr lm-embed --pool --tune-encoder "$TASKS/stsb-bin-train.jsonl" --train-max 24 \
+		-L 8 --pairs 8 -j 1 -m "$M" -o "$T/retr.lms" "$TASKS/stsb-pool.tsv"
+	# the same pairs --tune makes (12 of 24 inputs have a correct prompt, one held out);
+	# the training pairs' positives rank first more often after
+	[[ "$stderr" =~ encoder\ tuned\ on\ 12\ of\ 24\ inputs.*training\ ([0-9.]+)%\ -\>\ ([0-9.]+)% ]]
+	"$PYTHON" -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(not b > a)" \
+		"${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+	lm-embed -q --pool -m "$T/retr.lms" -o "$T/idx.lms" "$TASKS/stsb-pool.tsv"
+	run -0 lm-eval --mc "$TASKS/stsb-bin-test.jsonl" --retrieve "$T/idx.lms" --retriever "$T/retr.lms" \
+		-k 3 -j 1 "$M"
+	assert_line --partial "accuracy (mean NLL per token):"
+	# without it the index is the retriever's, not the scoring model's: refused
+	run -1 --separate-stderr lm-eval --mc "$TASKS/stsb-bin-test.jsonl" --retrieve "$T/idx.lms" -k 3 -j 1 "$M"
+	assert_one_line_error lm-eval
+	[[ "$stderr" == *"embedded by another model"* ]]
+	run -2 --separate-stderr lm-eval --mc "$TASKS/stsb-bin-test.jsonl" --retriever "$T/retr.lms" "$M"
+	assert_one_line_error lm-eval
+	run -2 --separate-stderr lm-embed --tune-encoder "$TASKS/stsb-bin-train.jsonl" -m "$M" -o "$T/x" \
+		"$TASKS/stsb-pool.tsv"
+	assert_one_line_error lm-embed
+}
