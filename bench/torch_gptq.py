@@ -2,7 +2,7 @@
 """bench/torch_gptq.py: the PyTorch peer of `lm-quant -m gptq`, for bench/quant.sh.
 
 GPTQ in plain PyTorch (Debian python3-torch 1.13, no transformers) on the CPU in float32,
-following the reference code as ../shared/docs/methods.md section 3.4 describes it
+following the reference code as docs/methods.md section 3.4 describes it
 (IST-DASLab/gptq opt.py opt_sequential, gptq.py fasterquant, quant.py Quantizer):
 
 - the whole model is read into memory first (the reference loads it with from_pretrained);

@@ -2,7 +2,7 @@
 """bench/torch_prune.py: the PyTorch peer of `lm-prune`, for bench/prune.sh.
 
 Magnitude, Wanda and SparseGPT in plain PyTorch (Debian python3-torch 1.13, no transformers) on
-the CPU in float32, following the reference code as ../shared/docs/methods.md section 3 describes
+the CPU in float32, following the reference code as docs/methods.md section 3 describes
 it (locuslab/wanda lib/prune_opt.py and layerwrapper.py, IST-DASLab/sparsegpt opt.py and
 sparsegpt.py):
 

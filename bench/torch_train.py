@@ -2,7 +2,7 @@
 """bench/torch_train.py: the PyTorch peer of `lm-retrain --perp` and `--full`, for bench/retrain.sh.
 
 AdamW training of an OPT (transformers' OPTForCausalLM arithmetic, no transformers) on the CPU
-in float32, the way PERP's code sets it up (../shared/docs/methods.md section 4):
+in float32, the way PERP's code sets it up (docs/methods.md section 4):
 
 - --perp trains every bias and LayerNorm weight and bias (the final LayerNorm included), the
   rest frozen; --full trains every parameter of the decoder layers and the final LayerNorm, and
