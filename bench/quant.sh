@@ -226,7 +226,7 @@ for j in threads:
         continue
     print(f"**GPTQ 4-bit g128**, {facts['nsamples']} calibration windows of 512 tokens of "
           f"novels-calib.txt, {j} thread(s): `lm-quant` against `bench/torch_gptq.py` (the reference "
-          f"algorithm, methods.md §3.4, in PyTorch {facts.get('torch', '?')} on the CPU, with each "
+          f"algorithm, docs/methods.md §3.4, in PyTorch {facts.get('torch', '?')} on the CPU, with each "
           f"scale rounded to f16 as lm-quant stores it):\n")
     print("| program | seconds | peak RSS | others | command |")
     print("|---|---|---|---|---|")

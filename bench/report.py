@@ -263,8 +263,8 @@ def forward_md():
       "torch_opt.py `--threads N` calls `torch.set_num_threads(N)` under "
       "`OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=N` (torch 1.13 here calls the system OpenBLAS, "
       "which otherwise starts one thread per core whatever torch's setting). PyTorch settings: "
-      "*default*, and *hugetlb* = `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (the best setting in "
-      "shared/docs/performance.md); the comparison uses whichever was faster in this run.\n")
+      "*default*, and *hugetlb* = `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (the best setting, docs/performance.md §4"
+      "); the comparison uses whichever was faster in this run.\n")
 
     order = {"micro": 0, "text": 1, "m125": 2}
     groups = sorted({g for g, _ in runs if g != "sgemm"}, key=lambda g: (order.get(g.split("-")[0], 3), g))
