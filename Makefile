@@ -1,10 +1,14 @@
-# lmpipe: one static library (common/), one thin program per cmd/lm-*.c
+# lmpipe: one static library (common/, grouped by role), one thin program per cmd/lm-*.c
 include config.mk
 
 B        ?= build
-LIB_SRC   = $(wildcard common/*.c)
-LIB_HDR   = $(wildcard common/*.h)
+# common/ is grouped by role (docs/design.md): base/ io/ nn/ methods/ eval/ prog/; every
+# folder is on the include path, so a file includes another by its name alone
+LIB_SRC   = $(wildcard common/*.c common/*/*.c)
+LIB_HDR   = $(wildcard common/*.h common/*/*.h)
 LIB_OBJ   = $(LIB_SRC:common/%.c=$(B)/common/%.o)
+LIB_DIRS  = $(sort $(dir $(LIB_SRC) $(LIB_HDR)))
+CPPFLAGS += $(patsubst %/,-I%,$(filter-out common/,$(LIB_DIRS)))
 BIN      ?= bin
 PROGS     = $(patsubst cmd/%.c,$(BIN)/%,$(wildcard cmd/lm-*.c))
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
@@ -14,8 +18,8 @@ MAN5      = $(wildcard man/*.5)
 
 all: $(PROGS)
 
-$(B)/common/kernels.o $(B)/common/forward.o $(B)/common/quant.o \
-$(B)/common/backward.o $(B)/common/train.o: XFLAGS = $(KFLAGS)
+# the kernels and the loops over them (config.mk's KFLAGS)
+$(filter %/kernels.o %/forward.o %/quant.o %/backward.o %/train.o,$(LIB_OBJ)): XFLAGS = $(KFLAGS)
 
 $(B)/common/%.o: common/%.c $(LIB_HDR) config.mk
 	@mkdir -p $(@D)

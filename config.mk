@@ -13,7 +13,7 @@ WARN      = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-protot
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icommon
 # where lm-init finds the OPT tokenizer: the copy installed beside the program
 # (BINDIR/../share/lmpipe, whatever PREFIX was given at install), then DATADIR, then
-# this source tree. VERSION is also in common/util.h and each man page's .Os line.
+# this source tree. VERSION is also in common/base/util.h and each man page's .Os line.
 CPPFLAGS += -DLM_DATADIR='"$(DATADIR)"' -DLM_SRCDIR='"$(CURDIR)"'
 # elementwise kernels must vectorise (gcc -O2 keeps ReLU as a branch); never -ffast-math:
 # reference tests and NaN checks need IEEE semantics

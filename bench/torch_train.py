@@ -15,7 +15,7 @@ in float32, the way PERP's code sets it up (docs/methods.md section 4):
   torch.optim.AdamW, weight decay 0;
 - the windows are lm-retrain's: -b windows of -s ids per step at starts drawn by the same
   generator (xoshiro256** seeded by splitmix64 with --seed, rejection sampling, as
-  common/rng.c), so with the same ids both programs see the same batches and their losses at
+  common/base/rng.c), so with the same ids both programs see the same batches and their losses at
   step k can be compared.
 
 The model and the ids are read from lm-streams (the model as lm-prune writes it, the ids as
@@ -48,7 +48,7 @@ M64 = (1 << 64) - 1
 
 
 class Rng:
-    """common/rng.c: xoshiro256** seeded by splitmix64; below(n) drops the top partial range."""
+    """common/base/rng.c: xoshiro256** seeded by splitmix64; below(n) drops the top partial range."""
 
     def __init__(self, seed):
         self.s, x = [], seed & M64

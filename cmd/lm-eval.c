@@ -87,20 +87,20 @@ struct opts {
 	const char *ppl, *gen, *save_ids, *input;
 	long long seqlen, windows, batch, ntok;
 	int json, threads, verify, quiet;
-	/* --sts, --mc (common/sts.h, mc.h, retrieve.h) */
+	/* --sts, --mc (common/eval/sts.h, mc.h, retrieve.h) */
 	const char *sts, *mc, *retrieve, *retriever;
 	struct lm_embed_cfg ec;
 	struct lm_ret_opts ro;
 	int batch_set;
-	/* --task (common/zeroshot.h) */
+	/* --task (common/eval/zeroshot.h) */
 	const char *tasks, *tdata;
 	long long limit;
 	int log_samples, bos;
-	/* --qa (common/unlearn_eval.h) */
+	/* --qa (common/eval/unlearn_eval.h) */
 	const char *qa, *qcol, *acol;
 	int harm, ntok_set;
 	struct lm_harm_opts ho;
-	/* early exit (common/earlyexit.c) */
+	/* early exit (common/methods/earlyexit.c) */
 	const char *sweep, *thresholds, *exits;
 	struct lm_ee_opts eo;
 	double ctx_frac;
@@ -322,7 +322,7 @@ static void generate(struct lm_model_stream *ms, const struct opts *o)
 	lm_tokenizer_free(tk);
 }
 
-/* ---- --sts and --mc: the work is in common/sts.c, mc.c, retrieve.c ---- */
+/* ---- --sts and --mc: the work is in common/eval/sts.c, mc.c, retrieve.c ---- */
 
 static void load_whole(struct lm_model_stream *ms, struct lm_model *m, struct lm_tokenizer **tk,
                        const char *why)
@@ -342,7 +342,7 @@ static void task_progress(void *ctx, size_t done, size_t total)
 	}
 }
 
-/* ---- early exit: the work is in common/earlyexit.c ---- */
+/* ---- early exit: the work is in common/methods/earlyexit.c ---- */
 
 /* the model, the exits and the policy early exit runs with; exit 2 for exits the model
  * lacks or a policy the stream lacks */
@@ -732,7 +732,7 @@ static void zs_mode(struct lm_model_stream *ms, struct opts *o)
 	lm_model_free(&m);
 }
 
-/* ---- --qa: answer perplexity and harmful-answer rate (common/unlearn_eval.c) ---- */
+/* ---- --qa: answer perplexity and harmful-answer rate (common/eval/unlearn_eval.c) ---- */
 
 static void qa_mode(struct lm_model_stream *ms, struct opts *o)
 {

@@ -1,4 +1,4 @@
-/* model.c: an OPT model in memory, filled tensor by tensor (see modelio.h) */
+/* modelio.c: an OPT model in memory, filled tensor by tensor (see modelio.h) */
 #include "modelio.h"
 #include "util.h"
 

@@ -1,4 +1,4 @@
-/* test_kernels.c: each optimized kernel of common/kernels.c against its naive reference,
+/* test_kernels.c: each optimized kernel of common/nn/kernels.c against its naive reference,
  * on small deterministic random data, at sizes that cross every blocking boundary
  * (LANES tails, attention query blocks, matmul weight tiles, cross-entropy tiles/chunks). */
 #include "dtype.h"
