@@ -9,26 +9,15 @@
  * baseline does (no silent fma contraction). */
 #include "kernels.h"
 #include "opt.h"
-#include "quant.h"
+#include "simd.h"
 #include "util.h"
 
 #include <cblas.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-/* (not under ThreadSanitizer: it instruments the ifunc resolver, which runs before the
- * sanitizer's runtime is up, and the program dies at load) */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
-    !defined(__SANITIZE_THREAD__)
-#define LM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define LM_CLONES
-#endif
 
 #define LANES 16  /* independent partial sums/maxima: enough for two AVX2 registers */
 
@@ -46,143 +35,11 @@
 #define CE_VT 512
 #define CE_RC 256
 
-static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
-
-/* ======================================================================================
- * threads
- * ====================================================================================== */
-
-/* The pool is process-wide state, like OpenBLAS's own thread pool: one set of sleeping
- * workers shared by every caller. A job is published under mu with a new generation
- * number; workers sleep on `go` between jobs, so nothing spins while OpenBLAS works. */
-static struct {
-	pthread_mutex_t mu, busy;
-	pthread_cond_t go, done;
-	int nstarted;
-	unsigned long gen;
-	int nparts, pending;
-	size_t n;
-	lm_range_fn *fn;
-	void *ctx;
-} pool = {
-	.mu = PTHREAD_MUTEX_INITIALIZER, .busy = PTHREAD_MUTEX_INITIALIZER,
-	.go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
-};
-static int want_threads; /* 0: follow OpenBLAS's setting */
-
-static void *pool_worker(void *arg)
-{
-	int id = (int)(intptr_t)arg;
-	unsigned long seen = 0;
-
-	pthread_mutex_lock(&pool.mu);
-	for (;;) {
-		while (pool.gen == seen)
-			pthread_cond_wait(&pool.go, &pool.mu);
-		seen = pool.gen;
-		if (id >= pool.nparts)
-			continue;
-		size_t n = pool.n, p = (size_t)pool.nparts;
-		lm_range_fn *fn = pool.fn;
-		void *ctx = pool.ctx;
-		pthread_mutex_unlock(&pool.mu);
-		fn(ctx, n * (size_t)id / p, n * ((size_t)id + 1) / p, id);
-		pthread_mutex_lock(&pool.mu);
-		if (--pool.pending == 0)
-			pthread_cond_signal(&pool.done);
-	}
-	return NULL;
-}
-
-int lm_threads(void)
-{
-	int n = __atomic_load_n(&want_threads, __ATOMIC_RELAXED);
-	if (n <= 0)
-		n = openblas_get_num_threads();
-	return n < 1 ? 1 : n > LM_MAX_THREADS ? LM_MAX_THREADS : n;
-}
-
-void lm_set_threads(int n)
-{
-	if (n <= 0) {
-		long c = sysconf(_SC_NPROCESSORS_ONLN);
-		n = c > 0 ? (int)c : 1;
-	}
-	if (n > LM_MAX_THREADS)
-		n = LM_MAX_THREADS;
-	openblas_set_num_threads(n);
-	__atomic_store_n(&want_threads, n, __ATOMIC_RELAXED);
-}
-
-int lm_parallel_for(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void *ctx)
-{
-	size_t parts = grain ? n / grain : n;
-	size_t nt = (size_t)lm_threads();
-	if (parts > nt)
-		parts = nt;
-	if (maxparts > 0 && parts > (size_t)maxparts)
-		parts = (size_t)maxparts;
-	if (parts <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
-		if (n)
-			fn(ctx, 0, n, 0);
-		return 1;
-	}
-	pthread_mutex_lock(&pool.mu);
-	while ((size_t)pool.nstarted + 1 < parts) {
-		pthread_t th;
-		if (pthread_create(&th, NULL, pool_worker, (void *)(intptr_t)(pool.nstarted + 1)) != 0)
-			break;
-		pthread_detach(th);
-		pool.nstarted++;
-	}
-	if ((size_t)pool.nstarted + 1 < parts)
-		parts = (size_t)pool.nstarted + 1;
-	pool.n = n, pool.fn = fn, pool.ctx = ctx;
-	pool.nparts = (int)parts, pool.pending = (int)parts - 1;
-	pool.gen++;
-	pthread_cond_broadcast(&pool.go);
-	pthread_mutex_unlock(&pool.mu);
-
-	fn(ctx, 0, n / parts, 0);
-
-	pthread_mutex_lock(&pool.mu);
-	while (pool.pending > 0)
-		pthread_cond_wait(&pool.done, &pool.mu);
-	pthread_mutex_unlock(&pool.mu);
-	pthread_mutex_unlock(&pool.busy);
-	return (int)parts;
-}
 
 /* ======================================================================================
  * small vector helpers (inlined into the cloned callers)
  * ====================================================================================== */
-
-/* c ? a : b through bit masks. gcc (without -fno-trapping-math) will not if-convert a
- * float select whose arms it has sunk arithmetic into, and then the loop stays scalar;
- * masks keep every loop below branch-free. */
-static inline float fsel(uint32_t c, float a, float b)
-{
-	uint32_t m = 0u - c;
-	return u2f((f2u(a) & m) | (f2u(b) & ~m));
-}
-
-/* f16 -> f32 without branches: shift exponent+mantissa into the f32 positions and fix the
- * exponent bias with one multiply by 2^-112 (which also carries inf/NaN through, since
- * their exponent field lands on 255); subnormal halves are built as 0.5 + m * 2^-24 in a
- * float of exponent 2^-1 and the 0.5 subtracted, which is exact. */
-static inline float h2f(uint16_t h)
-{
-	uint32_t w = (uint32_t)h << 16;
-	uint32_t sign = w & 0x80000000u;
-	uint32_t two_w = w + w;  /* drops the sign */
-	float norm = u2f((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
-	float den = u2f((two_w >> 17) | (126u << 23)) - 0.5f;
-	return u2f(sign | f2u(fsel(two_w < (1u << 27), den, norm)));
-}
-
-static inline float bf2f(uint16_t h) { return u2f((uint32_t)h << 16); }
 
 /* exp(x) = 2^n exp(r), n = round(x log2 e), |r| <= ln2/2; exp(r) by Cephes' expf minimax
  * polynomial (about 1 ulp). 2^n is built in the exponent bits. Below -87.3 the true value
@@ -253,60 +110,6 @@ static inline float vexp_sum(float *x, size_t n, float m)
 	for (size_t j = 0; j < n; j++)
 		x[j] = fexp(x[j] - m);
 	return vsum(x, n);
-}
-
-/* ======================================================================================
- * dtype
- * ====================================================================================== */
-
-LM_CLONES static void f16_rows(float *restrict dst, const uint16_t *restrict src, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		dst[i] = h2f(src[i]);
-}
-
-LM_CLONES static void bf16_rows(float *restrict dst, const uint16_t *restrict src, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		dst[i] = bf2f(src[i]);
-}
-
-int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n)
-{
-	switch (dt) {
-	case LM_F32:
-		if (dst != src)
-			memcpy(dst, src, n * sizeof(float));
-		return 0;
-	case LM_F16:
-		f16_rows(dst, src, n);
-		return 0;
-	case LM_BF16:
-		bf16_rows(dst, src, n);
-		return 0;
-	default:
-		return lm_seterr("no f32 conversion for dtype %s", lm_dtype_name(dt));
-	}
-}
-
-int lm_mat_rows_ok(const struct lm_mat *w)
-{
-	return w->dtype == LM_F32 || w->dtype == LM_F16 || w->dtype == LM_BF16 ||
-	       lm_dtype_row_bytes(w->dtype, (size_t)w->cols) != 0;
-}
-
-int lm_mat_rows_f32(float *dst, const struct lm_mat *w, size_t r0, size_t nr)
-{
-	size_t IN = (size_t)w->cols;
-	if (lm_dtype_is_packed(w->dtype)) {
-		size_t prb = lm_dtype_row_bytes(w->dtype, IN);
-		if (!prb)
-			return lm_seterr("dtype %s: rows of %zu do not fit its groups",
-			                 lm_dtype_name(w->dtype), IN);
-		return lm_q_dequant_rows(dst, (const uint8_t *)w->data + r0 * prb, w->dtype, nr, IN);
-	}
-	return lm_rows_to_f32(dst, (const char *)w->data + r0 * IN * lm_dtype_size(w->dtype),
-	                      w->dtype, nr * IN);
 }
 
 /* ======================================================================================

@@ -22,30 +22,8 @@
 
 #include "dtype.h"
 #include "model.h"
-
-#define LM_MAX_THREADS 64
-
-/* ---- threads ---- */
-/* n threads for OpenBLAS and for the row loops here (n <= 0: all online cores) */
-void lm_set_threads(int n);
-/* threads the row loops use: lm_set_threads's value, else OpenBLAS's current setting */
-int lm_threads(void);
-/* run fn(ctx, i0, i1, part) over [0, n) split into contiguous ranges, one per thread
- * (part 0 .. parts-1, at most `maxparts`, each range at least `grain` items). Runs
- * serially, as part 0, when called while the pool is busy (from another thread or from
- * inside fn). Returns the number of parts used. */
-typedef void lm_range_fn(void *ctx, size_t i0, size_t i1, int part);
-int lm_parallel_for(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void *ctx);
-
-/* ---- dtype ---- */
-/* n elements of f32/f16/bf16 to f32, bit exact with lm_to_f32 (NaN payloads aside), but
- * branch-free so it vectorizes; -1 + error for any other dtype */
-int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n);
-/* w's dtype can be read by lm_mat_rows_f32: f32/f16/bf16, or packed with groups that
- * divide its rows */
-int lm_mat_rows_ok(const struct lm_mat *w);
-/* rows r0 .. r0 + nr of matrix w (float or packed, see quant.h) as f32 into dst */
-int lm_mat_rows_f32(float *dst, const struct lm_mat *w, size_t r0, size_t nr);
+#include "pool.h"
+#include "rows.h"
 
 /* ---- layernorm ---- */
 /* out[N,C] = (inp - mean) * rstd * w + b per row, rstd = 1/sqrt(var + eps), biased var.

@@ -1,6 +1,5 @@
 /* quant.c: see quant.h */
 #include "quant.h"
-#include "kernels.h"
 #include "util.h"
 
 #include <string.h>
@@ -50,15 +49,6 @@ void lm_q_set_grid(uint8_t *group, const struct lm_qgrid *g)
 	memcpy(group, &h, sizeof h);
 }
 
-void lm_q_get_grid(const uint8_t *group, int bits, struct lm_qgrid *g)
-{
-	struct lm_qgroup h;
-	memcpy(&h, group, sizeof h);  /* groups are not always 2-byte aligned */
-	g->scale = lm_f16_to_f32(h.scale);
-	g->zero = h.zero;
-	g->maxq = (1 << bits) - 1;
-}
-
 int lm_q_rtn(void *dst, enum lm_dtype t, const float *W, size_t rows, size_t cols, int sym)
 {
 	const struct lm_dtype_info *in = lm_dtype_info(t);
@@ -80,87 +70,6 @@ int lm_q_rtn(void *dst, enum lm_dtype t, const float *W, size_t rows, size_t col
 				lm_q_put(codes, j, bits, (unsigned)lm_q_code(w[gi * G + j], &g));
 		}
 	}
-	return 0;
-}
-
-/* (as kernels.c: the AVX2 clone vectorizes the unpacking loops; not under TSan, whose
- * runtime is not up when the ifunc resolver runs) */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && \
-    !defined(__SANITIZE_THREAD__)
-#define Q_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define Q_CLONES
-#endif
-
-/* n groups of G 4-bit codes (G even), gb bytes apart, to scale * (q - zero): the
- * arithmetic of lm_q_value, so the values are bit for bit the quantizer's, in a loop the
- * compiler vectorizes (a table lookup per code does not) */
-Q_CLONES static void dequant4(float *restrict dst, const uint8_t *restrict grp, size_t G, size_t n,
-                              size_t gb)
-{
-	for (size_t k = 0; k < n; k++, grp += gb, dst += G) {
-		struct lm_qgrid g;
-		const uint8_t *restrict c = grp + sizeof(struct lm_qgroup);
-		lm_q_get_grid(grp, 4, &g);
-		const float s = g.scale;
-		const int z = g.zero;
-		for (size_t i = 0; i < G / 2; i++) {
-			dst[2 * i] = s * (float)((int)(c[i] & 15) - z);
-			dst[2 * i + 1] = s * (float)((int)(c[i] >> 4) - z);
-		}
-	}
-}
-
-Q_CLONES static void dequant8(float *restrict dst, const uint8_t *restrict grp, size_t G, size_t n,
-                              size_t gb)
-{
-	for (size_t k = 0; k < n; k++, grp += gb, dst += G) {
-		struct lm_qgrid g;
-		const uint8_t *restrict c = grp + sizeof(struct lm_qgroup);
-		lm_q_get_grid(grp, 8, &g);
-		const float s = g.scale;
-		const int z = g.zero;
-		for (size_t i = 0; i < G; i++)
-			dst[i] = s * (float)((int)c[i] - z);
-	}
-}
-
-/* one group of G codes of the other widths (and odd G) to f32: a table of the 2^b values,
- * then a lookup per code */
-static void dequant_lut(float *dst, const uint8_t *grp, int bits, size_t G)
-{
-	struct lm_qgrid g;
-	float lut[256];
-	const uint8_t *c = grp + sizeof(struct lm_qgroup);
-	lm_q_get_grid(grp, bits, &g);
-	for (int q = 0; q <= g.maxq; q++)
-		lut[q] = lm_q_value(q, &g);
-	for (size_t j = 0; j < G; j++) {
-		size_t bit = j * (size_t)bits, byte = bit >> 3;
-		unsigned v = c[byte];
-		if ((bit & 7) + (size_t)bits > 8)
-			v |= (unsigned)c[byte + 1] << 8;
-		dst[j] = lut[(v >> (bit & 7)) & (unsigned)g.maxq];
-	}
-}
-
-int lm_q_dequant_rows(float *dst, const void *src, enum lm_dtype t, size_t rows, size_t cols)
-{
-	const struct lm_dtype_info *in = lm_dtype_info(t);
-	size_t rb = lm_dtype_row_bytes(t, cols);
-	if (!rb)
-		return lm_seterr("no f32 conversion for dtype %s with rows of %zu", lm_dtype_name(t), cols);
-	const size_t G = in->qgroup ? (size_t)in->qgroup : cols, n = rows * (cols / G);
-	/* groups are contiguous, row after row: one stride for the whole matrix */
-	const size_t gb = sizeof(struct lm_qgroup) + (G * (size_t)in->qbits + 7) / 8;
-	const uint8_t *grp = src;
-	if (in->qbits == 8)
-		dequant8(dst, grp, G, n, gb);
-	else if (in->qbits == 4 && G % 2 == 0)
-		dequant4(dst, grp, G, n, gb);
-	else
-		for (size_t k = 0; k < n; k++)
-			dequant_lut(dst + k * G, grp + k * gb, in->qbits, G);
 	return 0;
 }
 

@@ -16,31 +16,18 @@
  * a struct lm_qgroup (4 bytes) then ceil(G * b / 8) bytes of codes, code j of the group at
  * bits j*b .. j*b + b - 1 counted from the least significant bit of the first byte (for
  * 4 bits: element 2i in the low nibble of byte i, 2i+1 in the high one; 3-bit codes may
- * straddle bytes). Rows follow each other with no padding. */
+ * straddle bytes). Rows follow each other with no padding. The group header (struct
+ * lm_qgroup), the grid (struct lm_qgrid) and the reading of packed rows are in rows.h. */
 #ifndef LM_QUANT_H
 #define LM_QUANT_H
 
-#include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "dtype.h"
 #include "model.h"
-
-/* the header of one packed group: the struct is the byte layout (little-endian) */
-struct lm_qgroup {
-	uint16_t scale;    /* f16 */
-	uint8_t zero;      /* zero point, in [0, maxq] (128 for symmetric 8-bit) */
-	uint8_t reserved;  /* 0 */
-};
-static_assert(sizeof(struct lm_qgroup) == 4, "wrong lm_qgroup size/padding");
-
-/* a fitted grid */
-struct lm_qgrid {
-	float scale;   /* already rounded to f16 */
-	int zero, maxq;
-};
+#include "rows.h"
 
 /* fit the grid of n values x (stride 1) for bits b */
 void lm_q_fit(struct lm_qgrid *g, const float *x, size_t n, int bits, int sym);
@@ -49,11 +36,6 @@ static inline int lm_q_code(float w, const struct lm_qgrid *g)
 {
 	float q = nearbyintf(w / g->scale) + (float)g->zero;
 	return q < 0 ? 0 : q > (float)g->maxq ? g->maxq : (int)q;
-}
-
-static inline float lm_q_value(int q, const struct lm_qgrid *g)
-{
-	return g->scale * (float)(q - g->zero);
 }
 
 /* codes: the group's code bytes (zeroed before the first put) */
@@ -69,12 +51,9 @@ static inline void lm_q_put(uint8_t *codes, size_t j, int bits, unsigned q)
 /* the group of a packed row (t packed, cols inputs): header then its code bytes */
 uint8_t *lm_q_group(void *row, enum lm_dtype t, size_t cols, size_t gi);
 void lm_q_set_grid(uint8_t *group, const struct lm_qgrid *g);
-void lm_q_get_grid(const uint8_t *group, int bits, struct lm_qgrid *g);
 
 /* RTN: W [rows, cols] f32 quantized into dst (packed type t, lm_dtype_nbytes bytes) */
 int lm_q_rtn(void *dst, enum lm_dtype t, const float *W, size_t rows, size_t cols, int sym);
-/* dst [rows, cols] f32 = the values of packed rows src (any packed type) */
-int lm_q_dequant_rows(float *dst, const void *src, enum lm_dtype t, size_t rows, size_t cols);
 
 /* replace w's data by its RTN quantization of type t (w f32/f16/bf16); -1 + error (w
  * already packed, group not dividing the rows) */
