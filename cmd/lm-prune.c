@@ -1,6 +1,7 @@
 /* lm-prune: a filter that zeroes weights: magnitude, Wanda or SparseGPT, unstructured or N:M */
 #include "calib.h"
 #include "cli.h"
+#include "clock.h"
 #include "hessian.h"
 #include "kernels.h"
 #include "modelio.h"
@@ -14,7 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char usage_text[] =
@@ -53,18 +53,11 @@ struct opts {
 	int nincl, nexcl;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void progress(const struct opts *o, int done, int total, double t0)
 {
 	if (o->quiet || !isatty(2))
 		return;
-	double el = now() - t0, eta = done ? el / done * (total - done) : 0;
+	double el = lm_now() - t0, eta = done ? el / done * (total - done) : 0;
 	fprintf(stderr, "\r%s: layer %d/%d, %.0f s elapsed, ETA %.0f s   ", argv0, done, total, el, eta);
 	if (done == total)
 		fputc('\n', stderr);
@@ -239,7 +232,7 @@ static void prune_streaming(struct pruner *p, struct lm_writer *w, const int32_t
 	const int L = (int)p->ms->h.cfg.num_layers;
 	const int calibrated = o->sp.method != LM_PRUNE_MAGNITUDE;
 	struct lm_calib cal;
-	double t0 = now();
+	double t0 = lm_now();
 
 	load_part(p, LM_PART_HEAD);
 	if (calibrated && lm_calib_init(&cal, &p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, 4) < 0)
@@ -272,7 +265,7 @@ static void prune_global(struct pruner *p, struct lm_writer *w)
 	struct lm_mat **mats = xcalloc(p->ms->norder, sizeof *mats);
 	size_t nm = 0, total = 0, k;
 	float thr;
-	double t0 = now();
+	double t0 = lm_now();
 	for (int part = LM_PART_HEAD; part <= L; part++) {
 		load_part(p, part);
 		if (part >= 0 && part < L)

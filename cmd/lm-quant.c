@@ -1,6 +1,7 @@
 /* lm-quant: a filter that quantizes the linear weights: RTN or GPTQ, packed in the stream */
 #include "calib.h"
 #include "cli.h"
+#include "clock.h"
 #include "cptquant.h"
 #include "gptq.h"
 #include "hessian.h"
@@ -14,7 +15,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char usage_text[] =
@@ -82,18 +82,11 @@ struct quantizer {
 	double t0;            /* --mixed tdmpq: start of the backward passes */
 };
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void progress(const struct opts *o, int done, int total, double t0)
 {
 	if (o->quiet || !isatty(2))
 		return;
-	double el = now() - t0, eta = done ? el / done * (total - done) : 0;
+	double el = lm_now() - t0, eta = done ? el / done * (total - done) : 0;
 	fprintf(stderr, "\r%s: layer %d/%d, %.0f s elapsed, ETA %.0f s   ", argv0, done, total, el, eta);
 	if (done == total)
 		fputc('\n', stderr);
@@ -269,7 +262,7 @@ static void tdmpq_progress(void *ctx, size_t done, size_t total)
 	struct quantizer *p = ctx;
 	if (p->o->quiet || !isatty(2))
 		return;
-	fprintf(stderr, "\r%s: tdmpq: window %zu/%zu, %.0f s   ", argv0, done, total, now() - p->t0);
+	fprintf(stderr, "\r%s: tdmpq: window %zu/%zu, %.0f s   ", argv0, done, total, lm_now() - p->t0);
 	if (done == total)
 		fputc('\n', stderr);
 }
@@ -291,7 +284,7 @@ static int tdmpq(struct quantizer *p, const int32_t *ids)
 		fprintf(stderr, "%s: tdmpq: the whole model in memory, gradients of its linear weights "
 		        "over %lld windows of %lld tokens; Q = RTN %s\n", argv0, o->nsamples, o->seqlen,
 		        lm_dtype_name(qt));
-	p->t0 = now();
+	p->t0 = lm_now();
 	return lm_cpt_tdmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, qt, o->sym, p->sens,
 	                    NULL, tdmpq_progress, p);
 }
@@ -365,7 +358,7 @@ static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *id
 	const int L = (int)p->ms->h.cfg.num_layers;
 	const int calibrated = o->method == M_GPTQ && (o->mixed || o->bits != 16);
 	struct lm_calib cal;
-	double t0 = now();
+	double t0 = lm_now();
 
 	load_part(p, LM_PART_HEAD);
 	if (calibrated && lm_calib_init(&cal, &p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, 4) < 0)

@@ -1,12 +1,12 @@
 /* zeroshot_metrics.c: the harness's metrics over scored items, and its report layout
  * (see zeroshot.h) */
 #include "zeroshot.h"
+#include "clock.h"
 #include "util.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 size_t lm_zs_pick(const struct lm_zs_ll *s, const size_t *nbytes, size_t n, int norm)
 {
@@ -30,18 +30,11 @@ double lm_zs_stderr(size_t k, size_t n)
 	return sqrt(p * (1 - p) / (double)(n - 1));
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int lm_zs_eval(struct lm_zs_scorer *sc, const struct lm_zs_task *t, struct lm_zs_result *r,
                void (*pr)(void *, size_t, size_t), void *pctx)
 {
 	size_t total = 0;
-	double t0 = now();
+	double t0 = lm_now();
 	memset(r, 0, sizeof *r);
 	r->t = t;
 	for (size_t i = 0; i < t->n; i++)
@@ -65,7 +58,7 @@ int lm_zs_eval(struct lm_zs_scorer *sc, const struct lm_zs_task *t, struct lm_zs
 		if (pr)
 			pr(pctx, i + 1, t->n);
 	}
-	r->seconds = now() - t0;
+	r->seconds = lm_now() - t0;
 	return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "modelstream.h"
 #include "train.h"
 
@@ -19,7 +20,6 @@ struct lm_progress {
 	const char *extra;  /* more figures printed after the loss ("forget 3.1 ..."), or NULL */
 };
 
-double lm_now(void);  /* monotonic seconds */
 /* set p up for -v/-q and --log PATH ("-": stderr, which then replaces the progress line;
  * NULL: none); dies when PATH cannot be opened */
 void lm_progress_open(struct lm_progress *p, const char *log, int verbose, int quiet);
