@@ -49,7 +49,8 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	const char *dir = NULL;
+	struct lm_cli_flags cf = LM_CLI_FLAGS_INIT;  /* -o: the folder */
+	const char *dir;
 	int c, datafd;
 	char tmpl[4096];
 	struct lm_reader *rd;
@@ -63,14 +64,9 @@ int main(int argc, char **argv)
 	struct lm_validator val;
 
 	lm_prog_init(argc, argv);
-	while ((c = getopt_long(argc, argv, "o:hV", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': dir = optarg; break;
-		case 'h': lm_usage(usage_text, 0);
-		case 'V': puts("lm-export " LM_VERSION); return 0;
-		default: lm_bad_option(usage_text);
-		}
-	}
+	while ((c = getopt_long(argc, argv, "o:hV", opts, NULL)) != -1)
+		lm_cli_flag(c, &cf, "lm-export", usage_text);
+	dir = cf.out;
 	if (!dir || argc - optind > 1)
 		lm_usage(usage_text, 2);
 	rd = lm_in_open(optind < argc ? argv[optind] : NULL);

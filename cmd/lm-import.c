@@ -71,8 +71,9 @@ int main(int argc, char **argv)
 		{"dtype", required_argument, 0, 't'}, {"output", required_argument, 0, 'o'},
 		{"force", no_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	const char *out_path = NULL, *dir;
-	int force = 0, c, to = -1;
+	const char *dir;
+	int c, to = -1;
+	struct lm_cli_flags cf = LM_CLI_FLAGS_INIT;
 	struct lm_hfdir *d;
 	struct lm_out out;
 	struct lm_writer *w;
@@ -89,11 +90,7 @@ int main(int argc, char **argv)
 			if (to != LM_F32 && to != LM_F16 && to != LM_BF16)
 				edie(2, "-t: '%s' is not one of f32, f16, bf16", optarg);
 			break;
-		case 'o': out_path = optarg; break;
-		case 'f': force = 1; break;
-		case 'h': lm_usage(usage_text, 0);
-		case 'V': puts("lm-import " LM_VERSION); return 0;
-		default: lm_bad_option(usage_text);
+		default: lm_cli_flag(c, &cf, "lm-import", usage_text);
 		}
 	}
 	if (optind != argc - 1)
@@ -107,7 +104,7 @@ int main(int argc, char **argv)
 		sdata[i] = lm_hfdir_file(d, side[i][0], &slen[i]);
 	if (lm_hfdir_check_tokenizer(d, sdata[2], slen[2], sdata[3], slen[3]) < 0)
 		die_lm(dir);
-	lm_out_open(&out, out_path, force);
+	lm_out_open(&out, cf.out, cf.force);
 	w = lm_writer_open(out.fd, out.name);
 	lm_header_init(&h, lm_hfdir_config(d));
 	json_object_set_new(h.json, "source", json_pack("{s:s}", "format", lm_hfdir_format(d)));

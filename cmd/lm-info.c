@@ -114,9 +114,10 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"json", no_argument, 0, 'j'}, {"tokenize", required_argument, 0, 'T'},
-		{"no-verify", no_argument, 0, 'N'}, {"help", no_argument, 0, 'h'},
+		{"no-verify", no_argument, 0, LM_OPT_NO_VERIFY}, {"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	int c, as_json = 0, verify = 1;
+	int c, as_json = 0;
+	struct lm_cli_flags fl = LM_CLI_FLAGS_INIT;  /* --no-verify; -j is --json here */
 	const char *text = NULL;
 	struct lm_reader *rd;
 	struct lm_header h;
@@ -130,16 +131,13 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'j': as_json = 1; break;
 		case 'T': text = optarg; break;
-		case 'N': verify = 0; break;
-		case 'h': lm_usage(usage_text, 0);
-		case 'V': puts("lm-info " LM_VERSION); return 0;
-		default: lm_bad_option(usage_text);
+		default: lm_cli_flag(c, &fl, "lm-info", usage_text);
 		}
 	}
 	if (argc - optind > 1)
 		lm_usage(usage_text, 2);
 	rd = lm_in_open(optind < argc ? argv[optind] : NULL);
-	lm_reader_set_verify(rd, verify);
+	lm_reader_set_verify(rd, fl.verify);
 	if (lm_read_header(rd, &h) < 0)
 		die_lm(lm_reader_name(rd));
 	if (text) {

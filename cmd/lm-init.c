@@ -105,10 +105,11 @@ int main(int argc, char **argv)
 		{"tokenizer", required_argument, 0, 'T'}, {"no-tokenizer", no_argument, 0, 'N'},
 		{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
 		{"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	const char *like = NULL, *out_path = NULL, *tokdir = NULL;
+	const char *like = NULL, *tokdir = NULL;
 	long long layers = 0, positions = 0, seed = 0;
 	double std = 0.02;
-	int c, dt = LM_F32, force = 0, notok = 0;
+	int c, dt = LM_F32, notok = 0;
+	struct lm_cli_flags cf = LM_CLI_FLAGS_INIT;
 	struct lm_opt_config cfg;
 	struct lm_out out;
 	struct lm_writer *w;
@@ -132,11 +133,7 @@ int main(int argc, char **argv)
 		case 's': seed = estrtoll(optarg, 0, 1LL << 62, "--seed"); break;
 		case 'T': tokdir = optarg; break;
 		case 'N': notok = 1; break;
-		case 'o': out_path = optarg; break;
-		case 'f': force = 1; break;
-		case 'h': lm_usage(usage_text, 0);
-		case 'V': puts("lm-init " LM_VERSION); return 0;
-		default: lm_bad_option(usage_text);
+		default: lm_cli_flag(c, &cf, "lm-init", usage_text);
 		}
 	}
 	if (!like || optind != argc)
@@ -150,7 +147,7 @@ int main(int argc, char **argv)
 	if (!notok && !(tokdir = find_tokenizer(tokdir)))
 		die("no tokenizer found (give --tokenizer DIR, set LMPIPE_TOKENIZER, or use --no-tokenizer)");
 
-	lm_out_open(&out, out_path, force);
+	lm_out_open(&out, cf.out, cf.force);
 	w = lm_writer_open(out.fd, out.name);
 	lm_header_init(&h, &cfg);
 	if (lm_write_header(w, &h, argv0, argc, argv) < 0)

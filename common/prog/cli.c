@@ -1,6 +1,6 @@
 /* cli.c: shared program plumbing (see cli.h) */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
-#include "calib.h"
+#include "textids.h"
 #include "cli.h"
 #include "kernels.h"
 #include "util.h"
@@ -254,6 +254,27 @@ _Noreturn void lm_bad_option(const char *text)
 	exit(2);
 }
 
+void lm_cli_flag(int c, struct lm_cli_flags *f, const char *name, const char *usage)
+{
+	if (f) {
+		switch (c) {
+		case 'o': f->out = optarg; return;
+		case 'f': f->force = 1; return;
+		case 'j': f->threads = (int)estrtoll(optarg, 0, 1024, "--threads"); return;
+		case LM_OPT_NO_VERIFY: f->verify = 0; return;
+		case 'v': f->verbose = 1; return;
+		case 'q': f->quiet = 1; return;
+		}
+	}
+	if (c == 'h')
+		lm_usage(usage, 0);
+	if (c == 'V') {
+		printf("%s %s\n", name, LM_VERSION);
+		exit(0);
+	}
+	lm_bad_option(usage);
+}
+
 int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, long long *seqlen,
                           long long *nsamples, int given)
 {
@@ -265,7 +286,7 @@ int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, lo
 		edie(2, "--seqlen %lld exceeds the model's %lld positions", *seqlen,
 		     (long long)ms->h.cfg.max_positions);
 	T = (size_t)*seqlen;
-	if (lm_calib_load_ids(path, ms, &ids, &n) < 0)
+	if (lm_ids_load(path, ms, &ids, &n) < 0)
 		die_lm(path);
 	have = n / T;
 	if (have >= (size_t)*nsamples)

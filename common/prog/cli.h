@@ -53,6 +53,23 @@ int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, lo
 /* fflush + ferror + fclose on stdout for text tools; dies with a message on failure */
 void lm_fshut_stdout(void);
 
+/* The flags most programs share: -o FILE, -f, -j N, -v, -q, --no-verify. A program keeps
+ * them in one of these (initialized with LM_CLI_FLAGS_INIT: verifying is the default) and
+ * gives --no-verify the value LM_OPT_NO_VERIFY in its getopt_long table. */
+struct lm_cli_flags {
+	const char *out;  /* -o */
+	int force, threads, verify, verbose, quiet;
+};
+#define LM_CLI_FLAGS_INIT {.verify = 1}
+enum { LM_OPT_NO_VERIFY = 0x4000 };  /* above any program's own long-option values */
+
+/* Called from a getopt switch's default: with getopt's c: the shared flags above into *f
+ * (NULL for a program that has none of them), -h prints the usage text and exits 0, -V prints
+ * "NAME VERSION" and exits 0, anything else is lm_bad_option's usage error (exit 2). A
+ * program that gives one of these letters its own meaning (lm-info -j) handles it in its
+ * own case first; a letter not in its optstring never reaches here. */
+void lm_cli_flag(int c, struct lm_cli_flags *f, const char *name, const char *usage);
+
 /* print the usage text to stdout (exit 0) or its first line to stderr (exit 2) */
 _Noreturn void lm_usage(const char *text, int status);
 /* the usage error for getopt's '?': names the bad option, then the synopsis; exit 2 */
