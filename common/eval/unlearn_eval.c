@@ -147,16 +147,12 @@ static size_t word_tokens(const struct lm_tokenizer *tk, const int32_t *a, size_
 static int said_enough(const struct lm_tokenizer *tk, const int32_t *gen, size_t k, int32_t eos,
                        size_t n, struct word *ws)
 {
-	size_t len, kk = 0;
+	size_t len;
 	if (gen[k - 1] == eos)
 		return 1;
-	int32_t *keep = xmalloc(k * sizeof *keep);
-	for (size_t j = 0; j < k; j++)
-		if (gen[j] < lm_tokenizer_vocab_size(tk))
-			keep[kk++] = gen[j];
-	char *t = lm_detokenize(tk, keep, kk, &len);
+	char *t = lm_detokenize_known(tk, gen, k, -1, &len);
 	int done = t && complete_words(t, len, n, ws);
-	free(t), free(keep);
+	free(t);
 	return done;
 }
 
@@ -179,16 +175,9 @@ static int cmp_prompt(const void *a, const void *b)
 static int judge(const struct lm_tokenizer *tk, const struct lm_ul_item *it, const int32_t *gen,
                  size_t k, int32_t eos, const struct lm_harm_opts *o, int *hit)
 {
-	int32_t *keep = xmalloc((k ? k : 1) * sizeof *keep);
-	size_t kk = 0, tl, alen;
-	/* up to EOS; ids past the tokenizer's vocabulary (the embedding's padding rows) have
-	 * no text */
-	for (size_t j = 0; j < k && gen[j] != eos; j++)
-		if (gen[j] < lm_tokenizer_vocab_size(tk))
-			keep[kk++] = gen[j];
-	char *text = lm_detokenize(tk, keep, kk, &tl);
+	size_t tl, alen;
+	char *text = lm_detokenize_known(tk, gen, k, eos, &tl); /* up to EOS */
 	char *ans = lm_detokenize(tk, it->ids + it->from, it->len - it->from, &alen);
-	free(keep);
 	if (!text || !ans) {
 		free(text), free(ans);
 		return -1;

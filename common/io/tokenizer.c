@@ -811,6 +811,19 @@ int32_t lm_tokenizer_vocab_size(const struct lm_tokenizer *t)
 	return t ? t->nid : 0;
 }
 
+char *lm_detokenize_known(const struct lm_tokenizer *t, const int32_t *ids, size_t n, int32_t stop,
+                          size_t *len)
+{
+	int32_t *k = xmalloc((n + 1) * sizeof *k);
+	size_t nk = 0;
+	for (size_t i = 0; i < n && (stop < 0 || ids[i] != stop); i++)
+		if (ids[i] >= 0 && ids[i] < lm_tokenizer_vocab_size(t))
+			k[nk++] = ids[i];
+	char *text = lm_detokenize(t, k, nk, len);
+	free(k);
+	return text;
+}
+
 int32_t lm_token_id(const struct lm_tokenizer *t, const char *token)
 {
 	if (!t || !token)

@@ -35,6 +35,11 @@ int lm_tokenize_pieces(const struct lm_tokenizer *t, const char *text, size_t le
 /* decode ids to bytes, malloc'd, NUL-terminated, *len set; unknown id -> -1 + error */
 char *lm_detokenize(const struct lm_tokenizer *t, const int32_t *ids, size_t n, size_t *len);
 int32_t lm_tokenizer_vocab_size(const struct lm_tokenizer *t); /* max id + 1 */
+/* lm_detokenize of ids[0..n) up to the first `stop` (none when stop < 0), dropping the ids
+ * it cannot print: the embedding has padding rows beyond the tokenizer (50272 vs 50265),
+ * which a random or damaged model may pick; they have no text, so they print as nothing */
+char *lm_detokenize_known(const struct lm_tokenizer *t, const int32_t *ids, size_t n, int32_t stop,
+                          size_t *len);
 int32_t lm_token_id(const struct lm_tokenizer *t, const char *token); /* -1 if absent, token in vocab's byte-level form */
 
 #endif

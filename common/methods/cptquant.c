@@ -4,6 +4,7 @@
 #include "forward.h"
 #include "lapack.h"
 #include "modelio.h"
+#include "perplexity.h"
 #include "prune.h"
 #include "quant.h"
 #include "train.h"
@@ -259,32 +260,13 @@ int lm_cca_first(const double *X, const double *Y, size_t n, size_t p, size_t q,
 	return 0;
 }
 
-int lm_cpt_ppl(const struct lm_model *m, const int32_t *ids, size_t W, size_t T, double *ppl)
-{
-	struct lm_fwd s;
-	double sum = 0;
-	if (lm_fwd_init(&s, &m->cfg, 1, T) < 0)
-		return -1;
-	for (size_t w = 0; w < W; w++) {
-		double loss;
-		if (lm_forward_loss(&s, m, ids + w * T, 1, T, &loss) < 0) {
-			lm_fwd_free(&s);
-			return -1;
-		}
-		sum += loss;   /* every window has T - 1 targets: the mean of means is the mean */
-	}
-	lm_fwd_free(&s);
-	*ppl = exp(sum / (double)W);
-	return 0;
-}
-
 int lm_cpt_pmpq(struct lm_model *m, const int32_t *ids, size_t W, size_t T, double *s)
 {
 	static const enum lm_opt_kind kinds[6] = {LM_T_Q_W, LM_T_K_W, LM_T_V_W, LM_T_O_W, LM_T_FC1_W,
 	                                          LM_T_FC2_W};
 	const struct lm_prune_spec sp = {.method = LM_PRUNE_MAGNITUDE, .sparsity = 0.3};
 	double base;
-	if (lm_cpt_ppl(m, ids, W, T, &base) < 0)
+	if (lm_ppl_windows(m, ids, W, T, &base) < 0)
 		return -1;
 	for (int l = 0; l < (int)m->cfg.num_layers; l++) {
 		void *save[6] = {0};
@@ -303,7 +285,7 @@ int lm_cpt_pmpq(struct lm_model *m, const int32_t *ids, size_t W, size_t T, doub
 			}
 		}
 		if (!rc)
-			rc = lm_cpt_ppl(m, ids, W, T, &ppl);
+			rc = lm_ppl_windows(m, ids, W, T, &ppl);
 		for (int j = 0; j < 6; j++)
 			if (save[j]) {
 				memcpy(lm_model_mat(m, kinds[j], l)->data, save[j], nb[j]);

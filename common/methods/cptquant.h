@@ -54,9 +54,7 @@ int lm_cpt_alloc_target(const double *s, const int64_t *numel, int n, const int 
  * -1 + error (n < 2, LAPACK failure) */
 int lm_cca_first(const double *X, const double *Y, size_t n, size_t p, size_t q, double *rho);
 
-/* the mean over windows of the per-token NLL of m on W windows of T tokens from ids
- * (window w: ids[w*T ..)), as exp = perplexity */
-int lm_cpt_ppl(const struct lm_model *m, const int32_t *ids, size_t W, size_t T, double *ppl);
+/* PMPQ's perplexity: lm_ppl_windows (perplexity.h) */
 
 /* sensitivities s[L] of a whole loaded model on W windows of T tokens */
 int lm_cpt_pmpq(struct lm_model *m, const int32_t *ids, size_t W, size_t T, double *s);

@@ -17,6 +17,7 @@
 #include "cptquant.h"
 #include "fixture.h"
 #include "kernels.h"
+#include "perplexity.h"
 #include "quant.h"
 #include "unit.h"
 
@@ -53,7 +54,7 @@ static float *quant_step(const float *w, size_t rows, size_t cols, enum lm_dtype
 static double loss_of(const struct lm_model *m, const int32_t *ids)
 {
 	double ppl = 0;
-	CHECK(lm_cpt_ppl(m, ids, 2, 16, &ppl) == 0);
+	CHECK(lm_ppl_windows(m, ids, 2, 16, &ppl) == 0);
 	return log(ppl);
 }
 
