@@ -1,7 +1,7 @@
 /* lm-embed: sentence embeddings (PromptEOL) of each line of a file, or of a prompt pool
  * for retrieval, optionally with a retriever tuned the UPRISE way; --contrastive
  * fine-tunes the model itself on sentence pairs (SimCSE's loss) and writes the model */
-#include "calib.h"
+#include "textids.h"
 #include "cli.h"
 #include "contrastive_train.h"
 #include "embed.h"
@@ -560,7 +560,7 @@ int main(int argc, char **argv)
 		lm_reader_set_verify(rd, o.verify);
 		if (lm_ms_open(&ms, rd) < 0)
 			die_lm(lm_reader_name(rd));
-		if (!(tk = lm_calib_tokenizer(&ms, "lm-embed")))
+		if (!(tk = lm_ids_tokenizer(&ms, "lm-embed")))
 			die_lm(lm_reader_name(rd));
 		if (lm_model_init(&m, &ms.h.cfg) < 0 || lm_ms_load_all(&ms, &m) < 0)
 			die_lm(lm_reader_name(rd));
@@ -585,7 +585,7 @@ int main(int argc, char **argv)
 	lm_reader_set_verify(rd, o.verify);
 	if (lm_ms_open(&ms, rd) < 0)
 		die_lm(lm_reader_name(rd));
-	if (!(tk = lm_calib_tokenizer(&ms, "lm-embed")))
+	if (!(tk = lm_ids_tokenizer(&ms, "lm-embed")))
 		die_lm(lm_reader_name(rd));
 	if (lm_model_init(&m, &ms.h.cfg) < 0 || lm_ms_load_all(&ms, &m) < 0)
 		die_lm(lm_reader_name(rd));

@@ -1,7 +1,7 @@
 /* lm-retrain: retrain a (pruned) model: PERP's parameter-efficient subsets, LoRA variants
  * that keep sparsity, full masked retraining, or layer-wise reconstruction against a dense
  * teacher. The model is read whole, trained, and written only when training succeeded. */
-#include "calib.h"
+#include "textids.h"
 #include "cli.h"
 #include "backward.h"
 #include "earlyexit.h"
@@ -109,7 +109,7 @@ struct opts {
 static int32_t *load_ids(const char *path, const struct lm_model_stream *ms, size_t *n)
 {
 	int32_t *ids;
-	if (lm_calib_load_ids(path, ms, &ids, n) < 0)
+	if (lm_ids_load(path, ms, &ids, n) < 0)
 		die_lm(path);
 	return ids;
 }

@@ -1,7 +1,7 @@
 /* lm-unlearn: gradient-ascent unlearning with a retain set (docs/methods.md §8), full or
  * through LoRA. The model is read whole, trained, and written only when training ended
  * with finite weights. */
-#include "calib.h"
+#include "textids.h"
 #include "cli.h"
 #include "kernels.h"
 #include "modelio.h"
@@ -87,7 +87,7 @@ static void load_set(struct lm_ul_set *s, const char *csv, const char *text, con
                      struct lm_tokenizer **tk)
 {
 	if (csv) {
-		if (!*tk && !(*tk = lm_calib_tokenizer(ms, "a question/answer file")))
+		if (!*tk && !(*tk = lm_ids_tokenizer(ms, "a question/answer file")))
 			die_lm(lm_reader_name(ms->rd));
 		if (lm_ul_load_qa(s, csv, qc, ac, *tk, ms->h.cfg.bos, (size_t)o->seqlen,
 		                  o->skip_incomplete) < 0)
@@ -99,7 +99,7 @@ static void load_set(struct lm_ul_set *s, const char *csv, const char *text, con
 	} else {
 		int32_t *ids;
 		size_t n;
-		if (lm_calib_load_ids(text, ms, &ids, &n) < 0 ||
+		if (lm_ids_load(text, ms, &ids, &n) < 0 ||
 		    lm_ul_load_text(s, ids, n, (size_t)o->seqlen) < 0)
 			die_lm(text);
 		free(ids);

@@ -19,20 +19,6 @@
 #include "hessian.h"
 #include "model.h"
 #include "modelstream.h"
-#include "tokenizer.h"
-
-/* the tokenizer the stream carries (tokenizer/vocab.json and merges.txt blobs); NULL +
- * error naming `why` (what needed it) when it has none or they do not load */
-struct lm_tokenizer *lm_calib_tokenizer(const struct lm_model_stream *ms, const char *why);
-
-/* The token ids of a file: an lm-stream holding an integer tensor "ids" (as lm-eval
- * --save-ids writes; used as is), or a text tokenized as one string with the stream's
- * tokenizer, with one BOS in front. Every id is checked against the model's vocabulary.
- * *ids is malloc'd. -1 + error (the caller prefixes the path). */
-int lm_calib_load_ids(const char *path, const struct lm_model_stream *ms, int32_t **ids, size_t *n);
-/* A text is refused at its first NUL byte and when it is larger than this (each as soon
- * as the bytes are read, so /dev/zero or an endless pipe costs no more than this) */
-#define LM_TEXT_MAX ((size_t)1 << 30)
 
 struct lm_calib {
 	size_t W, T, B, C;   /* windows, tokens per window, windows per forward batch, hidden */
