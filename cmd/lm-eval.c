@@ -82,7 +82,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		{"windows", required_argument, 0, 'w'}, {"batch", required_argument, 0, 'b'},
 		{"save-ids", required_argument, 0, 'I'}, {"generate", required_argument, 0, 'g'},
 		{"tokens", required_argument, 0, 'n'}, {"json", no_argument, 0, 'J'},
-		{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, 'N'},
+		{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, LM_OPT_NO_VERIFY},
 		{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
 		{"sts", required_argument, 0, O_STS}, {"demo", required_argument, 0, O_DEMO},
 		{"template", required_argument, 0, O_TMPL}, {"avg", no_argument, 0, O_AVG},
@@ -118,9 +118,6 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		case 'g': o->gen = optarg; break;
 		case 'n': o->ntok = estrtoll(optarg, 0, 1 << 20, "--tokens"), o->ntok_set = 1; break;
 		case 'J': o->json = 1; break;
-		case 'j': o->threads = (int)estrtoll(optarg, 0, 1024, "--threads"); break;
-		case 'N': o->verify = 0; break;
-		case 'q': o->quiet = 1; break;
 		case O_STS: o->sts = optarg; break;
 		case O_DEMO: o->ec.demo = optarg; break;
 		case O_TMPL: o->ec.tmpl = optarg; break;
@@ -163,9 +160,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		case O_CFRAC: o->ctx_frac = estrtod(optarg, 0, 0.95, "--context-frac"); break;
 		case O_TEMP: o->eo.temperature = estrtod(optarg, 0, 100, "--temperature"), o->sampling = 1; break;
 		case O_TOPK: o->eo.top_k = (int)estrtoll(optarg, 0, 1 << 30, "--top-k"), o->sampling = 1; break;
-		case 'h': lm_usage(usage_text, 0);
-		case 'V': puts("lm-eval " LM_VERSION); exit(0);
-		default: lm_bad_option(usage_text);
+		default: lm_cli_flag(c, &o->fl, "lm-eval", usage_text); /* -j --no-verify -q -h -V */
 		}
 	}
 	if (argc - optind > 1 || !!o->ppl + !!o->gen + !!o->sts + !!o->mc + !!o->qa + !!o->sweep + !!o->tasks != 1)
@@ -207,16 +202,16 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 
 int main(int argc, char **argv)
 {
-	struct lm_eval_opts o = {.batch = 4, .ntok = 32, .verify = 1, .ro = {.k = 3},
+	struct lm_eval_opts o = {.batch = 4, .ntok = 32, .fl = LM_CLI_FLAGS_INIT, .ro = {.k = 3},
 	                         .eo = {.rule = LM_EE_POLICY}, .ctx_frac = 0.2};
 	struct lm_model_stream ms;
 	struct lm_reader *rd;
 
 	lm_prog_init(argc, argv);
 	parse(argc, argv, &o);
-	lm_cli_threads(o.threads, 0);
+	lm_cli_threads(o.fl.threads, 0);
 	rd = lm_in_open(o.input);
-	lm_reader_set_verify(rd, o.verify);
+	lm_reader_set_verify(rd, o.fl.verify);
 	if (lm_ms_open(&ms, rd) < 0)
 		die_lm(lm_reader_name(rd));
 	if (o.ppl)

@@ -61,7 +61,7 @@ static void save_ids(const char *path, const struct lm_header *h, const int32_t 
 
 static void progress(const struct lm_eval_opts *o, const char *what, int done, int total, double t0)
 {
-	if (o->quiet || !isatty(2))
+	if (o->fl.quiet || !isatty(2))
 		return;
 	double el = lm_now() - t0, eta = done ? el / done * (total - done) : 0;
 	fprintf(stderr, "\r%s: %s %d/%d, %.0f s elapsed, ETA %.0f s   ", argv0, what, done, total, el, eta);
@@ -80,7 +80,7 @@ void lm_eval_load_whole(struct lm_model_stream *ms, struct lm_model *m, struct l
 void lm_eval_progress(void *ctx, size_t done, size_t total)
 {
 	const struct lm_eval_opts *o = ctx;
-	if (!o->quiet && isatty(2)) {
+	if (!o->fl.quiet && isatty(2)) {
 		fprintf(stderr, "\r%s: %zu/%zu   ", argv0, done, total);
 		if (done == total)
 			fputc('\n', stderr);
@@ -244,7 +244,7 @@ void lm_eval_mc(struct lm_model_stream *ms, struct lm_eval_opts *o)
 	if (o->retriever) {
 		struct lm_model_stream rs;
 		struct lm_reader *rd = lm_in_open(o->retriever);
-		lm_reader_set_verify(rd, o->verify);
+		lm_reader_set_verify(rd, o->fl.verify);
 		if (lm_ms_open(&rs, rd) < 0 || lm_model_init(&mr, &rs.h.cfg) < 0 ||
 		    lm_ms_load_all(&rs, &mr) < 0)
 			die_lm(o->retriever);

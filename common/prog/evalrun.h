@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli.h"
 #include "earlyexit.h"
 #include "embed.h"
 #include "modelstream.h"
@@ -17,7 +18,8 @@
 struct lm_eval_opts {
 	const char *ppl, *gen, *save_ids, *input;
 	long long seqlen, windows, batch, ntok;
-	int json, threads, verify, quiet;
+	int json;
+	struct lm_cli_flags fl;  /* -j, --no-verify, -q */
 	/* --sts, --mc (common/eval/sts.h, mc.h, retrieve.h) */
 	const char *sts, *mc, *retrieve, *retriever;
 	struct lm_embed_cfg ec;
