@@ -1,4 +1,4 @@
-/* unlearn_eval.h: what unlearning is judged by on a question/answer set (unlearn.h's
+/* unlearn_eval.h: what unlearning is judged by on a question/answer set (qacsv.h's
  * layout: BOS, "### Question: {q}\n ### Answer:", then " {a}"):
  *   answer perplexity   exp(mean NLL of the answer tokens given their question), over all
  *                       answer tokens of the set (forget set: up is good; retain set: flat)
@@ -14,7 +14,7 @@
 
 #include "model.h"
 #include "tokenizer.h"
-#include "unlearn.h"
+#include "qacsv.h"
 
 /* sum of the answer tokens' NLL and their count over the set */
 int lm_qa_nll(const struct lm_model *m, const struct lm_ul_set *s, double *nll, size_t *ntok);
