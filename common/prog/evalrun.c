@@ -9,6 +9,7 @@
 #include "mc.h"
 #include "modelio.h"
 #include "perplexity.h"
+#include "report.h"
 #include "sts.h"
 #include "textids.h"
 #include "util.h"
@@ -128,18 +129,12 @@ void lm_eval_ppl(struct lm_model_stream *ms, const struct lm_eval_opts *o)
 		die("%s: the loss is not finite (NaN or Inf in the forward pass)", o->ppl);
 	if (o->save_ids) /* only once the whole stream was read and evaluated */
 		save_ids(o->save_ids, &ms->h, ids, n);
-	if (o->json) {
-		json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f}", "file", o->ppl,
-		                      "tokens", (json_int_t)n, "windows", (json_int_t)W, "seqlen", (json_int_t)T,
-		                      "mean_nll", mean, "perplexity", ppl, "seconds", el,
-		                      "tokens_per_second", (double)(W * T) / el);
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(j);
-	} else {
-		printf("file: %s\ntokens: %zu\nwindows: %zu x %zu\nmean NLL: %.6f\nperplexity: %.4f\n"
-		       "tokens/s: %.1f\n", o->ppl, n, W, T, mean, ppl, (double)(W * T) / el);
-	}
+	const struct lm_rfield rep[] = {
+		LM_RS("file", "file: %s\n", o->ppl), LM_RI("tokens", "tokens: %lld\n", n),
+		LM_RI("windows", "windows: %lld", W), LM_RI("seqlen", " x %lld\n", T),
+		LM_RR("mean_nll", "mean NLL: %.6f\n", mean), LM_RR("perplexity", "perplexity: %.4f\n", ppl),
+		LM_RR("seconds", NULL, el), LM_RR("tokens_per_second", "tokens/s: %.1f\n", (double)(W * T) / el)};
+	lm_report(stdout, o->json, rep, sizeof rep / sizeof *rep);
 	free(ids);
 }
 
@@ -204,21 +199,13 @@ void lm_eval_sts(struct lm_model_stream *ms, struct lm_eval_opts *o)
 		die_lm(o->sts);
 	double el = lm_now() - t0;
 	const char *method = o->ec.avg ? "avg" : "prompteol";
-	if (o->json) {
-		json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:o, s:f, s:f, s:f}", "file", o->sts, "layout",
-		                      s.layout, "pairs", (json_int_t)s.n, "method", method, "demo",
-		                      o->ec.demo ? json_string(o->ec.demo) : json_null(), "spearman",
-		                      100 * rho, "pearson", 100 * r, "sentences_per_second",
-		                      2.0 * (double)s.n / el);
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(j);
-	} else {
-		printf("file: %s (%s)\npairs: %zu\nembedding: %s%s%s\nspearman x100: %.2f\n"
-		       "pearson x100: %.2f\nsentences/s: %.1f\n", o->sts, s.layout, s.n, method,
-		       o->ec.demo ? ", demo " : "", o->ec.demo ? o->ec.demo : "", 100 * rho, 100 * r,
-		       2.0 * (double)s.n / el);
-	}
+	const struct lm_rfield rep[] = {
+		LM_RS("file", "file: %s", o->sts), LM_RS("layout", " (%s)\n", s.layout),
+		LM_RI("pairs", "pairs: %lld\n", s.n), LM_RS("method", "embedding: %s", method),
+		LM_RSN("demo", ", demo %s", o->ec.demo), LM_RR("spearman", "\nspearman x100: %.2f\n", 100 * rho),
+		LM_RR("pearson", "pearson x100: %.2f\n", 100 * r),
+		LM_RR("sentences_per_second", "sentences/s: %.1f\n", 2.0 * (double)s.n / el)};
+	lm_report(stdout, o->json, rep, sizeof rep / sizeof *rep);
 	lm_sts_free(&s);
 	lm_tokenizer_free(tk);
 	lm_model_free(&m);
@@ -264,28 +251,16 @@ void lm_eval_mc(struct lm_model_stream *ms, struct lm_eval_opts *o)
 	const char *demos = !o->retrieve ? "none" : o->ro.random ? "random"
 	                    : e.proj && !o->ro.no_projection ? "retrieved (tuned)" : "retrieved";
 	double n = (double)r.n;
-	if (o->json) {
-		json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:I, s:f, s:f, s:f}", "file", o->mc, "format",
-		                      t.format, "items", (json_int_t)r.n, "demonstrations", demos, "k",
-		                      (json_int_t)(o->retrieve ? o->ro.k : 0), "acc_mean",
-		                      r.correct[LM_MC_MEAN] / n, "acc_sum", r.correct[LM_MC_SUM] / n,
-		                      "acc_norm", r.correct[LM_MC_NORM] / n);
-		if (r.n_mc2)
-			json_object_set_new(j, "mc2", json_real(r.mc2_sum / (double)r.n_mc2));
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(j);
-	} else {
-		printf("file: %s (%s)\nitems: %zu\ndemonstrations: %s", o->mc, t.format, r.n, demos);
-		if (o->retrieve)
-			printf(", k = %zu", o->ro.k);
-		printf("\naccuracy (mean NLL per token): %.4f\naccuracy (sum NLL): %.4f\n"
-		       "accuracy (NLL per byte): %.4f\n", r.correct[LM_MC_MEAN] / n,
-		       r.correct[LM_MC_SUM] / n, r.correct[LM_MC_NORM] / n);
-		if (r.n_mc2)
-			printf("mc1 (sum NLL): %.4f\nmc2: %.4f\n", r.correct[LM_MC_SUM] / n,
-			       r.mc2_sum / (double)r.n_mc2);
-	}
+	struct lm_rfield rep[] = {
+		LM_RS("file", "file: %s", o->mc), LM_RS("format", " (%s)\n", t.format),
+		LM_RI("items", "items: %lld\n", r.n), LM_RS("demonstrations", "demonstrations: %s", demos),
+		LM_RI("k", o->retrieve ? ", k = %lld" : NULL, o->retrieve ? o->ro.k : 0),
+		LM_RR("acc_mean", "\naccuracy (mean NLL per token): %.4f\n", r.correct[LM_MC_MEAN] / n),
+		LM_RR("acc_sum", "accuracy (sum NLL): %.4f\n", r.correct[LM_MC_SUM] / n),
+		LM_RR("acc_norm", "accuracy (NLL per byte): %.4f\n", r.correct[LM_MC_NORM] / n),
+		LM_RR(NULL, "mc1 (sum NLL): %.4f\n", r.correct[LM_MC_SUM] / n), /* with mc2 only */
+		LM_RR("mc2", "mc2: %.4f\n", r.n_mc2 ? r.mc2_sum / (double)r.n_mc2 : 0)};
+	lm_report(stdout, o->json, rep, sizeof rep / sizeof *rep - (r.n_mc2 ? 0 : 2));
 	lm_scorer_free(&sc);
 	lm_ret_contexts_free(ctx, t.n);
 	lm_emb_free(&e);
@@ -390,26 +365,16 @@ void lm_eval_qa(struct lm_model_stream *ms, struct lm_eval_opts *o)
 	if (lm_qa_report(&m, tk, o->qa, o->qcol, o->acol, o->harm ? &o->ho : NULL, &r) < 0)
 		die_lm(o->qa);
 	double rate = (double)r.matched / (double)r.rows;
-	if (o->json) {
-		json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:f}", "file", o->qa, "rows", (json_int_t)r.rows,
-		                      "answer_tokens", (json_int_t)r.tokens, "answer_nll", r.nll,
-		                      "answer_perplexity", exp(r.nll));
-		if (o->harm) {
-			json_object_set_new(j, "harmful_rate", json_real(rate));
-			json_object_set_new(j, "harmful", json_integer((json_int_t)r.matched));
-			json_object_set_new(j, "match", json_string(how));
-			json_object_set_new(j, "words", json_integer((json_int_t)o->ho.words));
-		}
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(j);
-	} else {
-		printf("file: %s\nrows: %zu\nanswer tokens: %zu\nanswer NLL: %.6f\n"
-		       "answer perplexity: %.4f\n", o->qa, r.rows, r.tokens, r.nll, exp(r.nll));
-		if (o->harm)
-			printf("harmful-answer rate: %.4f (%zu of %zu; %s of %zu words)\n", rate, r.matched,
-			       r.rows, how, o->ho.words);
-	}
+	const struct lm_rfield rep[] = {
+		LM_RS("file", "file: %s\n", o->qa), LM_RI("rows", "rows: %lld\n", r.rows),
+		LM_RI("answer_tokens", "answer tokens: %lld\n", r.tokens),
+		LM_RR("answer_nll", "answer NLL: %.6f\n", r.nll),
+		LM_RR("answer_perplexity", "answer perplexity: %.4f\n", exp(r.nll)),
+		/* --harm-rate only */
+		LM_RR("harmful_rate", "harmful-answer rate: %.4f", rate),
+		LM_RI("harmful", " (%lld of ", r.matched), LM_RI(NULL, "%lld; ", r.rows),
+		LM_RS("match", "%s of ", how), LM_RI("words", "%lld words)\n", o->ho.words)};
+	lm_report(stdout, o->json, rep, sizeof rep / sizeof *rep - (o->harm ? 0 : 5));
 	lm_tokenizer_free(tk);
 	lm_model_free(&m);
 }
