@@ -1,17 +1,11 @@
 /* lm-quant: a filter that quantizes the linear weights: RTN or GPTQ, packed in the stream */
-#include "calib.h"
-#include "cli.h"
 #include "clock.h"
 #include "cptquant.h"
 #include "gptq.h"
-#include "hessian.h"
-#include "kernels.h"
-#include "modelio.h"
-#include "modelstream.h"
+#include "layerwise.h"
 #include "quant.h"
 #include "util.h"
 
-#include <fnmatch.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +42,6 @@ static const char usage_text[] =
 	"  -h, --help            show this help\n"
 	"  -V, --version         show the version\n";
 
-#define MAXGLOB 64
 
 enum method { M_RTN, M_GPTQ };
 enum mixed { MX_NONE, MX_PMPQ, MX_CMPQ, MX_TDMPQ };
@@ -56,14 +49,10 @@ static const char *const mixed_name[] = {"none", "pmpq", "cmpq", "tdmpq"};
 #define MAXLEVELS 8
 
 struct opts {
-	int bits, group, sym, act_order, force, threads, verify, verbose, quiet;
+	int bits, group, sym, act_order;
 	enum method method;
-	const char *calib, *out;
-	long long nsamples, seqlen, blocksize;
-	int nsamples_set; /* --nsamples given: a short calibration file is an error */
-	double damp;
-	const char *incl[MAXGLOB], *excl[MAXGLOB];
-	int nincl, nexcl;
+	struct lm_cli_flags cf;
+	struct lm_lw_opts lw;
 	enum mixed mixed;
 	double target_bits;      /* 0: k-means */
 	int levels[MAXLEVELS], nlevels;
@@ -71,95 +60,56 @@ struct opts {
 
 struct quantizer {
 	const struct opts *o;
-	struct lm_model_stream *ms;
-	struct lm_model m;
-	unsigned char *sel;   /* [ms->norder] 1: quantize this tensor */
+	struct lm_layerwise lw;
 	int dtype;            /* the packed type, or LM_F16 for 16 bits */
 	int bits;             /* the bits of the layer being quantized */
-	int all_loaded;       /* --mixed: the whole model is in memory already */
 	int *lbits;           /* --mixed: [L] bits per layer */
 	double *sens;         /* --mixed: [L] sensitivities */
 	double t0;            /* --mixed tdmpq: start of the backward passes */
 };
 
-static void progress(const struct opts *o, int done, int total, double t0)
-{
-	if (o->quiet || !isatty(2))
-		return;
-	double el = lm_now() - t0, eta = done ? el / done * (total - done) : 0;
-	fprintf(stderr, "\r%s: layer %d/%d, %.0f s elapsed, ETA %.0f s   ", argv0, done, total, el, eta);
-	if (done == total)
-		fputc('\n', stderr);
-}
-
 /* which tensors: the six linears of each layer by default; embed_tokens, lm_head and the
  * projections when --include names them (a q4 embedding matrix is most of what is left of
  * a q4 OPT-125m: 77 MiB of 121 in f16) */
-static void select_tensors(struct quantizer *p)
+static int accept(void *ctx, const struct lm_opt_tensor *t)
 {
+	struct quantizer *p = ctx;
 	const struct opts *o = p->o;
-	const struct lm_model_stream *ms = p->ms;
-	size_t nsel = 0;
-	p->sel = xcalloc(ms->norder, 1);
-	for (size_t i = 0; i < ms->norder; i++) {
-		const struct lm_opt_tensor *t = &ms->order[i];
-		int s = 1;
-		if (o->nincl) {
-			s = 0;
-			for (int k = 0; k < o->nincl && !s; k++)
-				s = !fnmatch(o->incl[k], t->name, 0);
-		}
-		for (int k = 0; k < o->nexcl && s; k++)
-			s = fnmatch(o->excl[k], t->name, 0) != 0;
-		if (!s)
-			continue;
-		if (!lm_opt_is_linear(t->kind)) {
-			int outer = t->kind == LM_T_EMBED_TOKENS || t->kind == LM_T_LM_HEAD ||
-			            t->kind == LM_T_PROJECT_IN || t->kind == LM_T_PROJECT_OUT;
-			if (!o->nincl)
-				continue;
-			if (!outer)
-				edie(2, "%s: only the linear weights, embed_tokens, lm_head and project_in/out "
-				     "can be quantized; --include matched '%s'", lm_reader_name(ms->rd), t->name);
-			if (o->mixed)
-				edie(2, "%s: --mixed gives bits to decoder layers; quantize '%s' in a run of "
-				     "its own (lm-quant -b B --include '%s')", lm_reader_name(ms->rd), t->name,
-				     t->name);
-		}
-		if (o->group && t->shape[1] % o->group)
-			edie(2, "%s: tensor '%s' has rows of %lld weights, not a multiple of the group size %d "
-			     "(-g)", lm_reader_name(ms->rd), t->name, (long long)t->shape[1], o->group);
-		p->sel[i] = 1;
-		nsel++;
+	const char *in = lm_reader_name(p->lw.ms.rd);
+	if (!lm_opt_is_linear(t->kind)) {
+		/* only --include reaches here with one of these */
+		int outer = t->kind == LM_T_EMBED_TOKENS || t->kind == LM_T_LM_HEAD ||
+		            t->kind == LM_T_PROJECT_IN || t->kind == LM_T_PROJECT_OUT;
+		if (!outer)
+			edie(2, "%s: only the linear weights, embed_tokens, lm_head and project_in/out "
+			     "can be quantized; --include matched '%s'", in, t->name);
+		if (o->mixed)
+			edie(2, "%s: --mixed gives bits to decoder layers; quantize '%s' in a run of "
+			     "its own (lm-quant -b B --include '%s')", in, t->name, t->name);
 	}
-	if (!nsel)
-		edie(2, "%s: no tensor to quantize (--include/--exclude select none)", lm_reader_name(ms->rd));
+	if (o->group && t->shape[1] % o->group)
+		edie(2, "%s: tensor '%s' has rows of %lld weights, not a multiple of the group size %d "
+		     "(-g)", in, t->name, (long long)t->shape[1], o->group);
+	return 1;
 }
 
-static void load_part(struct quantizer *p, int part)
+static void check_input(void *ctx, size_t i)
 {
-	const int L = (int)p->ms->h.cfg.num_layers;
-	if (!p->all_loaded && lm_ms_load(p->ms, &p->m, part) < 0)
-		die_lm(lm_reader_name(p->ms->rd));
-	for (size_t i = 0; i < p->ms->norder; i++) {
-		const struct lm_opt_tensor *t = &p->ms->order[i];
-		json_t *a = p->ms->attrs[i];
-		if (!p->sel[i] || lm_ms_part_of(t, L) != part)
-			continue;
-		if (lm_dtype_is_packed(p->ms->dtypes[i]) || (a && json_object_get(a, "quant")))
-			die("%s: tensor '%s' is already quantized (%s): quantizing it again would compound "
-			    "the error; start from the unquantized stream", lm_reader_name(p->ms->rd), t->name,
-			    lm_dtype_name(p->ms->dtypes[i]));
-	}
+	struct quantizer *p = ctx;
+	json_t *a = p->lw.ms.attrs[i];
+	if (lm_dtype_is_packed(p->lw.ms.dtypes[i]) || (a && json_object_get(a, "quant")))
+		die("%s: tensor '%s' is already quantized (%s): quantizing it again would compound "
+		    "the error; start from the unquantized stream", lm_reader_name(p->lw.ms.rd),
+		    p->lw.ms.order[i].name, lm_dtype_name(p->lw.ms.dtypes[i]));
 }
 
 /* record what was done in the tensor's attrs, and the dtype it is written in */
 static void note(struct quantizer *p, size_t i, double loss)
 {
-	const struct lm_opt_tensor *t = &p->ms->order[i];
+	const struct lm_opt_tensor *t = &p->lw.ms.order[i];
 	const struct opts *o = p->o;
 	json_t *q;
-	p->ms->dtypes[i] = (enum lm_dtype)p->dtype;
+	p->lw.ms.dtypes[i] = (enum lm_dtype)p->dtype;
 	if (p->bits == 16 && !o->mixed)
 		return;  /* f16 is not a quantization anything needs to know about */
 	/* outside the decoder layers (embeddings, head, projections) it is always RTN */
@@ -173,8 +123,8 @@ static void note(struct quantizer *p, size_t i, double loss)
 		json_object_set_new(q, "mixed", json_string(mixed_name[o->mixed]));
 		json_object_set_new(q, "sensitivity", json_real(p->sens[t->layer]));
 	}
-	json_object_set_new(lm_ms_attrs(p->ms, t->kind, t->layer), "quant", q);
-	if (o->verbose) {
+	json_object_set_new(lm_ms_attrs(&p->lw.ms, t->kind, t->layer), "quant", q);
+	if (o->cf.verbose) {
 		fprintf(stderr, "%s: %s: %s", argv0, t->name, lm_dtype_name((enum lm_dtype)p->dtype));
 		if (o->method == M_GPTQ)
 			fprintf(stderr, ", error %.6g", loss);
@@ -182,85 +132,43 @@ static void note(struct quantizer *p, size_t i, double loss)
 	}
 }
 
-static void rtn_part(struct quantizer *p, int part)
+/* RTN (g NULL, or outside the decoder layers) or GPTQ on one selected matrix */
+static void quant_tensor(void *ctx, size_t i, const struct lm_lw_group *g)
 {
-	const int L = (int)p->ms->h.cfg.num_layers;
-	for (size_t i = 0; i < p->ms->norder; i++) {
-		const struct lm_opt_tensor *t = &p->ms->order[i];
-		if (!p->sel[i] || lm_ms_part_of(t, L) != part)
-			continue;
-		struct lm_mat *w = lm_model_mat(&p->m, t->kind, t->layer);
-		/* 16 bits: the write converts to f16 (ms->dtypes, set by note) */
-		if (p->bits != 16 && lm_q_mat_rtn(w, (enum lm_dtype)p->dtype, p->o->sym) < 0)
+	struct quantizer *p = ctx;
+	const struct opts *o = p->o;
+	const struct lm_opt_tensor *t = &p->lw.ms.order[i];
+	struct lm_mat *w = lm_model_mat(&p->lw.m, t->kind, t->layer);
+	double loss = 0;
+	if (g) {
+		if (lm_gptq_mat(w, (enum lm_dtype)p->dtype, g->U, g->dead, g->perm, o->sym,
+		                (size_t)o->lw.blocksize, &loss) < 0)
 			die("%s: %s", t->name, lm_errmsg());
-		if (t->kind == LM_T_EMBED_TOKENS && p->m.cfg.tied)
-			p->m.lm_head = *w;  /* the tied head is the same (now packed) matrix */
-		note(p, i, 0);
+	} else {
+		/* 16 bits: the write converts to f16 (ms->dtypes, set by note) */
+		if (p->bits != 16 && lm_q_mat_rtn(w, (enum lm_dtype)p->dtype, o->sym) < 0)
+			die("%s: %s", t->name, lm_errmsg());
+		if (t->kind == LM_T_EMBED_TOKENS && p->lw.m.cfg.tied)
+			p->lw.m.lm_head = *w;  /* the tied head is the same (now packed) matrix */
 	}
+	note(p, i, loss);
 }
 
-/* GPTQ on layer l: one dense pass for the Hessians, quantize, then the quantized layer
- * moves the calibration activations on */
-static void gptq_layer(struct quantizer *p, struct lm_calib *cal, int l)
+/* before layer l: its bits (--mixed); a 16-bit layer is not run through GPTQ */
+static int begin_layer(void *ctx, int l)
 {
-	const struct opts *o = p->o;
-	const struct lm_opt_config *cfg = &p->ms->h.cfg;
-	struct lm_layer_stats st;
-	struct lm_layer *ly = &p->m.layers[l];
-	int want[LM_G_COUNT] = {0};
-
-	for (size_t i = 0; i < p->ms->norder; i++)
-		if (p->sel[i] && p->ms->order[i].layer == l)
-			want[lm_calib_group(p->ms->order[i].kind)] = 1;
-	if (lm_layer_stats_init(&st, cfg, want, 1, cal->T) < 0 ||
-	    lm_calib_observe(cal, ly, l, lm_layer_stats_hook, &st) < 0)
-		die_lm("calibration");
-	for (int g = 0; g < LM_G_COUNT; g++) {
-		float *U, *H;
-		unsigned char *dead;
-		int *perm = NULL;
-		size_t n = st.cols[g];
-		if (!st.want[g])
-			continue;
-		if (lm_hessian_finish(&st.h[g]) < 0 || !(U = lm_alloc(n * n * sizeof *U)))
-			die("layer %d: %s", l, lm_errmsg());
-		dead = xmalloc(n);
-		H = st.h[g].H;
-		if (o->act_order) {
-			/* U (and dead) of the permuted Hessian: the walk's order (gptq.h); U's buffer
-			 * holds the permuted H until the factorization reads it */
-			perm = xmalloc(n * sizeof *perm);
-			if (lm_gptq_act_order(H, n, perm) < 0)
-				die("layer %d: %s", l, lm_errmsg());
-			lm_gptq_permute_h(U, H, n, perm);
-			memcpy(H, U, n * n * sizeof *H);
-		}
-		if (lm_hessian_inv_chol(H, n, o->damp, dead, U) < 0)
-			die("layer %d: %s", l, lm_errmsg());
-		lm_hessian_free(&st.h[g]);
-		for (size_t i = 0; i < p->ms->norder; i++) {
-			const struct lm_opt_tensor *t = &p->ms->order[i];
-			double loss = 0;
-			if (!p->sel[i] || t->layer != l || lm_calib_group(t->kind) != g)
-				continue;
-			if (lm_gptq_mat(lm_model_mat(&p->m, t->kind, l), (enum lm_dtype)p->dtype, U, dead, perm,
-			                o->sym, (size_t)o->blocksize, &loss) < 0)
-				die("%s: %s", t->name, lm_errmsg());
-			note(p, i, loss);
-		}
-		lm_free(U);
-		free(dead);
-		free(perm);
+	struct quantizer *p = ctx;
+	if (p->o->mixed) {
+		p->bits = p->lbits[l];
+		p->dtype = p->bits == 16 ? LM_F16 : lm_dtype_q(p->bits, p->o->group);
 	}
-	lm_layer_stats_free(&st);
-	if (l + 1 < cfg->num_layers && lm_calib_advance(cal, ly, l) < 0)
-		die_lm("calibration");
+	return p->bits != 16;
 }
 
 static void tdmpq_progress(void *ctx, size_t done, size_t total)
 {
 	struct quantizer *p = ctx;
-	if (p->o->quiet || !isatty(2))
+	if (p->o->cf.quiet || !isatty(2))
 		return;
 	fprintf(stderr, "\r%s: tdmpq: window %zu/%zu, %.0f s   ", argv0, done, total, lm_now() - p->t0);
 	if (done == total)
@@ -280,12 +188,12 @@ static int tdmpq(struct quantizer *p, const int32_t *ids)
 	for (int k = 1; k < o->nlevels; k++)
 		b = o->levels[k] < b ? o->levels[k] : b;
 	qt = b == 16 ? LM_F16 : (enum lm_dtype)lm_dtype_q(b, o->group);
-	if (!o->quiet)
+	if (!o->cf.quiet)
 		fprintf(stderr, "%s: tdmpq: the whole model in memory, gradients of its linear weights "
-		        "over %lld windows of %lld tokens; Q = RTN %s\n", argv0, o->nsamples, o->seqlen,
+		        "over %lld windows of %lld tokens; Q = RTN %s\n", argv0, o->lw.nsamples, o->lw.seqlen,
 		        lm_dtype_name(qt));
 	p->t0 = lm_now();
-	return lm_cpt_tdmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, qt, o->sym, p->sens,
+	return lm_cpt_tdmpq(&p->lw.m, ids, (size_t)o->lw.nsamples, (size_t)o->lw.seqlen, qt, o->sym, p->sens,
 	                    NULL, tdmpq_progress, p);
 }
 
@@ -294,24 +202,24 @@ static int tdmpq(struct quantizer *p, const int32_t *ids)
 static void plan_mixed(struct quantizer *p, const int32_t *ids)
 {
 	const struct opts *o = p->o;
-	const int L = (int)p->ms->h.cfg.num_layers;
+	const int L = (int)p->lw.ms.h.cfg.num_layers;
 	int64_t *numel = xcalloc((size_t)L, sizeof *numel);
 	double nb = 0, nw = 0, bytes = 0;
 	int rc;
 
 	p->sens = xcalloc((size_t)L, sizeof *p->sens);
 	p->lbits = xcalloc((size_t)L, sizeof *p->lbits);
-	if (lm_ms_load_all(p->ms, &p->m) < 0)
-		die_lm(lm_reader_name(p->ms->rd));
-	p->all_loaded = 1;
-	rc = o->mixed == MX_PMPQ ? lm_cpt_pmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, p->sens)
-	   : o->mixed == MX_CMPQ ? lm_cpt_cmpq(&p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, p->sens)
+	if (lm_ms_load_all(&p->lw.ms, &p->lw.m) < 0)
+		die_lm(lm_reader_name(p->lw.ms.rd));
+	p->lw.all_loaded = 1;
+	rc = o->mixed == MX_PMPQ ? lm_cpt_pmpq(&p->lw.m, ids, (size_t)o->lw.nsamples, (size_t)o->lw.seqlen, p->sens)
+	   : o->mixed == MX_CMPQ ? lm_cpt_cmpq(&p->lw.m, ids, (size_t)o->lw.nsamples, (size_t)o->lw.seqlen, p->sens)
 	                         : tdmpq(p, ids);
 	if (rc < 0)
 		die_lm(mixed_name[o->mixed]);
-	for (size_t i = 0; i < p->ms->norder; i++)
-		if (p->sel[i] && p->ms->order[i].layer >= 0)
-			numel[p->ms->order[i].layer] += p->ms->order[i].shape[0] * p->ms->order[i].shape[1];
+	for (size_t i = 0; i < p->lw.ms.norder; i++)
+		if (p->lw.sel[i] && p->lw.ms.order[i].layer >= 0)
+			numel[p->lw.ms.order[i].layer] += p->lw.ms.order[i].shape[0] * p->lw.ms.order[i].shape[1];
 	for (int l = 0; l < L; l++)
 		if (!numel[l])
 			numel[l] = 1;   /* a layer --exclude left out entirely: any level, it costs nothing */
@@ -322,11 +230,11 @@ static void plan_mixed(struct quantizer *p, const int32_t *ids)
 		die("%s", lm_errmsg());
 	/* totals over the quantized matrices: nominal bits, and the stored size with each
 	 * group's 4-byte scale/zero header (what lm-info reports as bits per weight) */
-	for (size_t i = 0; i < p->ms->norder; i++) {
-		const struct lm_opt_tensor *t = &p->ms->order[i];
+	for (size_t i = 0; i < p->lw.ms.norder; i++) {
+		const struct lm_opt_tensor *t = &p->lw.ms.order[i];
 		int b;
 		size_t n;
-		if (!p->sel[i] || t->layer < 0)
+		if (!p->lw.sel[i] || t->layer < 0)
 			continue;
 		b = p->lbits[t->layer];
 		if (lm_dtype_nbytes(b == 16 ? LM_F16 : (enum lm_dtype)lm_dtype_q(b, o->group), 2, t->shape, &n) < 0)
@@ -335,7 +243,7 @@ static void plan_mixed(struct quantizer *p, const int32_t *ids)
 		nw += (double)(t->shape[0] * t->shape[1]);
 		bytes += (double)n;
 	}
-	if (!o->quiet) {
+	if (!o->cf.quiet) {
 		for (int l = 0; l < L; l++)
 			fprintf(stderr, "%s: %s: layer %d: sensitivity %.6g, %d bits\n", argv0, mixed_name[o->mixed],
 			        l, p->sens[l], p->lbits[l]);
@@ -346,75 +254,23 @@ static void plan_mixed(struct quantizer *p, const int32_t *ids)
 	free(numel);
 }
 
-static void write_part(struct quantizer *p, int part, struct lm_writer *w)
-{
-	if (lm_ms_write_part(p->ms, &p->m, part, w) < 0)
-		die_lm(NULL);
-}
-
-static void quantize(struct quantizer *p, struct lm_writer *w, const int32_t *ids)
-{
-	const struct opts *o = p->o;
-	const int L = (int)p->ms->h.cfg.num_layers;
-	const int calibrated = o->method == M_GPTQ && (o->mixed || o->bits != 16);
-	struct lm_calib cal;
-	double t0 = lm_now();
-
-	load_part(p, LM_PART_HEAD);
-	if (calibrated && lm_calib_init(&cal, &p->m, ids, (size_t)o->nsamples, (size_t)o->seqlen, 4) < 0)
-		die_lm("calibration");
-	/* embeddings (--include) after the calibration inputs are embedded: GPTQ calibrates
-	 * each layer on the unquantized model's inputs, as the reference code does */
-	rtn_part(p, LM_PART_HEAD);
-	write_part(p, LM_PART_HEAD, w);
-	for (int l = 0; l < L; l++) {
-		load_part(p, l);
-		if (o->mixed) {
-			p->bits = p->lbits[l];
-			p->dtype = p->bits == 16 ? LM_F16 : lm_dtype_q(p->bits, o->group);
-		}
-		if (calibrated && p->bits != 16) {
-			gptq_layer(p, &cal, l);
-		} else {
-			rtn_part(p, l);
-			/* a 16-bit layer of a mixed GPTQ run still moves the activations on */
-			if (calibrated && l + 1 < L && lm_calib_advance(&cal, &p->m.layers[l], l) < 0)
-				die_lm("calibration");
-		}
-		write_part(p, l, w);
-		lm_layer_free(&p->m.layers[l]);
-		progress(o, l + 1, L, t0);
-	}
-	if (calibrated)
-		lm_calib_free(&cal);
-	load_part(p, L);
-	rtn_part(p, L);
-	write_part(p, L, w);
-}
-
 int main(int argc, char **argv)
 {
-	enum { O_SYM = 256, O_ACT_ORDER, O_MIXED, O_TARGET, O_NSAMPLES, O_SEQLEN, O_BLOCK, O_DAMP, O_INCL, O_EXCL, O_NOVERIFY };
+	enum { O_SYM = 256, O_ACT_ORDER, O_MIXED, O_TARGET };
 	static const struct option lopts[] = {
 		{"bits", required_argument, 0, 'b'}, {"group", required_argument, 0, 'g'},
 		{"sym", no_argument, 0, O_SYM}, {"act-order", no_argument, 0, O_ACT_ORDER},
 		{"mixed", required_argument, 0, O_MIXED},
 		{"target-bits", required_argument, 0, O_TARGET}, {"method", required_argument, 0, 'm'},
-		{"calib", required_argument, 0, 'c'}, {"nsamples", required_argument, 0, O_NSAMPLES},
-		{"seqlen", required_argument, 0, O_SEQLEN}, {"blocksize", required_argument, 0, O_BLOCK},
-		{"damp", required_argument, 0, O_DAMP}, {"include", required_argument, 0, O_INCL},
-		{"exclude", required_argument, 0, O_EXCL}, {"output", required_argument, 0, 'o'},
+		LM_LW_LONGOPTS, {"output", required_argument, 0, 'o'},
 		{"force", no_argument, 0, 'f'}, {"threads", required_argument, 0, 'j'},
-		{"no-verify", no_argument, 0, O_NOVERIFY}, {"verbose", no_argument, 0, 'v'},
+		{"no-verify", no_argument, 0, LM_OPT_NO_VERIFY}, {"verbose", no_argument, 0, 'v'},
 		{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	struct opts o = {.bits = 4, .verify = 1, .nsamples = 128, .blocksize = LM_GPTQ_BLOCK, .damp = 0.01};
-	struct lm_model_stream ms;
-	struct quantizer p = {.o = &o, .ms = &ms};
-	struct lm_reader *rd;
-	struct lm_writer *w;
-	struct lm_out out;
-	int32_t *ids = NULL;
+	struct opts o = {.bits = 4, .cf = LM_CLI_FLAGS_INIT,
+	                 .lw = {.nsamples = 128, .blocksize = LM_GPTQ_BLOCK, .damp = 0.01}};
+	struct quantizer p = {.o = &o};
+	struct lm_layerwise *d = &p.lw;
 	const char *bits_arg = NULL;
 	int c;
 
@@ -449,31 +305,9 @@ int main(int argc, char **argv)
 			else
 				edie(2, "--method: '%s' is not rtn or gptq", optarg);
 			break;
-		case 'c': o.calib = optarg; break;
-		case O_NSAMPLES:
-			o.nsamples = estrtoll(optarg, 1, 1 << 20, "--nsamples");
-			o.nsamples_set = 1;
-			break;
-		case O_SEQLEN: o.seqlen = estrtoll(optarg, 1, 1 << 20, "--seqlen"); break;
-		case O_BLOCK: o.blocksize = estrtoll(optarg, 1, 8192, "--blocksize"); break;
-		case O_DAMP: o.damp = estrtod(optarg, 0, 1e6, "--damp"); break;
-		case O_INCL: case O_EXCL:
-			if ((c == O_INCL ? o.nincl : o.nexcl) >= MAXGLOB)
-				edie(2, "at most %d --include and %d --exclude patterns", MAXGLOB, MAXGLOB);
-			if (c == O_INCL)
-				o.incl[o.nincl++] = optarg;
-			else
-				o.excl[o.nexcl++] = optarg;
-			break;
-		case 'o': o.out = optarg; break;
-		case 'f': o.force = 1; break;
-		case 'j': o.threads = (int)estrtoll(optarg, 0, 1024, "--threads"); break;
-		case O_NOVERIFY: o.verify = 0; break;
-		case 'v': o.verbose = 1; break;
-		case 'q': o.quiet = 1; break;
-		case 'h': lm_usage(usage_text, 0);
-		case 'V': puts("lm-quant " LM_VERSION); return 0;
-		default: lm_bad_option(usage_text);
+		default:
+			if (!lm_lw_option(c, &o.lw))
+				lm_cli_flag(c, &o.cf, "lm-quant", usage_text);
 		}
 	}
 	if (argc - optind > 1)
@@ -495,7 +329,7 @@ int main(int argc, char **argv)
 		free(buf);
 		if (!o.nlevels)
 			edie(2, "--bits: no level given");
-		if (!o.calib)
+		if (!o.lw.calib)
 			edie(2, "--mixed needs calibration data (-c FILE)");
 	} else {
 		if (bits_arg) {
@@ -506,40 +340,26 @@ int main(int argc, char **argv)
 		if (o.target_bits > 0)
 			edie(2, "--target-bits needs --mixed");
 	}
-	if (o.method == M_RTN && o.calib && !o.mixed)
+	if (o.method == M_RTN && o.lw.calib && !o.mixed)
 		edie(2, "-c: rtn uses no calibration data (see --method)");
-	if (o.method == M_GPTQ && !o.calib)
+	if (o.method == M_GPTQ && !o.lw.calib)
 		edie(2, "--method gptq needs calibration data (-c FILE)");
 	if (o.act_order && o.method != M_GPTQ)
 		edie(2, "--act-order needs --method gptq");
 	p.bits = o.bits;
 	p.dtype = o.bits == 16 ? LM_F16 : lm_dtype_q(o.bits, o.group);
-	lm_cli_threads(o.threads, o.verbose);
-	lm_out_open(&out, o.out, o.force);
-
-	rd = lm_in_open(optind < argc ? argv[optind] : NULL);
-	lm_reader_set_verify(rd, o.verify);
-	if (lm_ms_open(&ms, rd) < 0)
-		die_lm(lm_reader_name(rd));
-	select_tensors(&p);
-	if (o.calib)
-		ids = lm_cli_calib_ids(o.calib, &ms, &o.seqlen, &o.nsamples, o.nsamples_set);
-
-	w = lm_writer_open(out.fd, out.name);
-	if (lm_ms_write_start(&ms, w, argc, argv) < 0 || lm_model_init(&p.m, &ms.h.cfg) < 0)
-		die_lm(NULL);
+	d->cf = &o.cf, d->lo = &o.lw, d->ctx = &p;
+	d->calibrated = o.method == M_GPTQ && (o.mixed || o.bits != 16);
+	d->hessian = 1, d->act_order = o.act_order;
+	d->accept = accept, d->check = check_input, d->layer = begin_layer, d->tensor = quant_tensor;
+	lm_lw_open(d, optind < argc ? argv[optind] : NULL);
+	lm_lw_select(d, "quantize");
+	lm_lw_begin(d, argc, argv);
 	if (o.mixed)
-		plan_mixed(&p, ids);
-	quantize(&p, w, ids);
-	if (lm_writer_close(w) < 0)
-		die_lm(NULL);
-	lm_out_commit(&out);
-	free(ids);
-	free(p.sel);
+		plan_mixed(&p, d->ids);
+	lm_lw_run(d);
+	lm_lw_end(d);
 	free(p.lbits);
 	free(p.sens);
-	lm_model_free(&p.m);
-	lm_ms_close(&ms);
-	lm_reader_close(rd);
 	return 0;
 }
