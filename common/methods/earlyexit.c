@@ -1,5 +1,6 @@
 /* earlyexit.c: see earlyexit.h */
 #include "earlyexit.h"
+#include "clock.h"
 #include "kernels.h"
 #include "modelio.h"
 #include "textmetrics.h"
@@ -10,16 +11,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <zlib.h>
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- RAPL ---- */
 
@@ -391,7 +384,7 @@ int lm_ee_generate(struct lm_ee *ee, const struct lm_ee_opts *o, const int32_t *
 	int32_t cur = prompt[np - 1];
 	if (ee->energy && lm_rapl_joules(&ee->rapl, &J) < 0)
 		ee->energy = 0;
-	t0 = now();
+	t0 = lm_now();
 	for (size_t i = 0; i < nnew; i++) {
 		size_t keys = ee->kv.len + 1, j = 0;
 		int exit_l = L - 1, have = 0;
@@ -439,7 +432,7 @@ int lm_ee_generate(struct lm_ee *ee, const struct lm_ee_opts *o, const int32_t *
 		out[i] = cur;
 		cost->exit_layer += exit_l + 1, cost->tokens++;
 	}
-	cost->seconds += now() - t0;
+	cost->seconds += lm_now() - t0;
 	cost->flops += fl;
 	if (ee->energy && lm_rapl_joules(&ee->rapl, &J) == 0)
 		cost->joules += J, cost->energy_ok = 1;
@@ -690,14 +683,7 @@ out:
 /* text of tokens for chrF (ids past the tokenizer's vocabulary have no text) */
 static char *text_of(const struct lm_tokenizer *tk, const int32_t *ids, size_t n, size_t *len)
 {
-	int32_t *k = xmalloc((n + 1) * sizeof *k);
-	size_t nk = 0;
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] >= 0 && ids[i] < lm_tokenizer_vocab_size(tk))
-			k[nk++] = ids[i];
-	char *t = lm_detokenize(tk, k, nk, len);
-	free(k);
-	return t;
+	return lm_detokenize_known(tk, ids, n, -1, len);
 }
 
 static int score(struct lm_ee_row *r, const struct lm_tokenizer *tk, const int32_t *hyp,
