@@ -1,5 +1,6 @@
 /* exitpolicy.c: see exitpolicy.h */
 #include "exitpolicy.h"
+#include "optim.h"
 #include "rng.h"
 #include "util.h"
 
@@ -463,16 +464,7 @@ struct ppo_buf {
 	float *grad, *m, *v;
 };
 
-static void adam(float *par, const float *g, float *m, float *v, size_t n, double lr, long t)
-{
-	const double b1 = 0.9, b2 = 0.999, eps = 1e-5; /* stable-baselines3 sets Adam's eps to 1e-5 */
-	double c1 = 1 - pow(b1, (double)t), c2 = 1 - pow(b2, (double)t);
-	for (size_t i = 0; i < n; i++) {
-		m[i] = (float)(b1 * m[i] + (1 - b1) * g[i]);
-		v[i] = (float)(b2 * v[i] + (1 - b2) * (double)g[i] * g[i]);
-		par[i] -= (float)(lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps));
-	}
-}
+static const struct lm_adamw adam = {0.9, 0.999, 1e-5, 0}; /* stable-baselines3: eps 1e-5 */
 
 /* one minibatch: losses' gradients, clipped, one Adam step; adds to the report sums */
 static void ppo_minibatch(struct lm_policy *p, const struct lm_ppo *o, struct ppo_buf *b,
@@ -532,7 +524,7 @@ static void ppo_minibatch(struct lm_policy *p, const struct lm_ppo *o, struct pp
 	if (gn > o->max_grad_norm) /* torch's clip_grad_norm_ */
 		for (size_t i = 0; i < p->npar; i++)
 			b->grad[i] *= (float)(o->max_grad_norm / (gn + 1e-6));
-	adam(p->par, b->grad, b->m, b->v, p->npar, lr, ++*t);
+	lm_adam_step(&adam, lr, ++*t, p->par, b->grad, b->m, b->v, p->npar);
 }
 
 int lm_policy_train(struct lm_policy *p, const struct lm_policy_episode *ep, size_t nep,

@@ -1,6 +1,7 @@
 /* rtune.c: UPRISE retriever tuning: scoring prompts with the frozen LM, InfoNCE on a
  * linear projection of frozen embeddings (see rtune.h) */
 #include "rtune.h"
+#include "optim.h"
 #include "contrastive.h"
 #include "retrieve.h"
 #include "rng.h"
@@ -10,9 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ADAM_B1 0.9
-#define ADAM_B2 0.999
-#define ADAM_EPS 1e-8
+static const struct lm_adamw adam = {0.9, 0.999, 1e-8, 0};
 
 void lm_rtune_defaults(struct lm_rtune_cfg *c)
 {
@@ -216,12 +215,7 @@ static void train(float *P, const float *Q, const float *E, const struct pair *p
 			sum += lm_infonce(P, q, B, k, K, pos, mask, d, c->temperature, dP);
 			nb++;
 			step++;
-			double b1 = 1 - pow(ADAM_B1, (double)step), b2 = 1 - pow(ADAM_B2, (double)step);
-			for (size_t i = 0; i < d * d; i++) {
-				m1[i] = ADAM_B1 * m1[i] + (1 - ADAM_B1) * dP[i];
-				m2[i] = ADAM_B2 * m2[i] + (1 - ADAM_B2) * (double)dP[i] * dP[i];
-				P[i] -= (float)(c->lr * (m1[i] / b1) / (sqrt(m2[i] / b2) + ADAM_EPS));
-			}
+			lm_adam_step_f64(&adam, c->lr, (long)step, P, dP, m1, m2, d * d);
 		}
 		if (ep == 0)
 			rep->loss_first = sum / (double)nb;

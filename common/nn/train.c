@@ -1140,35 +1140,13 @@ void lm_train_scale_grad(struct lm_train *tr, float s)
 
 void lm_train_adamw(struct lm_train *tr, const struct lm_adamw *h, double lr)
 {
+	struct lm_adamw_f32 st;
 	tr->step++;
-	double t = (double)tr->step;
-	float b1 = (float)h->beta1, b2 = (float)h->beta2, eps = (float)h->eps;
-	float step = (float)(lr / (1.0 - pow(h->beta1, t)));
-	float bc2s = (float)sqrt(1.0 - pow(h->beta2, t));
+	lm_adamw_f32_begin(&st, h, lr, (double)tr->step);
 	for (size_t i = 0; i < tr->npar; i++) {
 		struct lm_tparam *q = &tr->par[i];
-		float keep = q->decay ? (float)(1.0 - lr * h->weight_decay) : 1.0f;
-		float *p = q->p, *g = q->g, *m = q->m, *v = q->v;
-		for (size_t j = 0; j < q->n; j++) {
-			m[j] = b1 * m[j] + (1.0f - b1) * g[j];
-			v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
-			p[j] = p[j] * keep - step * m[j] / (sqrtf(v[j]) / bc2s + eps);
-		}
+		lm_adamw_f32_update(&st, q->decay, q->p, q->g, q->m, q->v, q->n);
 	}
-}
-
-double lm_lr_at(long step, long total, long warmup, double peak, int cosine)
-{
-	if (step < warmup)
-		return peak * (double)step / (double)(warmup > 0 ? warmup : 1);
-	if (total <= warmup)
-		return peak;
-	double prog = (double)(step - warmup) / (double)(total - warmup);
-	if (prog > 1)
-		prog = 1;
-	if (cosine)
-		return peak * 0.5 * (1.0 + cos(M_PI * prog));
-	return peak * (1.0 - prog);
 }
 
 /* ---- the end ---- */

@@ -39,6 +39,7 @@
 
 #include "model.h"
 #include "opt.h"
+#include "optim.h"
 
 enum lm_lora_kind { LM_LORA_NONE, LM_LORA_STD, LM_LORA_MASK, LM_LORA_SCALE };
 
@@ -64,10 +65,6 @@ struct lm_train_opts {
 	                             packed again, so the caller writes it unpacked (as f16;
 	                             its zeros, grid points rather than pruning, are not kept
 	                             by the merge). 0: refused. */
-};
-
-struct lm_adamw {
-	double beta1, beta2, eps, weight_decay;  /* decay: matrices and LoRA factors only */
 };
 
 /* one trainable tensor: values, gradient and AdamW moments (n floats each) */
@@ -198,11 +195,6 @@ void lm_train_scale_grad(struct lm_train *tr, float s);
 /* One AdamW step (torch.optim.AdamW: bias-corrected moments, decoupled weight decay) with
  * learning rate lr; advances tr->step */
 void lm_train_adamw(struct lm_train *tr, const struct lm_adamw *h, double lr);
-
-/* learning rate at (0-based) step of total with warmup steps: linear 0 -> peak over the
- * warmup (transformers' get_*_schedule_with_warmup: 0 at step 0), then linear or cosine
- * decay to 0 at total */
-double lm_lr_at(long step, long total, long warmup, double peak, int cosine);
 
 /* ---- layer-wise reconstruction (opts.layer >= 0) ---- */
 /* One step on layer opts.layer: x [B,T,C] its inputs, y [B,T,C] the targets; loss =
