@@ -176,9 +176,7 @@ int main(int argc, char **argv)
 		lm_record_clear(&r);
 	}
 	free(t);
-	if (lm_write_end(w) < 0 || lm_writer_close(w) < 0)
-		die_lm(NULL);
-	lm_out_commit(&out);
+	lm_out_finish(w, &out);
 	lm_header_free(&h);
 	return 0;
 }

@@ -147,6 +147,13 @@ void lm_out_open(struct lm_out *o, const char *path, int force)
 		die("%s:", path);
 }
 
+void lm_out_finish(struct lm_writer *w, struct lm_out *o)
+{
+	if (lm_write_end(w) < 0 || lm_writer_close(w) < 0)
+		die_lm(NULL);
+	lm_out_commit(o);
+}
+
 void lm_out_abort(struct lm_out *o)
 {
 	if (o->tmp) {

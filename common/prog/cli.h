@@ -25,6 +25,8 @@ struct lm_out {
 void lm_out_open(struct lm_out *o, const char *path, int force);
 /* close, check for write errors, rename into place; dies on failure */
 void lm_out_commit(struct lm_out *o);
+/* end the stream (lm_write_end), close the writer and commit o; dies on failure */
+void lm_out_finish(struct lm_writer *w, struct lm_out *o);
 /* remove the temporary file (the die paths do it through lm_set_die_hook) */
 void lm_out_abort(struct lm_out *o);
 
