@@ -14,6 +14,7 @@ opening() {
 table() {
 	printf '| module | folder | what it is for |\n|---|---|---|\n'
 	for h in common/*.[ch] common/*/*.[ch]; do
+		[ -f "$h" ] || continue
 		n=${h##*/}
 		n=${n%.?}
 		c=${h%.?}.c
