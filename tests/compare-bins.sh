@@ -22,35 +22,36 @@ awk -F'\t' 'NR <= 24 { print $6 "\t" $7 }' "$T/sts-mini.csv" > "$w/pairs.tsv"
 # every program once, in folder $1 with the programs of $2; relative paths keep argv the same
 run_all() {
 	mkdir -p "$1" && cd "$1" || exit 1
-	P=$2
-	"$P/lm-import" "$top/models/opt-micro" > m.lms
-	"$P/lm-import" -t f32 "$top/tests/fixtures/fp16" > f.lms
-	"$P/lm-export" -o exp < f.lms && cat exp/config.json exp/model.safetensors > exp.bin
-	"$P/lm-init" --like opt-micro --layers 1 --seed 3 > init.lms
-	"$P/lm-info" --json m.lms > info.json
-	"$P/lm-eval" -j 1 --ppl "$D" --seqlen 64 --windows 3 --json m.lms > ppl.json
-	"$P/lm-eval" -j 1 --generate "It was" -n 12 m.lms > gen.txt
-	"$P/lm-eval" -j 1 --sts "$T/sts-mini.csv" --json m.lms > sts.json
-	"$P/lm-eval" -j 1 --mc "$T/truthfulqa-mini.json" --json m.lms > mc.json
-	"$P/lm-eval" -j 1 --qa "$w/forget.csv" --json m.lms > qa.json
-	"$P/lm-eval" -j 1 --task all --data "$Z" --limit 4 --json m.lms > task.json
-	"$P/lm-prune" -q -j 1 -s 0.5 m.lms > p-magnitude.lms
+	# by name on PATH: the provenance in a stream header records argv[0]
+	PATH="$2:$PATH"
+	lm-import "$top/models/opt-micro" > m.lms
+	lm-import -t f32 "$top/tests/fixtures/fp16" > f.lms
+	lm-export -o exp < f.lms && cat exp/config.json exp/model.safetensors > exp.bin
+	lm-init --like opt-micro --layers 1 --seed 3 > init.lms
+	lm-info --json m.lms > info.json
+	lm-eval -j 1 --ppl "$D" --seqlen 64 --windows 3 --json m.lms > ppl.json
+	lm-eval -j 1 --generate "It was" -n 12 m.lms > gen.txt
+	lm-eval -j 1 --sts "$T/sts-mini.csv" --json m.lms > sts.json
+	lm-eval -j 1 --mc "$T/truthfulqa-mini.json" --json m.lms > mc.json
+	lm-eval -j 1 --qa "$w/forget.csv" --json m.lms > qa.json
+	lm-eval -j 1 --task all --data "$Z" --limit 4 --json m.lms > task.json
+	lm-prune -q -j 1 -s 0.5 m.lms > p-magnitude.lms
 	for m in wanda sparsegpt; do
-		"$P/lm-prune" -q -j 1 -s 0.5 -m $m -c "$D" --nsamples 2 --seqlen 64 m.lms > p-$m.lms
+		lm-prune -q -j 1 -s 0.5 -m $m -c "$D" --nsamples 2 --seqlen 64 m.lms > p-$m.lms
 	done
-	"$P/lm-prune" -q -j 1 --nm 2:4 m.lms > p-nm.lms
-	"$P/lm-quant" -q -j 1 -b 4 -g 128 m.lms > q-rtn.lms
-	"$P/lm-quant" -q -j 1 -b 4 -g 128 -m gptq --act-order -c "$D" --nsamples 2 --seqlen 64 m.lms > q-gptq.lms
-	"$P/lm-quant" -q -j 1 --mixed pmpq --bits 8,4 -g 128 -c "$D" --nsamples 2 --seqlen 64 m.lms > q-pmpq.lms
-	"$P/lm-eval" -j 1 --ppl "$D" --seqlen 64 --windows 2 --json q-rtn.lms > q-ppl.json
-	"$P/lm-retrain" -q -j 1 --perp --mask-lora 2 -d "$D" --steps 2 --batch 2 --seqlen 32 --seed 5 p-magnitude.lms > r-perp.lms
-	"$P/lm-retrain" -q -j 1 --full -d "$D" --steps 2 --batch 2 --seqlen 32 --seed 5 p-magnitude.lms > r-full.lms
-	"$P/lm-retrain" -q -j 1 --early-exit --exits 1,2 -d "$D" --steps 2 --batch 2 --seqlen 32 --seed 5 m.lms > r-ee.lms
-	"$P/lm-unlearn" -q -j 1 --forget "$w/forget.csv" --retain "$w/retain.csv" --steps 2 --seed 5 m.lms > u.lms
+	lm-prune -q -j 1 --nm 2:4 m.lms > p-nm.lms
+	lm-quant -q -j 1 -b 4 -g 128 m.lms > q-rtn.lms
+	lm-quant -q -j 1 -b 4 -g 128 -m gptq --act-order -c "$D" --nsamples 2 --seqlen 64 m.lms > q-gptq.lms
+	lm-quant -q -j 1 --mixed pmpq --bits 8,4 -g 128 -c "$D" --nsamples 2 --seqlen 64 m.lms > q-pmpq.lms
+	lm-eval -j 1 --ppl "$D" --seqlen 64 --windows 2 --json q-rtn.lms > q-ppl.json
+	lm-retrain -q -j 1 --perp --mask-lora 2 -d "$D" --steps 2 --batch 2 --seqlen 32 --seed 5 p-magnitude.lms > r-perp.lms
+	lm-retrain -q -j 1 --full -d "$D" --steps 2 --batch 2 --seqlen 32 --seed 5 p-magnitude.lms > r-full.lms
+	lm-retrain -q -j 1 --early-exit --exits 1,2 -d "$D" --steps 2 --batch 2 --seqlen 32 --seed 5 m.lms > r-ee.lms
+	lm-unlearn -q -j 1 --forget "$w/forget.csv" --retain "$w/retain.csv" --steps 2 --seed 5 m.lms > u.lms
 	cut -f6 "$T/sts-mini.csv" > sents.txt
-	"$P/lm-embed" -q -j 1 --tsv sents.txt < m.lms > emb.tsv
-	"$P/lm-embed" -q -j 1 --pool "$w/pool.tsv" < m.lms > pool.lms
-	"$P/lm-embed" -q -j 1 --contrastive --steps 2 --seed 5 "$w/pairs.tsv" < m.lms > con.lms
+	lm-embed -q -j 1 --tsv sents.txt < m.lms > emb.tsv
+	lm-embed -q -j 1 --pool "$w/pool.tsv" < m.lms > pool.lms
+	lm-embed -q -j 1 --contrastive --steps 2 --seed 5 "$w/pairs.tsv" < m.lms > con.lms
 	cd "$top" || exit 1
 }
 (run_all "$w/old" "$old") 2> "$w/old.err"
