@@ -1,0 +1,75 @@
+/* test_gemm_bf16.c: the bf16 GEMM against a double reference on bf16-rounded inputs, and its dispatch switch. */
+#include "unit.h"
+#include "gemm_bf16.h"
+#include <stdint.h>
+#include <string.h>
+
+static float round_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+static uint32_t seed = 12345;
+static float rnd(void)
+{
+	seed = seed * 1664525u + 1013904223u;
+	return (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+/* C = A*B^T + 0.5*C0: checks against rounded (tight) and unrounded (bf16-size) references */
+static void one(size_t M, size_t N, size_t K)
+{
+	float *A = malloc(M * K * 4), *B = malloc(N * K * 4), *C = malloc(M * N * 4);
+	float *C0 = malloc(M * N * 4);
+	for (size_t i = 0; i < M * K; i++) A[i] = rnd();
+	for (size_t i = 0; i < N * K; i++) B[i] = rnd();
+	for (size_t i = 0; i < M * N; i++) C[i] = C0[i] = rnd();
+	CHECK(lm_gemm_bf16_nt(C, N, A, B, M, N, K, 0.5f) == 0);
+	double worst = 0, worst_raw = 0;
+	for (size_t i = 0; i < M; i++)
+		for (size_t j = 0; j < N; j++) {
+			double s = 0.5 * C0[i * N + j], abs = fabs(s), raw = s;
+			for (size_t k = 0; k < K; k++) {
+				double p = (double)round_bf16(A[i * K + k]) * round_bf16(B[j * K + k]);
+				s += p;
+				abs += fabs(p);
+				raw += (double)A[i * K + k] * B[j * K + k];
+			}
+			double e = fabs(C[i * N + j] - s) / (abs > 0 ? abs : 1);
+			double er = fabs(C[i * N + j] - raw) / (abs > 0 ? abs : 1);
+			if (e > worst) worst = e;
+			if (er > worst_raw) worst_raw = er;
+		}
+	CHECKF(worst <= 1e-5, "%zu x %zu x %zu: %g", M, N, K, worst);
+	CHECKF(worst_raw <= 1e-2, "%zu x %zu x %zu unrounded: %g", M, N, K, worst_raw);
+	free(A); free(B); free(C); free(C0);
+}
+
+int main(void)
+{
+	static const size_t sz[] = {1, 7, 17, 768};
+	int have = lm_gemm_bf16_available();
+	setenv("LM_NO_BF16", "1", 1);
+	CHECK(lm_gemm_bf16_available() == 0);
+	unsetenv("LM_NO_BF16");
+	CHECK(lm_gemm_bf16_available() == have);
+	if (!have) {
+		fprintf(stderr, "test_gemm_bf16: skip: the CPU has no avx512bf16\n");
+		return unit_done("test_gemm_bf16");
+	}
+	for (size_t a = 0; a < 4; a++)
+		for (size_t b = 0; b < 4; b++)
+			for (size_t c = 0; c < 4; c++)
+				if (sz[a] * sz[b] * sz[c] <= 17 * 768 * 768)
+					one(sz[a], sz[b], sz[c]);
+	one(7, 3072, 768);
+	one(17, 768, 3072);
+	one(3, 50272, 17);
+	one(2, 50272, 768);
+	one(5, 9, 33);
+	return unit_done("test_gemm_bf16");
+}
