@@ -14,25 +14,38 @@ static int is_layer_kind(enum lm_opt_kind k)
 	return k >= LM_T_ATTN_LN_W && k <= LM_T_FC2_B;
 }
 
-static int is_bias(enum lm_opt_kind k)
+int lm_kind_is_bias(enum lm_opt_kind k)
 {
 	return k == LM_T_Q_B || k == LM_T_K_B || k == LM_T_V_B || k == LM_T_O_B || k == LM_T_FC1_B ||
 	       k == LM_T_FC2_B;
 }
 
-static int is_ln(enum lm_opt_kind k)
+int lm_kind_is_ln(enum lm_opt_kind k)
 {
 	return k == LM_T_ATTN_LN_W || k == LM_T_ATTN_LN_B || k == LM_T_FFN_LN_W || k == LM_T_FFN_LN_B ||
 	       k == LM_T_FINAL_LN_W || k == LM_T_FINAL_LN_B;
+}
+
+/* The layer a per-layer kind lives in (NULL for a global kind): 0 when the layer is out
+ * of range or the model has no layers, so the accessors answer NULL. */
+static int layer_of(struct lm_model *m, enum lm_opt_kind kind, int layer, struct lm_layer **l)
+{
+	*l = NULL;
+	if (!is_layer_kind(kind))
+		return 1;
+	if (layer < 0 || layer >= m->cfg.num_layers || !m->layers)
+		return 0;
+	*l = &m->layers[layer];
+	return 1;
 }
 
 /* Does the config have this tensor, and with which shape? 0 if it has none. */
 static int expect(const struct lm_opt_config *c, enum lm_opt_kind k, int64_t shape[2])
 {
 	const int64_t C = c->hidden_size, E = c->word_embed_proj_dim, F = c->ffn_dim;
-	if (is_bias(k) && !c->enable_bias)
+	if (lm_kind_is_bias(k) && !c->enable_bias)
 		return 0;
-	if (is_ln(k) && !c->ln_affine)
+	if (lm_kind_is_ln(k) && !c->ln_affine)
 		return 0;
 	shape[1] = 0;
 	switch (k) {
@@ -83,11 +96,8 @@ int lm_model_init(struct lm_model *m, const struct lm_opt_config *cfg)
 struct lm_mat *lm_model_mat(struct lm_model *m, enum lm_opt_kind kind, int layer)
 {
 	struct lm_layer *l = NULL;
-	if (is_layer_kind(kind)) {
-		if (layer < 0 || layer >= m->cfg.num_layers || !m->layers)
-			return NULL;
-		l = &m->layers[layer];
-	}
+	if (!layer_of(m, kind, layer, &l))
+		return NULL;
 	switch (kind) {
 	case LM_T_EMBED_TOKENS: return &m->embed_tokens;
 	case LM_T_EMBED_POS: return &m->embed_pos;
@@ -107,11 +117,8 @@ struct lm_mat *lm_model_mat(struct lm_model *m, enum lm_opt_kind kind, int layer
 float **lm_model_vec(struct lm_model *m, enum lm_opt_kind kind, int layer)
 {
 	struct lm_layer *l = NULL;
-	if (is_layer_kind(kind)) {
-		if (layer < 0 || layer >= m->cfg.num_layers || !m->layers)
-			return NULL;
-		l = &m->layers[layer];
-	}
+	if (!layer_of(m, kind, layer, &l))
+		return NULL;
 	switch (kind) {
 	case LM_T_FINAL_LN_W: return &m->final_ln_w;
 	case LM_T_FINAL_LN_B: return &m->final_ln_b;
@@ -169,7 +176,7 @@ static int layer_mem(struct lm_layer *l, const struct lm_opt_config *c)
 	for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++) {
 		float *p = mem + off;
 		off += kinds[i] == LM_T_FC1_B ? Fa : Ca;
-		if (is_ln(kinds[i]) && !c->ln_affine)
+		if (lm_kind_is_ln(kinds[i]) && !c->ln_affine)
 			p = NULL;
 		switch (kinds[i]) {
 		case LM_T_ATTN_LN_W: l->ln1_w = p; break;

@@ -33,6 +33,11 @@ void lm_layer_free(struct lm_layer *l);
 /* free everything, layers included, and zero the model */
 void lm_model_free(struct lm_model *m);
 
+/* is this kind a bias vector / a LayerNorm vector? (the tensors a config may lack:
+ * enable_bias, ln_affine; trainers skip them for perplexity-only runs) */
+int lm_kind_is_bias(enum lm_opt_kind k);
+int lm_kind_is_ln(enum lm_opt_kind k);
+
 /* where a tensor lives: the matrix (embeddings, projections, linear weights, lm_head) or
  * the f32 vector (biases, LayerNorm) of a kind; NULL for the other sort of kind or a
  * layer out of range. The pointers are valid whether or not the tensor is loaded. */

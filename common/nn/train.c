@@ -41,18 +41,6 @@ const char *lm_lora_name(enum lm_lora_kind k)
 	}
 }
 
-static int is_bias(enum lm_opt_kind k)
-{
-	return k == LM_T_Q_B || k == LM_T_K_B || k == LM_T_V_B || k == LM_T_O_B || k == LM_T_FC1_B ||
-	       k == LM_T_FC2_B;
-}
-
-static int is_ln(enum lm_opt_kind k)
-{
-	return k == LM_T_ATTN_LN_W || k == LM_T_ATTN_LN_B || k == LM_T_FFN_LN_W || k == LM_T_FFN_LN_B ||
-	       k == LM_T_FINAL_LN_W || k == LM_T_FINAL_LN_B;
-}
-
 static int lin_index(enum lm_opt_kind k)
 {
 	for (int i = 0; i < NLIN; i++)
@@ -87,7 +75,7 @@ static int selected(const struct lm_train_opts *o, const struct lm_opt_tensor *t
 {
 	if (o->layer >= 0 && t->layer != o->layer)
 		return 0;
-	if (o->perp && (is_bias(t->kind) || is_ln(t->kind)))
+	if (o->perp && (lm_kind_is_bias(t->kind) || lm_kind_is_ln(t->kind)))
 		return 1;
 	if (o->full && (t->layer >= 0 || t->kind == LM_T_FINAL_LN_W || t->kind == LM_T_FINAL_LN_B))
 		return 1;
