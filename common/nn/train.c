@@ -742,6 +742,17 @@ static int linear_bwd(struct lm_train *tr, struct lm_tmat *t, float *gb, const f
 	return 0;
 }
 
+/* The gradient through a dropout of rate p: d itself when p is 0, else d copied to tmp
+ * with the forward's mask (the same key) applied; d is kept for the residual path. */
+static float *dropped_grad(float *d, float *tmp, size_t n, float p, uint64_t key)
+{
+	if (p <= 0)
+		return d;
+	memcpy(tmp, d, n * sizeof *tmp);
+	lm_dropout(tmp, n, p, key);
+	return tmp;
+}
+
 /* dres holds dL/dX[l+1]; leaves dL/dX[l] there when need_dx */
 static int layer_bwd(struct lm_train *tr, int l, size_t B, size_t T, int need_dx)
 {
@@ -759,12 +770,7 @@ static int layer_bwd(struct lm_train *tr, int l, size_t B, size_t T, int need_dx
 
 	if (c->pre_ln) {
 		/* y = res1 + drop(fc2(relu(fc1(LN2(res1))))) */
-		d2 = dres;
-		if (p > 0) {
-			memcpy(dt1, dres, N * C * sizeof *dt1);
-			lm_dropout(dt1, N * C, p, k1);
-			d2 = dt1;
-		}
+		d2 = dropped_grad(dres, dt1, N * C, p, k1);
 		if (linear_bwd(tr, &w[WF2], vgrad(tr, l, LM_T_FC2_B), d2, a->ff, tr->dff, N, 0) < 0)
 			return -1;
 		if (a->ffmask)
@@ -776,24 +782,14 @@ static int layer_bwd(struct lm_train *tr, int l, size_t B, size_t T, int need_dx
 		lm_layernorm_backward(dres, vgrad(tr, l, LM_T_FFN_LN_W), vgrad(tr, l, LM_T_FFN_LN_B), dt2,
 		                      a->res1, ly->ln2_w, a->mean2, a->rstd2, N, C, 1);
 		/* res1 = x + drop(o(att)) */
-		d1 = dres;
-		if (p > 0) {
-			memcpy(dt1, dres, N * C * sizeof *dt1);
-			lm_dropout(dt1, N * C, p, k0);
-			d1 = dt1;
-		}
+		d1 = dropped_grad(dres, dt1, N * C, p, k0);
 		if (linear_bwd(tr, &w[WO], vgrad(tr, l, LM_T_O_B), d1, a->att, dt2, N, 0) < 0)
 			return -1;
 	} else {
 		/* y = LN2(res2), res2 = h + drop(fc2(relu(fc1(h)))), h = LN1(res1) */
 		lm_layernorm_backward(dt1, vgrad(tr, l, LM_T_FFN_LN_W), vgrad(tr, l, LM_T_FFN_LN_B), dres,
 		                      a->res2, ly->ln2_w, a->mean2, a->rstd2, N, C, 0);
-		d2 = dt1;
-		if (p > 0) {
-			memcpy(dt2, dt1, N * C * sizeof *dt2);
-			lm_dropout(dt2, N * C, p, k1);
-			d2 = dt2;
-		}
+		d2 = dropped_grad(dt1, dt2, N * C, p, k1);
 		if (linear_bwd(tr, &w[WF2], vgrad(tr, l, LM_T_FC2_B), d2, a->ff, tr->dff, N, 0) < 0)
 			return -1;
 		if (a->ffmask)
@@ -805,12 +801,7 @@ static int layer_bwd(struct lm_train *tr, int l, size_t B, size_t T, int need_dx
 		/* res1 = x + drop(o(att)): dres becomes dL/dres1 */
 		lm_layernorm_backward(dres, vgrad(tr, l, LM_T_ATTN_LN_W), vgrad(tr, l, LM_T_ATTN_LN_B), dt1,
 		                      a->res1, ly->ln1_w, a->mean1, a->rstd1, N, C, 0);
-		d1 = dres;
-		if (p > 0) {
-			memcpy(dt1, dres, N * C * sizeof *dt1);
-			lm_dropout(dt1, N * C, p, k0);
-			d1 = dt1;
-		}
+		d1 = dropped_grad(dres, dt1, N * C, p, k0);
 		if (linear_bwd(tr, &w[WO], vgrad(tr, l, LM_T_O_B), d1, a->att, dt2, N, 0) < 0)
 			return -1;
 	}
