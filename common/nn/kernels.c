@@ -8,6 +8,7 @@
  * Build with -std=c11 keeps -ffp-contract=off, so the clones round exactly as the
  * baseline does (no silent fma contraction). */
 #include "kernels.h"
+#include "gemm_bf16.h"
 #include "opt.h"
 #include "simd.h"
 #include "util.h"
@@ -287,6 +288,36 @@ static void mv_part(void *ctx, size_t t0, size_t t1, int part)
 	}
 }
 
+static enum lm_compute compute_mode = LM_COMPUTE_F32;
+
+void lm_set_compute(enum lm_compute mode)
+{
+	compute_mode = mode;
+}
+
+enum lm_compute lm_compute_used(void)
+{
+	static int bf16 = -1; /* the CPU and LM_NO_BF16 are asked once */
+	if (compute_mode != LM_COMPUTE_BF16)
+		return LM_COMPUTE_F32;
+	if (bf16 < 0)
+		bf16 = lm_gemm_bf16_available();
+	return bf16 ? LM_COMPUTE_BF16 : LM_COMPUTE_F32;
+}
+
+/* sgemm_nt, or the bf16 GEMM when that compute mode is set and the CPU has it */
+static int linear_nt(float *out, size_t ldo, const float *inp, const float *wt, size_t N,
+                     size_t rows, size_t cols, float beta)
+{
+	if (lm_compute_used() == LM_COMPUTE_BF16) {
+		if (lm_gemm_bf16_nt(out, ldo, inp, wt, N, rows, cols, beta) < 0)
+			return lm_seterr("matmul: out of memory packing bf16 operands");
+		return 0;
+	}
+	sgemm_nt(out, ldo, inp, wt, N, rows, cols, beta);
+	return 0;
+}
+
 int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, const float *bias,
                       size_t N, float *ws)
 {
@@ -311,13 +342,13 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 	if (IN == 0)
 		return 0;
 	if (w->dtype == LM_F32) {
-		sgemm_nt(out, OUT, inp, w->data, N, OUT, IN, beta);
-		return 0;
+		return linear_nt(out, OUT, inp, w->data, N, OUT, IN, beta);
 	}
 	size_t R = tile_rows(OUT, IN, N < TILE_SMALL_N ? TILE_FLOATS_SMALL : TILE_FLOATS_BIG);
 	size_t ntiles = (OUT + R - 1) / R, nt = (size_t)lm_threads();
 	/* the workspace (lm_matmul_ws: a big tile) holds a small tile per thread */
-	if (N < TILE_SMALL_N && ntiles > 1 && nt > 1 && R * IN * nt <= lm_matmul_ws(w)) {
+	if (N < TILE_SMALL_N && ntiles > 1 && nt > 1 && R * IN * nt <= lm_matmul_ws(w) &&
+	    lm_compute_used() == LM_COMPUTE_F32) {
 		struct mv_job j = {out, ws, inp, w, N, OUT, IN, R, beta};
 		float *own = NULL;
 		if (!ws && !(j.ws = own = lm_alloc(R * IN * nt * sizeof *ws)))
@@ -337,7 +368,10 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 		/* packed rows are dequantized as f16 ones are converted, a tile at a time, so a
 		 * quantized model never exists in f32 as a whole */
 		tile_f32(tile, w, r0, rr);
-		sgemm_nt(out + r0, OUT, inp, tile, N, rr, IN, beta);
+		if (linear_nt(out + r0, OUT, inp, tile, N, rr, IN, beta) < 0) {
+			lm_free(own);
+			return -1;
+		}
 	}
 	lm_free(own);
 	return 0;

@@ -35,6 +35,13 @@ void lm_layernorm_forward_ref(float *out, float *mean, float *rstd, const float 
                               const float *w, const float *b, size_t N, size_t C, float eps);
 
 /* ---- matmul ---- */
+/* how lm_matmul_forward multiplies: fp32 (OpenBLAS, the default) or bf16 (inputs and weights
+ * rounded to bf16, fp32 sums, gemm_bf16.c) where the CPU has AVX512_BF16 and LM_NO_BF16=1 is
+ * unset; elsewhere bf16 falls back to fp32. Only the linear layers change. */
+enum lm_compute { LM_COMPUTE_F32, LM_COMPUTE_BF16 };
+void lm_set_compute(enum lm_compute mode);
+/* the mode lm_matmul_forward actually uses now (after the CPU check and LM_NO_BF16) */
+enum lm_compute lm_compute_used(void);
 /* scratch floats lm_matmul_forward needs for w: 0 for f32, a bounded row tile otherwise */
 size_t lm_matmul_ws(const struct lm_mat *w);
 /* the largest lm_matmul_ws() over any dtype for a [rows, cols] matrix */
