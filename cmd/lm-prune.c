@@ -1,6 +1,7 @@
 /* lm-prune: a filter that zeroes weights: magnitude, Wanda or SparseGPT, unstructured or N:M */
 #include "clock.h"
 #include "layerwise.h"
+#include "lwnote.h"
 #include "prune.h"
 #include "sparsegpt.h"
 #include "util.h"
@@ -78,22 +79,16 @@ static void check_input(void *ctx, size_t i)
 /* record what was done in the tensor's attrs */
 static void note(struct pruner *p, size_t i, double loss)
 {
-	const struct lm_opt_tensor *t = &p->lw.ms.order[i];
 	const struct opts *o = p->o;
-	struct lm_mat *w = lm_model_mat(&p->lw.m, t->kind, t->layer);
+	struct lm_mat *w = lm_lw_mat(&p->lw, i);
 	double sp = (double)lm_mat_zeros(w) / ((double)w->rows * (double)w->cols);
-	char pat[32] = "unstructured";
+	char pat[32] = "unstructured", what[48];
 	if (o->sp.n)
 		snprintf(pat, sizeof pat, "%d:%d", o->sp.n, o->sp.m);
-	json_object_set_new(lm_ms_attrs(&p->lw.ms, t->kind, t->layer), "prune",
-	                    json_pack("{s:s, s:f, s:s}", "method", lm_prune_method_name(o->sp.method),
-	                              "sparsity", sp, "pattern", pat));
-	if (o->cf.verbose) {
-		fprintf(stderr, "%s: %s: sparsity %.6f", argv0, t->name, sp);
-		if (o->sp.method == LM_PRUNE_SPARSEGPT)
-			fprintf(stderr, ", error %.6g", loss);
-		fputc('\n', stderr);
-	}
+	snprintf(what, sizeof what, "sparsity %.6f", sp);
+	lm_lw_note(&p->lw, i, "prune", json_pack("{s:s, s:f, s:s}", "method",
+	           lm_prune_method_name(o->sp.method), "sparsity", sp, "pattern", pat), what,
+	           o->sp.method == LM_PRUNE_SPARSEGPT ? &loss : NULL);
 }
 
 /* magnitude (g NULL), Wanda or SparseGPT on one selected matrix */
@@ -101,8 +96,7 @@ static void prune_tensor(void *ctx, size_t i, const struct lm_lw_group *g)
 {
 	struct pruner *p = ctx;
 	const struct opts *o = p->o;
-	const struct lm_opt_tensor *t = &p->lw.ms.order[i];
-	struct lm_mat *w = lm_model_mat(&p->lw.m, t->kind, t->layer);
+	struct lm_mat *w = lm_lw_mat(&p->lw, i);
 	double loss = 0;
 	int rc;
 	if (!g)
@@ -112,7 +106,7 @@ static void prune_tensor(void *ctx, size_t i, const struct lm_lw_group *g)
 	else
 		rc = lm_sparsegpt_mat(w, g->U, g->dead, &o->sp, (size_t)o->lw.blocksize, &loss);
 	if (rc < 0)
-		die("%s: %s", t->name, lm_errmsg());
+		die("%s: %s", p->lw.ms.order[i].name, lm_errmsg());
 	note(p, i, loss);
 }
 

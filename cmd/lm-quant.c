@@ -1,9 +1,9 @@
 /* lm-quant: a filter that quantizes the linear weights: RTN or GPTQ, packed in the stream */
-#include "clock.h"
-#include "cptquant.h"
 #include "gptq.h"
 #include "layerwise.h"
+#include "lwnote.h"
 #include "quant.h"
+#include "quantplan.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -44,18 +44,14 @@ static const char usage_text[] =
 
 
 enum method { M_RTN, M_GPTQ };
-enum mixed { MX_NONE, MX_PMPQ, MX_CMPQ, MX_TDMPQ };
-static const char *const mixed_name[] = {"none", "pmpq", "cmpq", "tdmpq"};
-#define MAXLEVELS 8
+static const char *const method_names[] = {"rtn", "gptq"};
 
 struct opts {
 	int bits, group, sym, act_order;
 	enum method method;
 	struct lm_cli_flags cf;
 	struct lm_lw_opts lw;
-	enum mixed mixed;
-	double target_bits;      /* 0: k-means */
-	int levels[MAXLEVELS], nlevels;
+	struct lm_qplan mx;      /* --mixed */
 };
 
 struct quantizer {
@@ -63,9 +59,6 @@ struct quantizer {
 	struct lm_layerwise lw;
 	int dtype;            /* the packed type, or LM_F16 for 16 bits */
 	int bits;             /* the bits of the layer being quantized */
-	int *lbits;           /* --mixed: [L] bits per layer */
-	double *sens;         /* --mixed: [L] sensitivities */
-	double t0;            /* --mixed tdmpq: start of the backward passes */
 };
 
 /* which tensors: the six linears of each layer by default; embed_tokens, lm_head and the
@@ -83,7 +76,7 @@ static int accept(void *ctx, const struct lm_opt_tensor *t)
 		if (!outer)
 			edie(2, "%s: only the linear weights, embed_tokens, lm_head and project_in/out "
 			     "can be quantized; --include matched '%s'", in, t->name);
-		if (o->mixed)
+		if (o->mx.mixed)
 			edie(2, "%s: --mixed gives bits to decoder layers; quantize '%s' in a run of "
 			     "its own (lm-quant -b B --include '%s')", in, t->name, t->name);
 	}
@@ -110,7 +103,7 @@ static void note(struct quantizer *p, size_t i, double loss)
 	const struct opts *o = p->o;
 	json_t *q;
 	p->lw.ms.dtypes[i] = (enum lm_dtype)p->dtype;
-	if (p->bits == 16 && !o->mixed)
+	if (p->bits == 16 && !o->mx.mixed)
 		return;  /* f16 is not a quantization anything needs to know about */
 	/* outside the decoder layers (embeddings, head, projections) it is always RTN */
 	const int gptq = o->method == M_GPTQ && t->layer >= 0;
@@ -118,18 +111,13 @@ static void note(struct quantizer *p, size_t i, double loss)
 	              "group", o->group, "sym", o->sym);
 	if (o->act_order && gptq && p->bits != 16)
 		json_object_set_new(q, "act_order", json_true());
-	if (o->mixed) {
+	if (o->mx.mixed) {
 		/* a 16-bit layer of a mixed model is recorded too: the choice was the method's */
-		json_object_set_new(q, "mixed", json_string(mixed_name[o->mixed]));
-		json_object_set_new(q, "sensitivity", json_real(p->sens[t->layer]));
+		json_object_set_new(q, "mixed", json_string(lm_qmixed_names[o->mx.mixed]));
+		json_object_set_new(q, "sensitivity", json_real(o->mx.sens[t->layer]));
 	}
-	json_object_set_new(lm_ms_attrs(&p->lw.ms, t->kind, t->layer), "quant", q);
-	if (o->cf.verbose) {
-		fprintf(stderr, "%s: %s: %s", argv0, t->name, lm_dtype_name((enum lm_dtype)p->dtype));
-		if (o->method == M_GPTQ)
-			fprintf(stderr, ", error %.6g", loss);
-		fputc('\n', stderr);
-	}
+	lm_lw_note(&p->lw, i, "quant", q, lm_dtype_name((enum lm_dtype)p->dtype),
+	           o->method == M_GPTQ ? &loss : NULL);
 }
 
 /* RTN (g NULL, or outside the decoder layers) or GPTQ on one selected matrix */
@@ -138,7 +126,7 @@ static void quant_tensor(void *ctx, size_t i, const struct lm_lw_group *g)
 	struct quantizer *p = ctx;
 	const struct opts *o = p->o;
 	const struct lm_opt_tensor *t = &p->lw.ms.order[i];
-	struct lm_mat *w = lm_model_mat(&p->lw.m, t->kind, t->layer);
+	struct lm_mat *w = lm_lw_mat(&p->lw, i);
 	double loss = 0;
 	if (g) {
 		if (lm_gptq_mat(w, (enum lm_dtype)p->dtype, g->U, g->dead, g->perm, o->sym,
@@ -158,100 +146,11 @@ static void quant_tensor(void *ctx, size_t i, const struct lm_lw_group *g)
 static int begin_layer(void *ctx, int l)
 {
 	struct quantizer *p = ctx;
-	if (p->o->mixed) {
-		p->bits = p->lbits[l];
+	if (p->o->mx.mixed) {
+		p->bits = p->o->mx.lbits[l];
 		p->dtype = p->bits == 16 ? LM_F16 : lm_dtype_q(p->bits, p->o->group);
 	}
 	return p->bits != 16;
-}
-
-static void tdmpq_progress(void *ctx, size_t done, size_t total)
-{
-	struct quantizer *p = ctx;
-	if (p->o->cf.quiet || !isatty(2))
-		return;
-	fprintf(stderr, "\r%s: tdmpq: window %zu/%zu, %.0f s   ", argv0, done, total, lm_now() - p->t0);
-	if (done == total)
-		fputc('\n', stderr);
-}
-
-/* TDMPQ: Q(w) is RTN at the lowest level of --bits: the sensitivity is the first-order
- * loss change of the most aggressive choice the allocation can make for a layer (at b
- * bits the rounding error is about 2^(bmin - b) times that at bmin in every layer alike,
- * so the order of the layers hardly depends on the level; the lowest one is the furthest
- * above f16's own rounding) */
-static int tdmpq(struct quantizer *p, const int32_t *ids)
-{
-	const struct opts *o = p->o;
-	int b = o->levels[0];
-	enum lm_dtype qt;
-	for (int k = 1; k < o->nlevels; k++)
-		b = o->levels[k] < b ? o->levels[k] : b;
-	qt = b == 16 ? LM_F16 : (enum lm_dtype)lm_dtype_q(b, o->group);
-	if (!o->cf.quiet)
-		fprintf(stderr, "%s: tdmpq: the whole model in memory, gradients of its linear weights "
-		        "over %lld windows of %lld tokens; Q = RTN %s\n", argv0, o->lw.nsamples, o->lw.seqlen,
-		        lm_dtype_name(qt));
-	p->t0 = lm_now();
-	return lm_cpt_tdmpq(&p->lw.m, ids, (size_t)o->lw.nsamples, (size_t)o->lw.seqlen, qt, o->sym, p->sens,
-	                    NULL, tdmpq_progress, p);
-}
-
-/* --mixed: the whole model (as read, f16 for an imported one) is needed because each
- * sensitivity re-runs it; then the bits of each layer, reported on stderr */
-static void plan_mixed(struct quantizer *p, const int32_t *ids)
-{
-	const struct opts *o = p->o;
-	const int L = (int)p->lw.ms.h.cfg.num_layers;
-	int64_t *numel = xcalloc((size_t)L, sizeof *numel);
-	double nb = 0, nw = 0, bytes = 0;
-	int rc;
-
-	p->sens = xcalloc((size_t)L, sizeof *p->sens);
-	p->lbits = xcalloc((size_t)L, sizeof *p->lbits);
-	if (lm_ms_load_all(&p->lw.ms, &p->lw.m) < 0)
-		die_lm(lm_reader_name(p->lw.ms.rd));
-	p->lw.all_loaded = 1;
-	rc = o->mixed == MX_PMPQ ? lm_cpt_pmpq(&p->lw.m, ids, (size_t)o->lw.nsamples, (size_t)o->lw.seqlen, p->sens)
-	   : o->mixed == MX_CMPQ ? lm_cpt_cmpq(&p->lw.m, ids, (size_t)o->lw.nsamples, (size_t)o->lw.seqlen, p->sens)
-	                         : tdmpq(p, ids);
-	if (rc < 0)
-		die_lm(mixed_name[o->mixed]);
-	for (size_t i = 0; i < p->lw.ms.norder; i++)
-		if (p->lw.sel[i] && p->lw.ms.order[i].layer >= 0)
-			numel[p->lw.ms.order[i].layer] += p->lw.ms.order[i].shape[0] * p->lw.ms.order[i].shape[1];
-	for (int l = 0; l < L; l++)
-		if (!numel[l])
-			numel[l] = 1;   /* a layer --exclude left out entirely: any level, it costs nothing */
-	rc = o->target_bits > 0
-		? lm_cpt_alloc_target(p->sens, numel, L, o->levels, o->nlevels, o->target_bits, p->lbits)
-		: lm_cpt_alloc_kmeans(p->sens, L, o->levels, o->nlevels, p->lbits);
-	if (rc < 0)
-		die("%s", lm_errmsg());
-	/* totals over the quantized matrices: nominal bits, and the stored size with each
-	 * group's 4-byte scale/zero header (what lm-info reports as bits per weight) */
-	for (size_t i = 0; i < p->lw.ms.norder; i++) {
-		const struct lm_opt_tensor *t = &p->lw.ms.order[i];
-		int b;
-		size_t n;
-		if (!p->lw.sel[i] || t->layer < 0)
-			continue;
-		b = p->lbits[t->layer];
-		if (lm_dtype_nbytes(b == 16 ? LM_F16 : (enum lm_dtype)lm_dtype_q(b, o->group), 2, t->shape, &n) < 0)
-			die_lm(t->name);
-		nb += (double)b * (double)(t->shape[0] * t->shape[1]);
-		nw += (double)(t->shape[0] * t->shape[1]);
-		bytes += (double)n;
-	}
-	if (!o->cf.quiet) {
-		for (int l = 0; l < L; l++)
-			fprintf(stderr, "%s: %s: layer %d: sensitivity %.6g, %d bits\n", argv0, mixed_name[o->mixed],
-			        l, p->sens[l], p->lbits[l]);
-		fprintf(stderr, "%s: %s: %.4g bits per weight nominal, %.4g stored (with scales and zero "
-		        "points), compression %.3gx vs f32, %.3gx vs f16\n", argv0, mixed_name[o->mixed],
-		        nb / nw, 8 * bytes / nw, 4 * nw / bytes, 2 * nw / bytes);
-	}
-	free(numel);
 }
 
 int main(int argc, char **argv)
@@ -272,23 +171,18 @@ int main(int argc, char **argv)
 	struct quantizer p = {.o = &o};
 	struct lm_layerwise *d = &p.lw;
 	const char *bits_arg = NULL;
-	int c;
+	int c, mt;
 
 	lm_prog_init(argc, argv);
 	while ((c = getopt_long(argc, argv, "b:g:m:c:o:fj:vqhV", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': bits_arg = optarg; break;
 		case O_MIXED:
-			if (!strcmp(optarg, "pmpq"))
-				o.mixed = MX_PMPQ;
-			else if (!strcmp(optarg, "cmpq"))
-				o.mixed = MX_CMPQ;
-			else if (!strcmp(optarg, "tdmpq"))
-				o.mixed = MX_TDMPQ;
-			else
+			if ((mt = lm_name_index(optarg, lm_qmixed_names, 4)) <= 0)
 				edie(2, "--mixed: '%s' is not pmpq, cmpq or tdmpq", optarg);
+			o.mx.mixed = (enum lm_qmixed)mt;
 			break;
-		case O_TARGET: o.target_bits = estrtod(optarg, 1, 16, "--target-bits"); break;
+		case O_TARGET: o.mx.target_bits = estrtod(optarg, 1, 16, "--target-bits"); break;
 		case 'g':
 			o.group = (int)estrtoll(optarg, 0, 1 << 20, "--group");
 			if (lm_dtype_q(4, o.group) < 0)
@@ -298,12 +192,9 @@ int main(int argc, char **argv)
 		case O_SYM: o.sym = 1; break;
 		case O_ACT_ORDER: o.act_order = 1; break;
 		case 'm':
-			if (!strcmp(optarg, "rtn"))
-				o.method = M_RTN;
-			else if (!strcmp(optarg, "gptq"))
-				o.method = M_GPTQ;
-			else
+			if ((mt = lm_name_index(optarg, method_names, 2)) < 0)
 				edie(2, "--method: '%s' is not rtn or gptq", optarg);
+			o.method = (enum method)mt;
 			break;
 		default:
 			if (!lm_lw_option(c, &o.lw))
@@ -312,23 +203,9 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind > 1)
 		lm_usage(usage_text, 2);
-	if (o.mixed) {
-		/* a list of levels: each one 16 or a packed type at this group size */
-		char *buf = xstrdup(bits_arg ? bits_arg : "16,8,4"), *save = NULL;
-		for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-			int b = (int)estrtoll(tok, 1, 64, "--bits");
-			if (b != 16 && lm_dtype_q(b, o.group) < 0)
-				edie(2, "--bits: %d is not supported (2, 3, 4, 8, or 16 for f16)", b);
-			if (o.nlevels == MAXLEVELS)
-				edie(2, "--bits: at most %d levels", MAXLEVELS);
-			for (int k = 0; k < o.nlevels; k++)
-				if (o.levels[k] == b)
-					edie(2, "--bits: %d given twice", b);
-			o.levels[o.nlevels++] = b;
-		}
-		free(buf);
-		if (!o.nlevels)
-			edie(2, "--bits: no level given");
+	o.mx.group = o.group, o.mx.sym = o.sym;
+	if (o.mx.mixed) {
+		lm_qplan_levels(&o.mx, bits_arg);
 		if (!o.lw.calib)
 			edie(2, "--mixed needs calibration data (-c FILE)");
 	} else {
@@ -337,10 +214,10 @@ int main(int argc, char **argv)
 			if (o.bits != 16 && lm_dtype_q(o.bits, 0) < 0)
 				edie(2, "--bits: %s is not supported (2, 3, 4, 8, or 16 for f16)", bits_arg);
 		}
-		if (o.target_bits > 0)
+		if (o.mx.target_bits > 0)
 			edie(2, "--target-bits needs --mixed");
 	}
-	if (o.method == M_RTN && o.lw.calib && !o.mixed)
+	if (o.method == M_RTN && o.lw.calib && !o.mx.mixed)
 		edie(2, "-c: rtn uses no calibration data (see --method)");
 	if (o.method == M_GPTQ && !o.lw.calib)
 		edie(2, "--method gptq needs calibration data (-c FILE)");
@@ -349,17 +226,16 @@ int main(int argc, char **argv)
 	p.bits = o.bits;
 	p.dtype = o.bits == 16 ? LM_F16 : lm_dtype_q(o.bits, o.group);
 	d->cf = &o.cf, d->lo = &o.lw, d->ctx = &p;
-	d->calibrated = o.method == M_GPTQ && (o.mixed || o.bits != 16);
+	d->calibrated = o.method == M_GPTQ && (o.mx.mixed || o.bits != 16);
 	d->hessian = 1, d->act_order = o.act_order;
 	d->accept = accept, d->check = check_input, d->layer = begin_layer, d->tensor = quant_tensor;
 	lm_lw_open(d, optind < argc ? argv[optind] : NULL);
 	lm_lw_select(d, "quantize");
 	lm_lw_begin(d, argc, argv);
-	if (o.mixed)
-		plan_mixed(&p, d->ids);
+	if (o.mx.mixed)
+		lm_qplan_run(&o.mx, d);
 	lm_lw_run(d);
 	lm_lw_end(d);
-	free(p.lbits);
-	free(p.sens);
+	lm_qplan_free(&o.mx);
 	return 0;
 }
