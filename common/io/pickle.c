@@ -431,6 +431,17 @@ static int pk_memo_get(struct pk_vm *vm, uint64_t idx)
 	return pk_push(vm, vm->memo[idx]);
 }
 
+/* the memo opcodes (BINPUT/LONG_BINPUT, BINGET/LONG_BINGET) differ only in the width of
+ * their little-endian index argument and in whether they store or fetch */
+static int pk_memo_op(struct pk_vm *vm, int width, int (*op)(struct pk_vm *, uint64_t))
+{
+	if (pk_need(vm, (size_t)width))
+		return -1;
+	uint64_t idx = pk_le(vm->p, width);
+	vm->p += width;
+	return op(vm, idx);
+}
+
 static struct pk_obj *pk_tuple(struct pk_vm *vm, size_t base)
 {
 	struct pk_obj *t = pk_new(vm, PK_TUPLE);
@@ -602,27 +613,15 @@ static int pk_step(struct pk_vm *vm)
 			return pk_err(vm, "STACK_GLOBAL needs two strings");
 		return pk_push(vm, pk_global(vm, k->u.str.s, k->u.str.len, v->u.str.s, v->u.str.len));
 	case 'q': /* BINPUT */
-		if (pk_need(vm, 1))
-			return -1;
-		return pk_memo_put(vm, *vm->p++);
+		return pk_memo_op(vm, 1, pk_memo_put);
 	case 'r': /* LONG_BINPUT */
-		if (pk_need(vm, 4))
-			return -1;
-		u = pk_le(vm->p, 4);
-		vm->p += 4;
-		return pk_memo_put(vm, u);
+		return pk_memo_op(vm, 4, pk_memo_put);
 	case 0x94: /* MEMOIZE: the next free slot, as Python counts it (len(memo)) */
 		return pk_memo_put(vm, vm->memo_count);
 	case 'h': /* BINGET */
-		if (pk_need(vm, 1))
-			return -1;
-		return pk_memo_get(vm, *vm->p++);
+		return pk_memo_op(vm, 1, pk_memo_get);
 	case 'j': /* LONG_BINGET */
-		if (pk_need(vm, 4))
-			return -1;
-		u = pk_le(vm->p, 4);
-		vm->p += 4;
-		return pk_memo_get(vm, u);
+		return pk_memo_op(vm, 4, pk_memo_get);
 	case 'R': /* REDUCE */
 		return pk_op_reduce(vm);
 	case 'Q': /* BINPERSID */
