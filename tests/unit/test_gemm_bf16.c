@@ -1,6 +1,7 @@
 /* test_gemm_bf16.c: the bf16 GEMM against a double reference on bf16-rounded inputs, and its dispatch switch. */
 #include "unit.h"
 #include "gemm_bf16.h"
+#include "pool.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -49,6 +50,29 @@ static void one(size_t M, size_t N, size_t K)
 	free(A); free(B); free(C); free(C0);
 }
 
+/* C on 1 thread and on 2 and 3 (by column panels when N has many, by row blocks when not):
+ * bitwise the same, since each element is summed by one thread in one K order */
+static void threads_same(size_t M, size_t N, size_t K)
+{
+	float *A = malloc(M * K * 4), *B = malloc(N * K * 4), *C0 = malloc(M * N * 4);
+	float *C[3];
+	for (size_t i = 0; i < M * K; i++) A[i] = rnd();
+	for (size_t i = 0; i < N * K; i++) B[i] = rnd();
+	for (size_t i = 0; i < M * N; i++) C0[i] = rnd();
+	for (int t = 0; t < 3; t++) {
+		C[t] = malloc(M * N * 4);
+		memcpy(C[t], C0, M * N * 4);
+		lm_set_threads(t + 1);
+		CHECK(lm_gemm_bf16_nt(C[t], N, A, B, M, N, K, 0.5f) == 0);
+	}
+	CHECKF(!memcmp(C[0], C[1], M * N * 4), "%zu x %zu x %zu: 1 and 2 threads differ", M, N, K);
+	CHECKF(!memcmp(C[0], C[2], M * N * 4), "%zu x %zu x %zu: 1 and 3 threads differ", M, N, K);
+	lm_set_threads(1);
+	free(A); free(B); free(C0);
+	for (int t = 0; t < 3; t++)
+		free(C[t]);
+}
+
 int main(void)
 {
 	static const size_t sz[] = {1, 7, 17, 768};
@@ -71,5 +95,8 @@ int main(void)
 	one(3, 50272, 17);
 	one(2, 50272, 768);
 	one(5, 9, 33);
+	threads_same(64, 768, 600);  /* 24 column panels */
+	threads_same(333, 17, 513);  /* one panel: row blocks */
+	threads_same(1, 3072, 768);  /* decoding: one row */
 	return unit_done("test_gemm_bf16");
 }
