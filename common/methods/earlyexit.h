@@ -18,37 +18,24 @@
  * matrix products (2 per multiply-add: projections, attention scores and weighted sums
  * over the cache, the head wherever logits are computed, the policy network; LayerNorm,
  * softmax and activations are O(C) and left out), wall time, and CPU package energy from
- * RAPL (/sys/class/powercap/intel-rapl:N/energy_uj) when it is readable. */
+ * RAPL (/sys/class/powercap/intel-rapl:N/energy_uj) when it is readable.
+ *
+ * The pieces live apart: RAPL in base/energy.h, the FLOPs of a step in nn/flops.h, the
+ * prompts a sweep decodes in io/eesamples.h, the sweep and its table in eval/eesweep.h. */
 #ifndef LM_EARLYEXIT_H
 #define LM_EARLYEXIT_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
-#include <jansson.h>
-
+#include "eesamples.h"
+#include "energy.h"
 #include "exitpolicy.h"
+#include "flops.h"
 #include "forward.h"
 #include "model.h"
 #include "modelstream.h"
 #include "rng.h"
-#include "tokenizer.h"
-
-/* ---- energy: RAPL package counters ---- */
-#define LM_RAPL_MAX 16
-struct lm_rapl {
-	int n;                        /* package domains found (0: energy not readable) */
-	char path[LM_RAPL_MAX][512];  /* their energy_uj files */
-	double range[LM_RAPL_MAX];    /* max_energy_range_uj: where a counter wraps */
-	double last[LM_RAPL_MAX];
-};
-/* the package domains intel-rapl:N under root (NULL: /sys/class/powercap; subdomains
- * intel-rapl:N:M are parts of a package and not added again); -1 + error saying why
- * energy cannot be read (no domains, permission) */
-int lm_rapl_open(struct lm_rapl *r, const char *root);
-/* joules used by all packages since the last call (or lm_rapl_open); -1 + error */
-int lm_rapl_joules(struct lm_rapl *r, double *joules);
 
 typedef void lm_ee_progress(void *ctx, size_t done, size_t total);
 
@@ -134,52 +121,5 @@ int lm_ee_episodes(const struct lm_model *m, const int32_t *ids, size_t n, size_
                    size_t neps, size_t ntok, const int *exits, size_t nexits, uint64_t seed,
                    struct lm_policy_episode **ep, float **states, int32_t **preds,
                    lm_ee_progress *cb, void *ctx);
-
-/* FLOPs of the pieces of a step (exposed for tests and reports) */
-double lm_ee_flops_layer(const struct lm_opt_config *c, size_t keys);
-double lm_ee_flops_kv(const struct lm_opt_config *c);
-double lm_ee_flops_head(const struct lm_opt_config *c);
-
-/* ---- the sweep: quality and cost against thresholds ---- */
-struct lm_ee_sample {
-	const int32_t *ctx;           /* the prompt (BOS first) */
-	size_t nctx;
-	const int32_t *ref;           /* the text's own continuation */
-	size_t nref;
-};
-/* Samples from token ids: window w is ids[w*seqlen .. (w+1)*seqlen); its first
- * round(frac * seqlen) tokens (a BOS put in front unless it starts with one) are the
- * prompt, the nnew after them the reference. At most maxw windows (0: all). *buf holds
- * the prompts (malloc'd; free it and *out). -1 + error when there is no window. */
-int lm_ee_samples(const int32_t *ids, size_t n, size_t seqlen, double frac, size_t nnew,
-                  int32_t bos, size_t maxw, struct lm_ee_sample **out, size_t *ns,
-                  int32_t **buf);
-
-/* Samples from JSON lines (gzip'd or plain), one problem per line as HumanEval and
- * HumanEval-X have them: the prompt is BOS + ctx_key's text (default "prompt"), the
- * reference the first nnew tokens of ref_key's (default "canonical_solution"). Lines
- * whose prompt + nnew exceed maxpos are left out (*skipped counts them). At most maxw
- * (0: all). -1 + error naming the line. */
-int lm_ee_samples_jsonl(const char *path, const struct lm_tokenizer *tk, int32_t bos,
-                        size_t nnew, size_t maxpos, size_t maxw, struct lm_ee_sample **out,
-                        size_t *ns, int32_t **buf, size_t *skipped);
-
-struct lm_ee_row {
-	enum lm_ee_rule rule;         /* LM_EE_NONE: the full model */
-	double threshold;
-	struct lm_ee_cost cost;
-	/* means over samples: vs the full model's greedy output, vs the reference */
-	double em_full, rouge_full, chrf_full, em_ref, rouge_ref, chrf_ref;
-};
-/* rows[0] the full model, rows[1 + i] rule o->rule at thr[i]; sampling (o->temperature)
- * reseeded with seed + sample index for every run, so each threshold sees the same draws.
- * tk turns tokens into text for chrF. */
-int lm_ee_sweep(struct lm_ee *ee, const struct lm_tokenizer *tk, const struct lm_ee_opts *o,
-                const double *thr, size_t nthr, const struct lm_ee_sample *smp, size_t ns,
-                size_t nnew, uint64_t seed, struct lm_ee_row *rows, lm_ee_progress *cb,
-                void *ctx);
-/* the table (TSV with a header line) or a JSON array of the rows; L: decoder layers */
-void lm_ee_print_tsv(FILE *f, const struct lm_ee_row *rows, size_t n, int L);
-json_t *lm_ee_rows_json(const struct lm_ee_row *rows, size_t n, int L);
 
 #endif

@@ -3,6 +3,7 @@
 #include "evalrun.h"
 #include "cli.h"
 #include "earlyexit.h"
+#include "eesweep.h"
 #include "exitpolicy.h"
 #include "modelio.h"
 #include "util.h"
