@@ -753,58 +753,69 @@ static float *dropped_grad(float *d, float *tmp, size_t n, float p, uint64_t key
 	return tmp;
 }
 
+/* the feed-forward block backward from d2 = dL/d fc2's output: fc2, ReLU (by the forward's
+ * mask, or by its output), fc1; dL/d fc1's input goes to dfin (added to it when acc) */
+static int ffn_bwd(struct lm_train *tr, int l, const float *d2, float *dfin, size_t N, int acc)
+{
+	struct lm_tacts *a = &tr->acts[l];
+	struct lm_tmat *w = &tr->lin[(size_t)l * NLIN];
+	size_t F = (size_t)tr->cfg.ffn_dim;
+	if (linear_bwd(tr, &w[WF2], vgrad(tr, l, LM_T_FC2_B), d2, a->ff, tr->dff, N, 0) < 0)
+		return -1;
+	if (a->ffmask)
+		lm_relu_backward_mask(tr->dff, tr->dff, a->ffmask, N * F);
+	else
+		lm_relu_backward(tr->dff, tr->dff, a->ff, N * F);
+	return linear_bwd(tr, &w[WF1], vgrad(tr, l, LM_T_FC1_B), tr->dff, a->fin, dfin, N, acc);
+}
+
+/* q, k and v backward from tr->dq/dk/dv on the attention's input ain; dL/d ain goes to dx
+ * (NULL: not wanted), q's written (acc_q 0) or added, k's and v's added */
+static int qkv_bwd(struct lm_train *tr, int l, const float *ain, float *dx, size_t N, int acc_q)
+{
+	struct lm_tmat *w = &tr->lin[(size_t)l * NLIN];
+	if (linear_bwd(tr, &w[WQ], vgrad(tr, l, LM_T_Q_B), tr->dq, ain, dx, N, acc_q) < 0 ||
+	    linear_bwd(tr, &w[WK], vgrad(tr, l, LM_T_K_B), tr->dk, ain, dx, N, 1) < 0 ||
+	    linear_bwd(tr, &w[WV], vgrad(tr, l, LM_T_V_B), tr->dv, ain, dx, N, 1) < 0)
+		return -1;
+	return 0;
+}
+
 /* dres holds dL/dX[l+1]; leaves dL/dX[l] there when need_dx */
 static int layer_bwd(struct lm_train *tr, int l, size_t B, size_t T, int need_dx)
 {
 	const struct lm_opt_config *c = &tr->cfg;
-	size_t C = (size_t)c->hidden_size, F = (size_t)c->ffn_dim, NH = (size_t)c->num_heads;
+	size_t C = (size_t)c->hidden_size, NH = (size_t)c->num_heads;
 	size_t HS = C / NH, N = B * T;
 	float scale = (float)(1.0 / sqrt((double)HS)), p = (float)tr->o.dropout;
 	const struct lm_layer *ly = &tr->m->layers[l];
 	struct lm_tacts *a = &tr->acts[l];
 	struct lm_tmat *w = &tr->lin[(size_t)l * NLIN];
-	float *dres = tr->dres, *dt1 = tr->dt1, *dt2 = tr->dt2, *d1, *d2;
+	float *dres = tr->dres, *dt1 = tr->dt1, *dt2 = tr->dt2, *d1;
 	uint64_t k0 = lm_dropout_key(tr->o.seed, tr->step, l, 0);
 	uint64_t k1 = lm_dropout_key(tr->o.seed, tr->step, l, 1);
 	const float *ain = c->pre_ln ? a->ln1 : tr->X[l];
 
 	if (c->pre_ln) {
 		/* y = res1 + drop(fc2(relu(fc1(LN2(res1))))) */
-		d2 = dropped_grad(dres, dt1, N * C, p, k1);
-		if (linear_bwd(tr, &w[WF2], vgrad(tr, l, LM_T_FC2_B), d2, a->ff, tr->dff, N, 0) < 0)
-			return -1;
-		if (a->ffmask)
-			lm_relu_backward_mask(tr->dff, tr->dff, a->ffmask, N * F);
-		else
-			lm_relu_backward(tr->dff, tr->dff, a->ff, N * F);
-		if (linear_bwd(tr, &w[WF1], vgrad(tr, l, LM_T_FC1_B), tr->dff, a->fin, dt2, N, 0) < 0)
+		if (ffn_bwd(tr, l, dropped_grad(dres, dt1, N * C, p, k1), dt2, N, 0) < 0)
 			return -1;
 		lm_layernorm_backward(dres, vgrad(tr, l, LM_T_FFN_LN_W), vgrad(tr, l, LM_T_FFN_LN_B), dt2,
 		                      a->res1, ly->ln2_w, a->mean2, a->rstd2, N, C, 1);
-		/* res1 = x + drop(o(att)) */
-		d1 = dropped_grad(dres, dt1, N * C, p, k0);
-		if (linear_bwd(tr, &w[WO], vgrad(tr, l, LM_T_O_B), d1, a->att, dt2, N, 0) < 0)
-			return -1;
 	} else {
 		/* y = LN2(res2), res2 = h + drop(fc2(relu(fc1(h)))), h = LN1(res1) */
 		lm_layernorm_backward(dt1, vgrad(tr, l, LM_T_FFN_LN_W), vgrad(tr, l, LM_T_FFN_LN_B), dres,
 		                      a->res2, ly->ln2_w, a->mean2, a->rstd2, N, C, 0);
-		d2 = dropped_grad(dt1, dt2, N * C, p, k1);
-		if (linear_bwd(tr, &w[WF2], vgrad(tr, l, LM_T_FC2_B), d2, a->ff, tr->dff, N, 0) < 0)
+		if (ffn_bwd(tr, l, dropped_grad(dt1, dt2, N * C, p, k1), dt1, N, 1) < 0)
 			return -1;
-		if (a->ffmask)
-			lm_relu_backward_mask(tr->dff, tr->dff, a->ffmask, N * F);
-		else
-			lm_relu_backward(tr->dff, tr->dff, a->ff, N * F);
-		if (linear_bwd(tr, &w[WF1], vgrad(tr, l, LM_T_FC1_B), tr->dff, a->fin, dt1, N, 1) < 0)
-			return -1;
-		/* res1 = x + drop(o(att)): dres becomes dL/dres1 */
+		/* dres becomes dL/dres1 */
 		lm_layernorm_backward(dres, vgrad(tr, l, LM_T_ATTN_LN_W), vgrad(tr, l, LM_T_ATTN_LN_B), dt1,
 		                      a->res1, ly->ln1_w, a->mean1, a->rstd1, N, C, 0);
-		d1 = dropped_grad(dres, dt1, N * C, p, k0);
-		if (linear_bwd(tr, &w[WO], vgrad(tr, l, LM_T_O_B), d1, a->att, dt2, N, 0) < 0)
-			return -1;
 	}
+	/* res1 = x + drop(o(att)) */
+	d1 = dropped_grad(dres, dt1, N * C, p, k0);
+	if (linear_bwd(tr, &w[WO], vgrad(tr, l, LM_T_O_B), d1, a->att, dt2, N, 0) < 0)
+		return -1;
 	/* attention; q was scaled after its bias, so its bias and weight see dq * scale */
 	if (lm_attention_backward(tr->dq, tr->dk, tr->dv, dt2, a->q, a->k, a->v, B, T, NH, HS,
 	                          tr->ws_attb, tr->ws_attb_n) < 0)
@@ -814,19 +825,13 @@ static int layer_bwd(struct lm_train *tr, int l, size_t B, size_t T, int need_dx
 		/* dL/dln1 feeds LN1's parameters and, below, the residual stream */
 		float *gw1 = vgrad(tr, l, LM_T_ATTN_LN_W), *gb1 = vgrad(tr, l, LM_T_ATTN_LN_B);
 		float *dain = need_dx || gw1 || gb1 ? dt1 : NULL;
-		if (linear_bwd(tr, &w[WQ], vgrad(tr, l, LM_T_Q_B), tr->dq, ain, dain, N, 0) < 0 ||
-		    linear_bwd(tr, &w[WK], vgrad(tr, l, LM_T_K_B), tr->dk, ain, dain, N, 1) < 0 ||
-		    linear_bwd(tr, &w[WV], vgrad(tr, l, LM_T_V_B), tr->dv, ain, dain, N, 1) < 0)
+		if (qkv_bwd(tr, l, ain, dain, N, 0) < 0)
 			return -1;
 		if (dain)
 			lm_layernorm_backward(need_dx ? dres : NULL, gw1, gb1, dt1, tr->X[l], ly->ln1_w,
 			                      a->mean1, a->rstd1, N, C, 1);
-	} else {
-		float *dx = need_dx ? dres : NULL;
-		if (linear_bwd(tr, &w[WQ], vgrad(tr, l, LM_T_Q_B), tr->dq, ain, dx, N, 1) < 0 ||
-		    linear_bwd(tr, &w[WK], vgrad(tr, l, LM_T_K_B), tr->dk, ain, dx, N, 1) < 0 ||
-		    linear_bwd(tr, &w[WV], vgrad(tr, l, LM_T_V_B), tr->dv, ain, dx, N, 1) < 0)
-			return -1;
+	} else if (qkv_bwd(tr, l, ain, need_dx ? dres : NULL, N, 1) < 0) {
+		return -1;
 	}
 	return 0;
 }
