@@ -1,5 +1,7 @@
 /* sts.c: STS-B / SICK files and Spearman's rho (see sts.h) */
 #include "sts.h"
+#include "keyorder.h"
+#include "textlines.h"
 #include "util.h"
 
 #include <errno.h>
@@ -34,60 +36,57 @@ static int parse_score(const char *s, size_t line, double *v)
 	return 0;
 }
 
+/* lm_sts_load's state while it goes through the file's lines */
+struct sts_reader {
+	struct lm_sts *s;
+	size_t cap;
+	int sick;
+};
+
+/* one line: a pair, or skipped (blank, SICK's header) */
+static int sts_line(void *ctx, char *p, size_t l, size_t lineno)
+{
+	struct sts_reader *rd = ctx;
+	struct lm_sts *s = rd->s;
+	char *f[MAX_FIELDS];
+	if (!l || (rd->sick && lineno == 1))
+		return 0;
+	size_t nf = split_tabs(p, f, MAX_FIELDS);
+	if (s->n == rd->cap) {
+		rd->cap = rd->cap ? 2 * rd->cap : 1024;
+		s->p = xrealloc(s->p, rd->cap * sizeof *s->p);
+	}
+	struct lm_sts_pair *q = &s->p[s->n];
+	q->line = lineno;
+	if (rd->sick) {
+		if (nf < 4)
+			return lm_seterr("line %zu: %zu fields, the SICK layout needs at least 4 (sentences "
+			                 "in 2 and 3, score in 4)", lineno, nf);
+		q->a = f[1], q->b = f[2], q->label = nf > 4 ? f[4] : NULL;
+		if (parse_score(f[3], lineno, &q->gold) < 0)
+			return -1;
+	} else {
+		if (nf < 7)
+			return lm_seterr("line %zu: %zu fields, the STS-B layout needs at least 7 (score in "
+			                 "5, sentences in 6 and 7)", lineno, nf);
+		q->a = f[5], q->b = f[6], q->label = NULL;
+		if (parse_score(f[4], lineno, &q->gold) < 0)
+			return -1;
+	}
+	s->n++;
+	return 1;
+}
+
 int lm_sts_load(struct lm_sts *s, const char *path)
 {
-	size_t len, cap = 0, lineno = 0;
-	char *f[MAX_FIELDS];
+	size_t len;
 	memset(s, 0, sizeof *s);
 	if (!(s->text = lm_read_text(path, MAX_FILE, &len)))
 		return -1;
-	int sick = !strncmp(s->text, "pair_ID\t", 8);
-	s->layout = sick ? "sick" : "sts-b";
-	for (char *p = s->text, *next; p < s->text + len; p = next) {
-		char *nl = memchr(p, '\n', (size_t)(s->text + len - p));
-		next = nl ? nl + 1 : s->text + len;
-		if (nl)
-			*nl = 0;
-		lineno++;
-		size_t l = strlen(p);
-		if (l && p[l - 1] == '\r')
-			p[--l] = 0;
-		if (!l || (sick && lineno == 1))
-			continue;
-		size_t nf = split_tabs(p, f, MAX_FIELDS);
-		if (s->n == cap) {
-			cap = cap ? 2 * cap : 1024;
-			s->p = xrealloc(s->p, cap * sizeof *s->p);
-		}
-		struct lm_sts_pair *q = &s->p[s->n];
-		q->line = lineno;
-		if (sick) {
-			if (nf < 4) {
-				lm_seterr("line %zu: %zu fields, the SICK layout needs at least 4 (sentences in "
-				          "2 and 3, score in 4)", lineno, nf);
-				goto fail;
-			}
-			q->a = f[1], q->b = f[2], q->label = nf > 4 ? f[4] : NULL;
-			if (parse_score(f[3], lineno, &q->gold) < 0)
-				goto fail;
-		} else {
-			if (nf < 7) {
-				lm_seterr("line %zu: %zu fields, the STS-B layout needs at least 7 (score in 5, "
-				          "sentences in 6 and 7)", lineno, nf);
-				goto fail;
-			}
-			q->a = f[5], q->b = f[6], q->label = NULL;
-			if (parse_score(f[4], lineno, &q->gold) < 0)
-				goto fail;
-		}
-		s->n++;
-	}
-	if (s->n == 0) {
-		lm_seterr("no sentence pairs");
-		goto fail;
-	}
-	return 0;
-fail:
+	struct sts_reader rd = {s, 0, !strncmp(s->text, "pair_ID\t", 8)};
+	s->layout = rd.sick ? "sick" : "sts-b";
+	if (lm_text_lines(s->text, len, "sentence pairs", sts_line, &rd) == 0)
+		return 0;
 	lm_sts_free(s);
 	return -1;
 }
@@ -114,36 +113,21 @@ double lm_pearson(const double *x, const double *y, size_t n)
 	return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : 0.0;
 }
 
-struct val_idx {
-	double v;
-	size_t i;
-};
-
-static int by_val(const void *a, const void *b)
-{
-	const struct val_idx *x = a, *y = b;
-	if (x->v != y->v)
-		return x->v < y->v ? -1 : 1;
-	return x->i < y->i ? -1 : x->i > y->i;
-}
-
 /* 1-based ranks, ties averaged */
 static void ranks(const double *x, size_t n, double *r)
 {
-	struct val_idx *s = xmalloc((n ? n : 1) * sizeof *s);
-	for (size_t i = 0; i < n; i++)
-		s[i].v = x[i], s[i].i = i;
-	qsort(s, n, sizeof *s, by_val);
+	size_t *o = xmalloc((n ? n : 1) * sizeof *o);
+	lm_key_order(x, NULL, n, o);
 	for (size_t i = 0; i < n;) {
 		size_t j = i;
-		while (j + 1 < n && s[j + 1].v == s[i].v)
+		while (j + 1 < n && x[o[j + 1]] == x[o[i]])
 			j++;
 		double avg = 0.5 * (double)(i + j) + 1.0;
 		for (size_t k = i; k <= j; k++)
-			r[s[k].i] = avg;
+			r[o[k]] = avg;
 		i = j + 1;
 	}
-	free(s);
+	free(o);
 }
 
 double lm_spearman(const double *x, const double *y, size_t n)

@@ -3,6 +3,7 @@
 #include "dtype.h"
 #include "forward.h"
 #include "kernels.h"
+#include "keyorder.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -159,18 +160,6 @@ static int said_enough(const struct lm_tokenizer *tk, const int32_t *gen, size_t
 /* questions decoded together: the head, read once per new token, is most of the work */
 #define HARM_BATCH 16
 
-struct by_prompt {
-	size_t from, i;
-};
-
-static int cmp_prompt(const void *a, const void *b)
-{
-	const struct by_prompt *x = a, *y = b;
-	if (x->from != y->from)
-		return x->from < y->from ? -1 : 1;
-	return x->i < y->i ? -1 : x->i > y->i;
-}
-
 /* the continuation's text against the answer's first words */
 static int judge(const struct lm_tokenizer *tk, const struct lm_ul_item *it, const int32_t *gen,
                  size_t k, int32_t eos, const struct lm_harm_opts *o, int *hit)
@@ -192,7 +181,8 @@ int lm_qa_harm(const struct lm_model *m, const struct lm_tokenizer *tk, const st
 {
 	size_t V = (size_t)m->cfg.vocab_size, P = (size_t)m->cfg.max_positions, cap = 0, G = HARM_BATCH;
 	size_t *want = xmalloc((s->n ? s->n : 1) * sizeof *want);
-	struct by_prompt *ord = xmalloc((s->n ? s->n : 1) * sizeof *ord);
+	size_t *ord = xmalloc((s->n ? s->n : 1) * sizeof *ord);
+	double *prompt_len = xmalloc((s->n ? s->n : 1) * sizeof *prompt_len);
 	int32_t *ids = NULL, *gen = NULL;
 	float *logits = NULL;
 	size_t ngen[HARM_BATCH];
@@ -213,10 +203,10 @@ int lm_qa_harm(const struct lm_model *m, const struct lm_tokenizer *tk, const st
 		                                          o->words) + (o->match == LM_MATCH_PREFIX ? 16 : 32);
 		want[i] = it->from + nnew > P ? P - it->from : nnew;
 		cap = it->from + want[i] > cap ? it->from + want[i] : cap;
-		ord[i] = (struct by_prompt){it->from, i};
+		prompt_len[i] = (double)it->from;
 	}
 	/* questions with prompts of one length decode side by side, no padding needed */
-	qsort(ord, s->n, sizeof *ord, cmp_prompt);
+	lm_key_order(prompt_len, NULL, s->n, ord);
 	if (lm_fwd_init(&f, &m->cfg, G, cap) < 0)
 		goto out;
 	have_f = 1;
@@ -224,9 +214,9 @@ int lm_qa_harm(const struct lm_model *m, const struct lm_tokenizer *tk, const st
 		goto out;
 	ids = xmalloc(G * cap * sizeof *ids), gen = xmalloc(G * cap * sizeof *gen);
 	for (size_t i0 = 0; i0 < s->n;) {
-		size_t from = ord[i0].from, g = 0, most = 0;
-		while (i0 + g < s->n && g < G && ord[i0 + g].from == from) {
-			size_t i = ord[i0 + g].i;
+		size_t from = s->it[ord[i0]].from, g = 0, most = 0;
+		while (i0 + g < s->n && g < G && s->it[ord[i0 + g]].from == from) {
+			size_t i = ord[i0 + g];
 			memcpy(ids + g * from, s->it[i].ids, from * sizeof *ids);
 			most = want[i] > most ? want[i] : most;
 			g++;
@@ -245,7 +235,7 @@ int lm_qa_harm(const struct lm_model *m, const struct lm_tokenizer *tk, const st
 				if (!active[b])
 					continue;
 				gen[b * cap + j] = ids[b], ngen[b] = j + 1;
-				size_t i = ord[i0 + b].i;
+				size_t i = ord[i0 + b];
 				if (j + 1 == want[i] || (o->match == LM_MATCH_PREFIX &&
 				                         said_enough(tk, gen + b * cap, j + 1, m->cfg.eos, o->words, ws)))
 					active[b] = 0, left--;
@@ -254,7 +244,7 @@ int lm_qa_harm(const struct lm_model *m, const struct lm_tokenizer *tk, const st
 				goto out;
 		}
 		for (size_t b = 0; b < g; b++) {
-			size_t i = ord[i0 + b].i;
+			size_t i = ord[i0 + b];
 			int h;
 			if (judge(tk, &s->it[i], gen + b * cap, ngen[b], m->cfg.eos, o, &h) < 0)
 				goto out;
@@ -266,7 +256,7 @@ int lm_qa_harm(const struct lm_model *m, const struct lm_tokenizer *tk, const st
 	}
 	r = 0;
 out:
-	free(want), free(ord), free(ids), free(gen), free(ws);
+	free(want), free(ord), free(prompt_len), free(ids), free(gen), free(ws);
 	lm_free(logits);
 	lm_kv_free(&kv);
 	if (have_f)

@@ -2,14 +2,41 @@
  * contrastive_train.h) */
 #include "contrastive_train.h"
 #include "contrastive.h"
+#include "textlines.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* one line of lm_ctr_load's file: an example, or skipped when blank */
+static int ctr_line(void *ctx, char *s, size_t l, size_t lineno)
+{
+	struct lm_ctr_data *d = ctx;
+	char *f[4] = {s};
+	size_t nf = 1;
+	if (lm_line_blank(s, l))
+		return 0;
+	if (!d->unsup) {
+		for (char *t = s; (t = strchr(t, '\t')) && nf < 4; t++)
+			*t = 0, f[nf++] = t + 1;
+		if (nf < 2 || nf > 3)
+			return lm_seterr("line %zu: a supervised example is SENTENCE<TAB>POSITIVE[<TAB>HARD "
+			                 "NEGATIVE] (%s)", lineno, nf < 2 ? "no tab" : "more than three fields");
+		for (size_t i = 0; i < nf; i++)
+			if (lm_line_blank(f[i], strlen(f[i])))
+				return lm_seterr("line %zu: field %zu is empty", lineno, i + 1);
+	}
+	d->a[d->n] = f[0];
+	d->p[d->n] = d->unsup ? f[0] : f[1];
+	d->h[d->n] = nf == 3 ? f[2] : NULL;
+	d->nhard += nf == 3;
+	d->n++;
+	return 1;
+}
+
 int lm_ctr_load(struct lm_ctr_data *d, const char *path, int unsup)
 {
-	size_t len, lineno = 0, cap;
+	size_t len, cap;
 	memset(d, 0, sizeof *d);
 	d->unsup = unsup;
 	if (!(d->text = lm_read_file(path, (size_t)1 << 31, &len)))
@@ -21,43 +48,8 @@ int lm_ctr_load(struct lm_ctr_data *d, const char *path, int unsup)
 	cap = len / 2 + 2;
 	d->a = xmalloc(cap * sizeof *d->a), d->p = xmalloc(cap * sizeof *d->p);
 	d->h = xmalloc(cap * sizeof *d->h);
-	for (char *s = d->text, *next; s < d->text + len; s = next) {
-		char *nl = memchr(s, '\n', (size_t)(d->text + len - s)), *f[4] = {s};
-		size_t nf = 1, l;
-		next = nl ? nl + 1 : d->text + len;
-		if (nl)
-			*nl = 0;
-		lineno++;
-		l = strlen(s);
-		if (l && s[l - 1] == '\r')
-			s[--l] = 0;
-		if (strspn(s, " \t\v\f") == l)
-			continue;
-		if (!unsup) {
-			for (char *t = s; (t = strchr(t, '\t')) && nf < 4; t++)
-				*t = 0, f[nf++] = t + 1;
-			if (nf < 2 || nf > 3) {
-				lm_seterr("line %zu: a supervised example is SENTENCE<TAB>POSITIVE[<TAB>HARD "
-				          "NEGATIVE] (%s)", lineno, nf < 2 ? "no tab" : "more than three fields");
-				goto fail;
-			}
-			for (size_t i = 0; i < nf; i++)
-				if (strspn(f[i], " \t\v\f") == strlen(f[i])) {
-					lm_seterr("line %zu: field %zu is empty", lineno, i + 1);
-					goto fail;
-				}
-		}
-		d->a[d->n] = f[0];
-		d->p[d->n] = unsup ? f[0] : f[1];
-		d->h[d->n] = nf == 3 ? f[2] : NULL;
-		d->nhard += nf == 3;
-		d->n++;
-	}
-	if (d->n == 0) {
-		lm_seterr("no examples");
-		goto fail;
-	}
-	return 0;
+	if (lm_text_lines(d->text, len, "examples", ctr_line, d) == 0)
+		return 0;
 fail:
 	lm_ctr_data_free(d);
 	return -1;

@@ -2,6 +2,7 @@
  * pooling (see embed.h) */
 #include "embed.h"
 #include "forward.h"
+#include "keyorder.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -151,18 +152,6 @@ double lm_cosine(const float *a, const float *b, size_t d)
 
 /* ---- batching ---- */
 
-struct len_idx {
-	size_t len, i;
-};
-
-static int by_len(const void *x, const void *y)
-{
-	const struct len_idx *a = x, *b = y;
-	if (a->len != b->len)
-		return a->len < b->len ? -1 : 1;
-	return a->i < b->i ? -1 : a->i > b->i; /* stable: equal lengths keep input order */
-}
-
 /* one batch: sequences order[0..nb) padded to T on the left, through the model; their
  * embeddings go to out rows order[b] */
 static int run_batch(struct lm_fwd *s, const struct lm_model *m, const int32_t *const *ids,
@@ -231,14 +220,13 @@ int lm_embed_ids(const struct lm_model *m, const int32_t *const *ids, const size
 	}
 	if (B > n)
 		B = n;
-	struct len_idx *li = xmalloc(n * sizeof *li);
+	/* by length, equal lengths in input order */
+	double *key = xmalloc(n * sizeof *key);
 	for (size_t i = 0; i < n; i++)
-		li[i].len = len[i], li[i].i = i;
-	qsort(li, n, sizeof *li, by_len);
+		key[i] = (double)len[i];
 	order = xmalloc(n * sizeof *order);
-	for (size_t i = 0; i < n; i++)
-		order[i] = li[i].i;
-	free(li);
+	lm_key_order(key, NULL, n, order);
+	free(key);
 	if (lm_fwd_init(&s, &m->cfg, B, Tmax) < 0) {
 		free(order);
 		return -1;

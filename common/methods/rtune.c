@@ -3,6 +3,7 @@
 #include "rtune.h"
 #include "optim.h"
 #include "contrastive.h"
+#include "keyorder.h"
 #include "retrieve.h"
 #include "rng.h"
 #include "util.h"
@@ -73,20 +74,6 @@ struct pair {
 	size_t *neg;     /* [H] pool indices */
 };
 
-struct scored {
-	double score;
-	size_t pool;
-	int correct;
-};
-
-static int by_score(const void *a, const void *b)
-{
-	const struct scored *x = a, *y = b;
-	if (x->score != y->score)
-		return x->score < y->score ? -1 : 1;
-	return x->pool < y->pool ? -1 : x->pool > y->pool;
-}
-
 /* score `sample` random pool prompts for item it; fills p and returns 1 when a correct
  * prompt exists, 0 when none, -1 on error */
 static int score_item(struct lm_scorer *sc, const struct lm_task_item *it,
@@ -94,7 +81,10 @@ static int score_item(struct lm_scorer *sc, const struct lm_task_item *it,
                       const struct lm_rtune_cfg *c, struct lm_rng *rng, struct pair *p)
 {
 	size_t *allowed = xmalloc(npool * sizeof *allowed), na = 0, *pick, L = c->sample;
-	struct scored *sv = xmalloc(L * sizeof *sv);
+	/* per sampled prompt: its score, pool index and whether its context picks the gold option */
+	double *score = xmalloc(L * sizeof *score);
+	size_t *pool = xmalloc(L * sizeof *pool), *rank = xmalloc(L * sizeof *rank);
+	unsigned char *correct = xmalloc(L);
 	struct lm_choice_score *cs = xmalloc(it->nchoice * sizeof *cs);
 	int r = -1;
 
@@ -119,28 +109,28 @@ static int score_item(struct lm_scorer *sc, const struct lm_task_item *it,
 		double tot = 0;
 		for (size_t o = 0; o < it->nchoice; o++)
 			tot += cs[o].sum / (double)cs[o].ntok;
-		sv[l].score = cs[it->gold].sum / (double)cs[it->gold].ntok / tot;
-		sv[l].pool = pi;
-		sv[l].correct = lm_mc_pick(cs, it->nchoice, LM_MC_MEAN) == (size_t)it->gold;
+		score[l] = cs[it->gold].sum / (double)cs[it->gold].ntok / tot;
+		pool[l] = pi;
+		correct[l] = lm_mc_pick(cs, it->nchoice, LM_MC_MEAN) == (size_t)it->gold;
 	}
 	free(pick);
-	qsort(sv, L, sizeof *sv, by_score);
+	lm_key_order(score, pool, L, rank);  /* best first; equal scores by pool index */
 	r = 0;
 	for (size_t l = 0; l < L; l++)
-		if (sv[l].correct) {
-			p->pos = sv[l].pool;
+		if (correct[rank[l]]) {
+			p->pos = pool[rank[l]];
 			/* the worst-scored, from the end, never the positive itself */
 			for (size_t h = 0, j = L; h < c->negatives; h++) {
 				if (--j == l)
 					--j;
-				p->neg[h] = sv[j].pool;
+				p->neg[h] = pool[rank[j]];
 			}
 			r = 1;
 			break;
 		}
 out:
 	free(allowed);
-	free(sv);
+	free(score), free(pool), free(rank), free(correct);
 	free(cs);
 	return r;
 }
