@@ -744,10 +744,12 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 		}
 		for (size_t n0 = 0; n0 < N; n0 += rc) {
 			size_t nr = min_sz(rc, N - n0);
-			if (E == 0)
+			if (E == 0) {
 				memset(Z, 0, nr * vn * sizeof *Z);
-			else
-				sgemm_nt(Z, vn, inp + n0 * E, wt, nr, vn, E, 0.0f);
+			} else if (linear_nt(Z, vn, inp + n0 * E, wt, nr, vn, E, 0.0f) < 0) {
+				lm_free(own);
+				return -1;
+			}
 			struct ce_job j = {Z, run_m, run_s, nll, logits, target, n0, v0, vn, V};
 			lm_parallel_for(nr, 1 + 65536 / (vn + 1), 0, ce_rows, &j);
 		}
