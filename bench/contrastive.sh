@@ -11,7 +11,7 @@
 #   BENCH_CTR_STEPS=N     steps (default 20): the first N x P examples of STS-B train's pairs
 #   BENCH_CTR_THREADS=L   thread counts (default "1 2")
 #   BENCH_CTR_RANK=R      LoRA rank (default 16)
-#   BENCH_REPS=N          repetitions of each run, interleaved (default 1)
+#   BENCH_REPS=N          repetitions of each run, interleaved (default 5)
 #   LM_BIN=DIR            the programs (default bin/, as make bench builds them)
 #   BENCH_KEEP=1, TMPDIR, BENCH_QUIET_MAX, BENCH_QUIET_BUDGET: see bench/lib.sh
 #
@@ -27,7 +27,7 @@ P=${BENCH_CTR_PAIRS:-32}
 N=${BENCH_CTR_STEPS:-20}
 THREADS=${BENCH_CTR_THREADS:-1 2}
 RANK=${BENCH_CTR_RANK:-16}
-REPS=${BENCH_REPS:-1}
+REPS=${BENCH_REPS:-5}
 LMB=${LM_BIN:-bin}
 export LMB  # measure runs the commands under sh -c
 [ -x "$LMB/lm-embed" ] || fail "$LMB/lm-embed missing: run make first"
@@ -70,7 +70,7 @@ for i in range(0, len(ps), 400):
 PY
 
 LME='$LMB/lm-embed --contrastive $B/pairs.tsv --lora %s --pairs %s --epochs 1 -j %s -m $B/micro.lms -o $B/out.lms'
-TOR='OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_contrastive.py $B/micro.lms $B/pairs.tsv $B/ids.txt --lora %s --pairs %s -n %s --threads %s --json'
+TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_contrastive.py $B/micro.lms $B/pairs.tsv $B/ids.txt --lora %s --pairs %s -n %s --threads %s --json'
 rep=1
 while [ "$rep" -le "$REPS" ]; do
 	for j in $THREADS; do

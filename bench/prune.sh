@@ -7,7 +7,7 @@
 #
 #   sh bench/prune.sh > bench/prune.md
 #
-#   BENCH_REPS=N            repetitions of each OPT-125m run, interleaved (default 1)
+#   BENCH_REPS=N            repetitions of each OPT-125m run, interleaved (default 5)
 #   BENCH_PRUNE_THREADS=L   thread counts of the OPT-125m runs (default "2")
 #   BENCH_PRUNE_NSAMPLES=N  OPT-125m calibration windows of 512 tokens (default 16)
 #   BENCH_PRUNE27_LAYERS=N  decoder layers of the 2.7b-wide model (default 1: ~4 min on 2
@@ -20,7 +20,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-REPS=${BENCH_REPS:-1}
+REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_PRUNE_THREADS:-2}
 NS=${BENCH_PRUNE_NSAMPLES:-16}
 L27=${BENCH_PRUNE27_LAYERS:-1}
@@ -39,7 +39,7 @@ bin/lm-eval --ppl data/novels-eval/novels-calib.txt --windows 1 --seqlen 512 -q 
 LMP='bin/lm-prune -s 0.5 -m %s %s-j %s -q $B/m125.lms > $B/out-%s-j%s.lms'
 # torch waits in its OpenMP barriers without spinning: libgomp's default spinning, with other
 # work on the same 2 cores, made torch's small-op loops (SparseGPT's columns) ten times slower
-TOR='OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_prune.py $B/m125.lms -m %s -s 0.5 %s--threads %s --json --save $B/torch-%s-j%s.f32'
+TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_prune.py $B/m125.lms -m %s -s 0.5 %s--threads %s --json --save $B/torch-%s-j%s.f32'
 rep=1
 while [ "$rep" -le "$REPS" ]; do
 	for j in $THREADS; do

@@ -12,7 +12,7 @@
 #
 #   sh bench/quant.sh > bench/quant.md
 #
-#   BENCH_REPS=N             repetitions of every measurement, interleaved (default 1; the
+#   BENCH_REPS=N             repetitions of every measurement, interleaved (default 5; the
 #                            tables give the median)
 #   BENCH_QUANT_THREADS=L    thread counts (default "2")
 #   BENCH_QUANT_WINDOWS=K    lm-eval --ppl windows of 512 tokens (default 8)
@@ -26,7 +26,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-REPS=${BENCH_REPS:-1}
+REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_QUANT_THREADS:-2}
 WIN=${BENCH_QUANT_WINDOWS:-8}
 NS=${BENCH_QUANT_NSAMPLES:-16}
@@ -62,7 +62,7 @@ bin/lm-eval --ppl data/novels-eval/novels-calib.txt --windows 1 --seqlen 512 -q 
 PPL='bin/lm-eval --ppl $B/test.lms --seqlen 512 --windows %s --batch %s -j %s --json -q $B/%s.lms'
 GEN='bin/lm-eval --generate "The history of the" -n 32 -j %s --json -q $B/%s.lms'
 LMQ='bin/lm-quant -b 4 -g 128 -m gptq -c $B/calib.lms --nsamples %s --seqlen 512 -j %s -q -o $B/gptq-j%s.lms $B/f16.lms'
-TOR='OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_gptq.py $B/f16.lms -c $B/calib.lms --nsamples %s --seqlen 512 --wbits 4 --groupsize 128 --f16-scale --threads %s --json --save $B/torch-j%s.f32'
+TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_gptq.py $B/f16.lms -c $B/calib.lms --nsamples %s --seqlen 512 --wbits 4 --groupsize 128 --f16-scale --threads %s --json --save $B/torch-j%s.f32'
 rep=1
 while [ "$rep" -le "$REPS" ]; do
 	for j in $THREADS; do

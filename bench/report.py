@@ -262,9 +262,9 @@ def forward_md():
     p("Threads: `lm-eval -j N` (it calls `openblas_set_num_threads(N)` and sizes its own pool); "
       "torch_opt.py `--threads N` calls `torch.set_num_threads(N)` under "
       "`OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=N` (torch 1.13 here calls the system OpenBLAS, "
-      "which otherwise starts one thread per core whatever torch's setting). PyTorch settings: "
-      "*default*, and *hugetlb* = `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (the best setting, docs/performance.md §4"
-      "); the comparison uses whichever was faster in this run.\n")
+      "which otherwise starts one thread per core whatever torch's setting). PyTorch runs at its "
+      "best setting on this machine: `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE` "
+      "(docs/performance.md §4); compare its 1- and 2-thread rows for its best thread count.\n")
 
     order = {"micro": 0, "text": 1, "m125": 2}
     groups = sorted({g for g, _ in runs if g != "sgemm"}, key=lambda g: (order.get(g.split("-")[0], 3), g))
@@ -304,13 +304,13 @@ def forward_md():
 
     # ---- correctness ----
     p("### Same numbers: perplexity agreement\n")
-    p("| model | T | threads | lm-eval | torch_opt.py (hugetlb) | relative difference | reference (transformers) |")
+    p("| model | T | threads | lm-eval | torch_opt.py | relative difference | reference (transformers) |")
     p("|---|---|---|---|---|---|---|")
     for g in groups:
-        if g.startswith("text"):
+        if g.startswith("text") or g.startswith("m125w"):
             continue
         a = summary.get((g, "lmeval"))
-        b = summary.get((g, "torch-hugetlb"))
+        b = summary.get((g, "torch"))
         if not a or not b:
             continue
         first = runs[(g, "lmeval")][0]["json"]
@@ -338,8 +338,8 @@ def forward_md():
       "threads), attention's products counted at the 768×768 rate: what the forward would reach "
       "if it did nothing but the matmuls at OpenBLAS speed. *% roof* = tokens/s ÷ roof tokens/s "
       "(equivalently, achieved GFLOP/s ÷ the FLOP-weighted sgemm rate). *vs torch* = lm-eval "
-      "tokens/s ÷ the faster PyTorch setting's. *others*: lm-eval's / PyTorch's.\n")
-    p("| T × windows | threads | roof tok/s | lm-eval tok/s | % roof | GFLOP/s | torch best (setting) tok/s | torch % roof | lm-eval vs torch | lm-eval RSS | torch RSS | others |")
+      "tokens/s ÷ PyTorch's at the same threads. *others*: lm-eval's / PyTorch's.\n")
+    p("| T × windows | threads | roof tok/s | lm-eval tok/s | % roof | GFLOP/s | torch tok/s | torch % roof | lm-eval vs torch | lm-eval RSS | torch RSS | others |")
     p("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for g in groups:
         if not g.startswith("m125"):
@@ -355,8 +355,39 @@ def forward_md():
         roof = roof_tok_s(T, th, sg)
         fl = flops_per_token(T)["total"]
         p(f"| {T} × {first['windows']} | {th} | {roof:.0f} | **{a['tps']:.0f}** | **{100 * a['tps'] / roof:.0f} %** | "
-          f"{a['tps'] * fl / 1e9:.1f} | {bt:.0f} ({bv.partition('-')[2]}) | {100 * bt / roof:.0f} % | "
+          f"{a['tps'] * fl / 1e9:.1f} | {bt:.0f} | {100 * bt / roof:.0f} % | "
           f"**{a['tps'] / bt:.2f}×** | {mib(a['rss'])} | {mib(b['rss'])} | {a['others']:.2f} / {b['others']:.2f} |")
+    p("")
+
+    # ---- steady state: the marginal rate between 4 and 12 windows ----
+    p("### Steady state and whole process (OPT-125m shape, T=512)\n")
+    p("*steady state* = the 8 windows (4,096 tokens) that 12 windows add over 4, divided by the "
+      "extra whole-process wall time they cost (medians): reading the weights, Python's and torch's "
+      "imports and the first calls' warm-up cancel out, on both sides alike. *whole process* = "
+      "the 4-window run's tokens over its whole wall time (`/usr/bin/time`), and its peak RSS. "
+      "Ranges: the steady-state rate of each repetition's pair (repetition r of 4 and of 12 windows).\n")
+    p("| threads | lm-eval steady tok/s | torch steady tok/s | lm-eval ÷ torch | lm-eval whole-process tok/s (wall s) | torch whole-process tok/s (wall s) | lm-eval ÷ torch | peak RSS lm-eval / torch | others |")
+    p("|---|---|---|---|---|---|---|---|---|")
+    for th in (1, 2):
+        g4, g12 = f"m125-s0512-j{th}", f"m125w12-s0512-j{th}"
+        cells, ok = [], True
+        st = {}
+        for v in ("lmeval", "torch"):
+            r4, r12 = runs.get((g4, v)), runs.get((g12, v))
+            if not r4 or not r12:
+                ok = False
+                break
+            per = [8 * 512 / (b["wall"] - a["wall"]) for a, b in zip(r4, r12) if b["wall"] > a["wall"]]
+            d = med([r["wall"] for r in r12]) - med([r["wall"] for r in r4])
+            st[v] = (8 * 512 / d if d > 0 else float("nan"), min(per) if per else float("nan"),
+                     max(per) if per else float("nan"), med([r["wall"] for r in r4]),
+                     med([r["rss"] for r in r4]), med([r["others"] for r in r4 + r12]))
+        if not ok:
+            continue
+        a, b = st["lmeval"], st["torch"]
+        p(f"| {th} | **{a[0]:.0f}** ({a[1]:.0f}–{a[2]:.0f}) | {b[0]:.0f} ({b[1]:.0f}–{b[2]:.0f}) | **{a[0] / b[0]:.2f}×** | "
+          f"{2048 / a[3]:.0f} ({a[3]:.2f}) | {2048 / b[3]:.0f} ({b[3]:.2f}) | **{b[3] / a[3]:.2f}×** | "
+          f"{mib(a[4])} / {mib(b[4])} | {a[5]:.2f} / {b[5]:.2f} |")
     p("")
 
     return "\n".join(out).rstrip() + "\n"
@@ -365,7 +396,7 @@ def forward_md():
 # ---- RESULTS.md: this run's facts, then every part, redone or repeated ----
 
 # the section scripts, in the order of RESULTS.md (bench/NAME.sh prints bench/NAME.md)
-SECTIONS = ["prune", "retrain", "quant", "embed", "unlearn", "earlyexit", "zeroshot"]
+SECTIONS = ["prune", "retrain", "quant", "embed", "contrastive", "unlearn", "earlyexit", "zeroshot", "methods"]
 
 
 def with_note(md, note):

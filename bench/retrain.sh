@@ -8,7 +8,7 @@
 #
 #   sh bench/retrain.sh > bench/retrain.md
 #
-#   BENCH_REPS=N              repetitions of each run, interleaved (default 1)
+#   BENCH_REPS=N              repetitions of each run, interleaved (default 5)
 #   BENCH_RETRAIN_THREADS=L   thread counts (default "1 2")
 #   BENCH_KEEP=1, TMPDIR, BENCH_QUIET_MAX, BENCH_QUIET_BUDGET: see bench/lib.sh
 #
@@ -17,7 +17,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-REPS=${BENCH_REPS:-1}
+REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_RETRAIN_THREADS:-1 2}
 DATA=data/novels-eval/novels-retrain.txt
 # MODEL:BATCH:SEQLEN:STEPS: lm-retrain's default batch for opt-micro; a smaller one for the
@@ -38,7 +38,7 @@ bin/lm-eval --ppl "$DATA" --windows 1 --seqlen 512 -q --json --save-ids "$B/ids.
 # dropout their losses must agree step for step
 LMR='bin/lm-retrain --%s -d %s -b %s -s %s -n %s --dropout 0 -j %s -q --log $B/runs/%s.log $B/%s.lms > /dev/null'
 # torch waits in its OpenMP barriers without spinning, as in bench/prune.sh
-TOR='OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_train.py $B/%s.lms $B/ids.lms --%s -b %s -s %s -n %s --dropout 0 --threads %s --json'
+TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_train.py $B/%s.lms $B/ids.lms --%s -b %s -s %s -n %s --dropout 0 --threads %s --json'
 rep=1
 while [ "$rep" -le "$REPS" ]; do
 	for shape in $SHAPES; do

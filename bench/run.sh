@@ -2,7 +2,7 @@
 # bench/run.sh (`make bench`): every benchmark of lmpipe, into bench/RESULTS.md. Its own part,
 # `forward`, measures (a) the machine's OpenBLAS sgemm roof and (b) lm-eval's perplexity forward
 # against PyTorch on CPU at equal threads (kept as bench/forward.md); then it runs the section
-# scripts bench/NAME.sh that exist, in this order: prune retrain quant embed unlearn earlyexit zeroshot,
+# scripts bench/NAME.sh that exist, in this order: prune retrain quant embed contrastive unlearn earlyexit zeroshot methods,
 # each printing its Markdown part (kept as bench/NAME.md); RESULTS.md puts them all together,
 # repeating the last bench/NAME.md of a part this run did not redo.
 #
@@ -24,7 +24,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-ALL="prune retrain quant embed unlearn earlyexit zeroshot"
+ALL="prune retrain quant embed contrastive unlearn earlyexit zeroshot methods"
 SECTIONS=${BENCH_SECTIONS:-forward $ALL}
 REPS=${BENCH_REPS:-5}
 BIG=${BENCH_BIG:-0}
@@ -56,8 +56,9 @@ fact openblas_core "$(sed -n 1p "$B/core.txt")"
 fact openblas "$(sed -n 2p "$B/core.txt")"
 
 # (b): the commands of lm-eval and torch_opt.py, and one measurement of each variant
-TOR='OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s %s/usr/bin/python3 bench/torch_opt.py %s $B/ids.lms --seqlen %s --windows %s --batch 4 --threads %s --json'
-HUGE='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 '
+# PyTorch at its best setting here (docs/performance.md §4): huge pages for glibc's malloc, and
+# OpenMP threads that sleep between parallel regions instead of spinning
+TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_opt.py %s $B/ids.lms --seqlen %s --windows %s --batch 4 --threads %s --json'
 LME='bin/lm-eval --ppl $B/ids.lms --seqlen %s --windows %s --batch 4 -j %s --json -q %s'
 # ID MODEL_STREAM MODEL_DIR T WINDOWS THREADS REP VARIANTS...
 forward() {
@@ -66,8 +67,7 @@ forward() {
 	for v in "$@"; do
 		case $v in
 		lmeval) measure "$id-j$j.$v.r$rep" "$(printf "$LME" "$t" "$w" "$j" "$ms")" ;;
-		torch-default) measure "$id-j$j.$v.r$rep" "$(printf "$TOR" "$j" "$j" "" "$dir" "$t" "$w" "$j")" ;;
-		torch-hugetlb) measure "$id-j$j.$v.r$rep" "$(printf "$TOR" "$j" "$j" "$HUGE" "$dir" "$t" "$w" "$j")" ;;
+		torch) measure "$id-j$j.$v.r$rep" "$(printf "$TOR" "$j" "$j" "$dir" "$t" "$w" "$j")" ;;
 		esac
 	done
 }
@@ -87,18 +87,21 @@ part_forward() {
 	measure text-s512-j2.lmeval.r1 \
 		'bin/lm-eval --ppl data/novels-eval/novels-test.txt --seqlen 512 -j 2 --json -q --save-ids $B/ids.lms $B/micro.lms'
 	for j in 2 1; do
-		forward micro-s512 '$B/micro.lms' models/opt-micro 512 "$MW" "$j" 1 lmeval torch-hugetlb
+		forward micro-s512 '$B/micro.lms' models/opt-micro 512 "$MW" "$j" 1 lmeval torch
 	done
 
 	say "(b) OPT-125m-shaped random model: $REPS repetitions"
 	bin/lm-init --like opt-125m --seed 1 > "$B/m125.lms"
 	bin/lm-export -o "$B/opt125" < "$B/m125.lms"
+	# 4 and 12 windows of 512: the difference of their whole-process times is the steady-state
+	# rate (weights read, imports done, caches warm) on both sides alike
 	rep=1
 	while [ "$rep" -le "$REPS" ]; do
 		say "  repetition $rep/$REPS"
 		for j in 1 2; do
-			forward m125-s0512 '$B/m125.lms' '$B/opt125' 512 4 "$j" "$rep" lmeval torch-default torch-hugetlb
-			forward m125-s2048 '$B/m125.lms' '$B/opt125' 2048 1 "$j" "$rep" lmeval torch-default torch-hugetlb
+			forward m125-s0512 '$B/m125.lms' '$B/opt125' 512 4 "$j" "$rep" lmeval torch
+			forward m125w12-s0512 '$B/m125.lms' '$B/opt125' 512 12 "$j" "$rep" lmeval torch
+			forward m125-s2048 '$B/m125.lms' '$B/opt125' 2048 1 "$j" "$rep" lmeval torch
 		done
 		rep=$((rep + 1))
 	done

@@ -17,7 +17,7 @@
 #                    novels; examples/fetch-tasks.sh gets the real ones)
 #   ZS_TASKS=LIST    default boolq,rte,hellaswag,winogrande,arc_easy,arc_challenge,openbookqa,piqa
 #   ZS_LIMIT=N       items per task (default all)
-#   ZS_REPS=N        timed repetitions of each side, interleaved; the median is reported (default 3)
+#   ZS_REPS=N        timed repetitions of each side, interleaved; the median is reported (default 5)
 #   ZS_THREADS=N     threads of both sides (default all cores)
 #   ZS_KEEP=1        keep the scratch folder; TMPDIR: where it goes; LM_BIN: other programs
 #
@@ -31,7 +31,7 @@ DATA=${ZS_DATA:-}
 ITEMS=${ZS_ITEMS:-20}
 TASKS=${ZS_TASKS:-boolq,rte,hellaswag,winogrande,arc_easy,arc_challenge,openbookqa,piqa}
 LIMIT=${ZS_LIMIT:-}
-REPS=${ZS_REPS:-3}
+REPS=${ZS_REPS:-${BENCH_REPS:-5}}
 THREADS=${ZS_THREADS:-$(nproc)}
 PY=/usr/bin/python3
 T0=$(date +%s)
@@ -65,7 +65,9 @@ else
 	DWHAT="tasks from \`$DATA\`${LIMIT:+ (first $LIMIT items each)}"
 fi
 EVAL="lm-eval -q -j $THREADS --task $TASKS --data $DATA${LIMIT:+ --limit $LIMIT} --json"
-TORCH="OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS $PY bench/torch_zeroshot.py $MODEL $W/samples.json --threads $THREADS --json"
+# PyTorch at its best setting on this machine (docs/performance.md): huge pages for glibc's
+# malloc, OpenMP threads that sleep rather than spin between parallel regions
+TORCH="GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS $PY bench/torch_zeroshot.py $MODEL $W/samples.json --threads $THREADS --json"
 say "importing $MODEL"
 lm-import "$MODEL" > "$W/m.lms"
 say "the requests' tokens (lm-eval --log-samples)"
@@ -99,7 +101,7 @@ largest difference between the two sides' per-choice values.
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 $PY - "$W" "$REPS" <<'PY'
-import json, statistics, sys
+import json, re, statistics, sys
 w, reps = sys.argv[1], int(sys.argv[2])
 load = lambda p: json.load(open(p))
 lm = [load(f"{w}/lm.{r}.json") for r in range(1, reps + 1)]
@@ -130,6 +132,24 @@ for task, res in lm[0]["results"].items():
           f"{d:.1e} | {res['acc']:.4f} | {'-' if norm is None else f'{norm:.4f}'} |")
 print(f"| **all** | | | | **{tot['lm']:.3f}** | **{tot['tl']:.3f}** | **{tot['tl'] / tot['lm']:.2f}x** | "
       f"{tot['ti']:.3f} | | | |")
+
+# per repetition: the scoring seconds over all tasks (steady state: weights already read) and
+# the whole process's wall seconds (GNU time: reading the model, Python's and torch's imports)
+def wall(path):
+    m = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", open(path).read())
+    h, mi, se = m.groups()
+    return int(h or 0) * 3600 + int(mi) * 60 + float(se)
+def span(xs, f="{:.2f}"):
+    return f"{f.format(statistics.median(xs))} ({f.format(min(xs))}–{f.format(max(xs))})"
+sl = [sum(r["config"]["seconds"].values()) for r in lm]
+st = [sum(t["seconds"] for t in r["tasks"].values()) for r in tl]
+wl = [wall(f"{w}/lm.{r}.time") for r in range(1, reps + 1)]
+wt = [wall(f"{w}/tl.{r}.time") for r in range(1, reps + 1)]
+print()
+print("| all tasks, per repetition: median (min–max) | lm-eval | torch loop | torch ÷ lm-eval |")
+print("|---|---:|---:|---:|")
+print(f"| scoring s (steady state) | {span(sl, '{:.3f}')} | {span(st, '{:.3f}')} | {span([b / a for a, b in zip(sl, st)])}x |")
+print(f"| whole process wall s | {span(wl)} | {span(wt)} | {span([b / a for a, b in zip(wl, wt)])}x |")
 PY
 cat <<EOF
 
