@@ -147,6 +147,21 @@ static int mat_is(const struct lm_mat *w, size_t rows, size_t cols)
 	return w->rows == (int64_t)rows && w->cols == (int64_t)cols;
 }
 
+/* The end of both blocks: x += the block's last projection of inp (out_proj or fc2, into
+ * s->q, dead by then), and post-LN's LayerNorm (ln_w, ln_b) of the sum. */
+static int block_out(struct lm_fwd *s, float *x, const float *inp, const struct lm_mat *w,
+                     const float *bias, const float *ln_w, const float *ln_b, size_t N)
+{
+	const struct lm_opt_config *c = &s->cfg;
+	size_t C = (size_t)c->hidden_size;
+	if (lm_matmul_forward(s->q, inp, w, bias, N, s->ws) < 0)
+		return -1;
+	lm_residual_forward(x, x, s->q, N * C);
+	if (!c->pre_ln)
+		lm_layernorm_forward(x, NULL, NULL, x, ln_w, ln_b, N, C, (float)c->ln_eps);
+	return 0;
+}
+
 /* The layer on x [B,T,C]. With a cache (kc, vc: this layer's [B,kv_rows,C]) the new keys
  * and values go to rows past.. of each sequence and attention spans past + T keys. */
 static int layer_run(struct lm_fwd *s, const struct lm_layer *l, int il, float *x, size_t B,
@@ -198,11 +213,8 @@ static int layer_run(struct lm_fwd *s, const struct lm_layer *l, int il, float *
 	}
 	hook(s, il, LM_T_O_W, s->att, N, C);
 	/* q is dead now: it holds the out_proj and fc2 outputs */
-	if (lm_matmul_forward(s->q, s->att, &l->o, l->o_b, N, s->ws) < 0)
+	if (block_out(s, x, s->att, &l->o, l->o_b, l->ln1_w, l->ln1_b, N) < 0)
 		goto fail;
-	lm_residual_forward(x, x, s->q, N * C);
-	if (!c->pre_ln)
-		lm_layernorm_forward(x, NULL, NULL, x, l->ln1_w, l->ln1_b, N, C, eps);
 
 	/* feed-forward block: pre-LN y = h + fc2(ReLU(fc1(LN2(h)))); post-LN y = LN2(h + …(h)) */
 	if (c->pre_ln) {
@@ -214,11 +226,8 @@ static int layer_run(struct lm_fwd *s, const struct lm_layer *l, int il, float *
 		goto fail;
 	lm_relu_forward(s->ff, s->ff, N * F);
 	hook(s, il, LM_T_FC2_W, s->ff, N, F);
-	if (lm_matmul_forward(s->q, s->ff, &l->fc2, l->fc2_b, N, s->ws) < 0)
+	if (block_out(s, x, s->ff, &l->fc2, l->fc2_b, l->ln2_w, l->ln2_b, N) < 0)
 		goto fail;
-	lm_residual_forward(x, x, s->q, N * C);
-	if (!c->pre_ln)
-		lm_layernorm_forward(x, NULL, NULL, x, l->ln2_w, l->ln2_b, N, C, eps);
 	return 0;
 fail:
 	return lm_preerr("layer %d", il);
