@@ -1,6 +1,7 @@
 /* embstream.c: writing and reading embedding streams (see embstream.h) */
 #include "embstream.h"
 #include "modelio.h"
+#include "streamwalk.h"
 #include "util.h"
 
 #include <errno.h>
@@ -188,12 +189,36 @@ static int take_tensor(struct lm_record *r, size_t rows, size_t cols, float **ds
 	return 0;
 }
 
+struct emb_walk {
+	struct lm_emb *e;
+	int have_lines;
+};
+
+/* the lines blob, the embeddings and the projection into w->e */
+static int take_record(struct lm_record *r, void *ctx)
+{
+	struct emb_walk *w = ctx;
+	struct lm_emb *e = w->e;
+	if (r->kind == LM_REC_BLOB && !strcmp(r->name, LM_EMB_LINES_BLOB)) {
+		if (w->have_lines++)
+			return lm_seterr("blob '%s' given twice", r->name);
+		char *text = r->data;
+		r->data = NULL; /* e->text owns it from here, also when split_lines fails */
+		return split_lines(e, text, r->nbytes);
+	}
+	if (r->kind == LM_REC_TENSOR && !strcmp(r->name, "embeddings"))
+		return take_tensor(r, e->n, e->d, &e->emb);
+	if (r->kind == LM_REC_TENSOR && !strcmp(r->name, "projection"))
+		return take_tensor(r, e->d, e->d, &e->proj);
+	return 0;
+}
+
 int lm_emb_read(struct lm_emb *e, const char *path)
 {
 	struct lm_header h = {0};
-	struct lm_record r = {0};
 	struct lm_reader *rd;
-	int fd, ret = -1, have_lines = 0;
+	struct emb_walk w = {e, 0};
+	int fd, ret = -1;
 
 	memset(e, 0, sizeof *e);
 	if ((fd = open(path, O_RDONLY)) < 0)
@@ -204,38 +229,15 @@ int lm_emb_read(struct lm_emb *e, const char *path)
 	e->cfg = h.cfg;
 	e->header = h.json;
 	h.json = NULL;
-	if (parse_embedding(e, json_object_get(e->header, "embedding")) < 0)
+	if (parse_embedding(e, json_object_get(e->header, "embedding")) < 0 ||
+	    lm_walk_records(rd, take_record, &w) < 0)
 		goto out;
-	for (;;) {
-		if (lm_read_record(rd, &r) < 0)
-			goto out;
-		if (r.kind == LM_REC_END)
-			break;
-		if (r.kind == LM_REC_BLOB && !strcmp(r.name, LM_EMB_LINES_BLOB)) {
-			if (have_lines++) {
-				lm_seterr("blob '%s' given twice", r.name);
-				goto out;
-			}
-			char *text = r.data;
-			r.data = NULL; /* e->text owns it from here, also when split_lines fails */
-			if (split_lines(e, text, r.nbytes) < 0)
-				goto out;
-		} else if (r.kind == LM_REC_TENSOR && !strcmp(r.name, "embeddings")) {
-			if (take_tensor(&r, e->n, e->d, &e->emb) < 0)
-				goto out;
-		} else if (r.kind == LM_REC_TENSOR && !strcmp(r.name, "projection")) {
-			if (take_tensor(&r, e->d, e->d, &e->proj) < 0)
-				goto out;
-		}
-		lm_record_clear(&r);
-	}
-	if (!e->emb || !have_lines) {
+	if (!e->emb || !w.have_lines) {
 		lm_seterr("no %s", !e->emb ? "\"embeddings\" tensor" : LM_EMB_LINES_BLOB " blob");
 		goto out;
 	}
 	ret = 0;
 out:
-	lm_record_clear(&r);
 	lm_header_free(&h);
 	lm_reader_close(rd);
 	close(fd);

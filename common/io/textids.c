@@ -1,5 +1,6 @@
 /* textids.c: token ids from a text or an lm-stream of ids (see textids.h) */
 #include "textids.h"
+#include "streamwalk.h"
 #include "util.h"
 
 #include <errno.h>
@@ -36,53 +37,53 @@ static int looks_like_stream(const char *p, size_t len)
 	return 0;
 }
 
+struct ids_walk {
+	int64_t vocab;
+	int32_t *ids;
+	size_t n;
+};
+
+/* the first tensor "ids" into w->ids, each id in the vocabulary */
+static int take_ids(struct lm_record *r, void *ctx)
+{
+	struct ids_walk *w = ctx;
+	if (r->kind != LM_REC_TENSOR || strcmp(r->name, "ids") || w->ids)
+		return 0;
+	size_t k = lm_record_numel(r);
+	if (r->dtype != LM_I32 && r->dtype != LM_I64)
+		return lm_seterr("tensor 'ids' is %s, not i32 or i64", lm_dtype_name(r->dtype));
+	w->ids = xmalloc((k ? k : 1) * sizeof *w->ids);
+	for (size_t i = 0; i < k; i++) {
+		int64_t v = r->dtype == LM_I32 ? ((int32_t *)r->data)[i] : ((int64_t *)r->data)[i];
+		/* checked before narrowing, so no huge id wraps into the vocabulary */
+		if (v < 0 || v >= w->vocab)
+			return lm_seterr("token id %lld at %zu outside the vocabulary", (long long)v, i);
+		w->ids[i] = (int32_t)v;
+	}
+	w->n = k;
+	return 0;
+}
+
 /* the first tensor "ids" of an lm-stream file */
 static int stream_ids(const char *path, int64_t vocab, int32_t **out, size_t *n)
 {
 	int fd = open(path, O_RDONLY), rc = -1;
 	struct lm_reader *rd;
 	struct lm_header h = {0};
-	struct lm_record r = {0};
-	int32_t *ids = NULL;
+	struct ids_walk w = {vocab, NULL, 0};
 	if (fd < 0)
 		return lm_seterr("%s", strerror(errno));
 	rd = lm_reader_open(fd, path);
-	if (lm_read_header(rd, &h) < 0)
+	if (lm_read_header(rd, &h) < 0 || lm_walk_records(rd, take_ids, &w) < 0)
 		goto out;
-	for (;;) {
-		if (lm_read_record(rd, &r) < 0)
-			goto out;
-		if (r.kind == LM_REC_END)
-			break;
-		if (r.kind == LM_REC_TENSOR && !strcmp(r.name, "ids") && !ids) {
-			size_t k = lm_record_numel(&r);
-			if (r.dtype != LM_I32 && r.dtype != LM_I64) {
-				lm_seterr("tensor 'ids' is %s, not i32 or i64", lm_dtype_name(r.dtype));
-				goto out;
-			}
-			ids = xmalloc((k ? k : 1) * sizeof *ids);
-			for (size_t i = 0; i < k; i++) {
-				int64_t v = r.dtype == LM_I32 ? ((int32_t *)r.data)[i] : ((int64_t *)r.data)[i];
-				/* checked before narrowing, so no huge id wraps into the vocabulary */
-				if (v < 0 || v >= vocab) {
-					lm_seterr("token id %lld at %zu outside the vocabulary", (long long)v, i);
-					goto out;
-				}
-				ids[i] = (int32_t)v;
-			}
-			*n = k;
-		}
-		lm_record_clear(&r);
-	}
-	if (!ids) {
+	if (!w.ids) {
 		lm_seterr("the stream has no tensor 'ids'");
 		goto out;
 	}
-	*out = ids, ids = NULL;
+	*out = w.ids, *n = w.n, w.ids = NULL;
 	rc = 0;
 out:
-	free(ids);
-	lm_record_clear(&r);
+	free(w.ids);
 	lm_header_free(&h);
 	lm_reader_close(rd);
 	close(fd);
