@@ -1,5 +1,6 @@
 /* mc.c: multiple-choice task files and option scoring (see mc.h) */
 #include "mc.h"
+#include "fwdgrow.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -224,16 +225,10 @@ void lm_scorer_free(struct lm_scorer *sc)
 /* an arena for B x T (grown, never shrunk) */
 static int reserve(struct lm_scorer *sc, size_t B, size_t T)
 {
-	if (B <= sc->B && T <= sc->T)
-		return 0;
-	if (sc->B)
-		lm_fwd_free(&sc->s);
-	B = B > sc->B ? B : sc->B;
-	T = T > sc->T ? T : sc->T;
-	sc->B = sc->T = 0;
-	if (lm_fwd_init(&sc->s, &sc->m->cfg, B, T) < 0)
-		return -1;
-	sc->B = B, sc->T = T, sc->cap = B * T;
+	int grown = lm_fwd_grow(&sc->s, &sc->m->cfg, &sc->B, &sc->T, B, T);
+	if (grown <= 0)
+		return grown;
+	sc->cap = sc->B * sc->T;
 	sc->ids = xrealloc(sc->ids, sc->cap * sizeof *sc->ids);
 	sc->tgt = xrealloc(sc->tgt, sc->cap * sizeof *sc->tgt);
 	sc->nll = xrealloc(sc->nll, sc->cap * sizeof *sc->nll);

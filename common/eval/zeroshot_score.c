@@ -8,6 +8,7 @@
  * predict a continuation token go through the final LayerNorm and the head. The whole
  * model stays in memory, as for --mc: the cache needs every layer for each item. */
 #include "zeroshot.h"
+#include "fwdgrow.h"
 #include "kernels.h"
 #include "util.h"
 
@@ -38,22 +39,6 @@ void lm_zs_scorer_free(struct lm_zs_scorer *sc)
 	free(sc->ids), free(sc->tgt), free(sc->nll);
 	lm_free(sc->logits);
 	memset(sc, 0, sizeof *sc);
-}
-
-/* an arena for at least B x T (grown, never shrunk) */
-static int reserve(struct lm_zs_scorer *sc, size_t B, size_t T)
-{
-	if (B <= sc->sB && T <= sc->sT)
-		return 0;
-	if (sc->sB)
-		lm_fwd_free(&sc->s);
-	B = B > sc->sB ? B : sc->sB;
-	T = T > sc->sT ? T : sc->sT;
-	sc->sB = sc->sT = 0;
-	if (lm_fwd_init(&sc->s, &sc->m->cfg, B, T) < 0)
-		return -1;
-	sc->sB = B, sc->sT = T;
-	return 0;
 }
 
 /* A cache of B sequences x cap positions. Its memory is kept between items and only
@@ -166,7 +151,8 @@ int lm_zs_score(struct lm_zs_scorer *sc, const char *const *ctx, const char *con
 	}
 	for (size_t i = 0; i < n; i++)
 		S = rq[i].len - p > S ? rq[i].len - p : S;
-	if (reserve(sc, n, p + S) < 0 || kv_fit(&sc->kv1, &sc->kv1_room, c, 1, p ? p : 1) < 0 ||
+	if (lm_fwd_grow(&sc->s, c, &sc->sB, &sc->sT, n, p + S) < 0 ||
+	    kv_fit(&sc->kv1, &sc->kv1_room, c, 1, p ? p : 1) < 0 ||
 	    kv_fit(&sc->kvn, &sc->kvn_room, c, n, p + S) < 0)
 		goto out;
 	if (p) {
