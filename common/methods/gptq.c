@@ -204,31 +204,24 @@ void lm_gptq_permute_h(float *Hp, const float *H, size_t n, const int *perm)
 	}
 }
 
+struct gptq_args {
+	const float *U;
+	const unsigned char *dead;
+	const int *perm;
+	int sym;
+	size_t bs;
+	double *loss;
+};
+
+static int gptq_fn(void *dst, enum lm_dtype t, float *W, size_t rows, size_t cols, void *ctx)
+{
+	const struct gptq_args *a = ctx;
+	return lm_gptq(dst, t, W, rows, cols, a->U, a->dead, a->perm, a->sym, a->bs, a->loss);
+}
+
 int lm_gptq_mat(struct lm_mat *w, enum lm_dtype t, const float *U, const unsigned char *dead,
                 const int *perm, int sym, size_t bs, double *loss)
 {
-	size_t rows = (size_t)w->rows, cols = (size_t)w->cols, n, nb;
-	int64_t shape[2] = {w->rows, w->cols};
-	float *W;
-	void *q;
-	if (lm_dtype_is_packed(w->dtype))
-		return lm_seterr("already quantized (%s): quantizing it again would compound the "
-		                 "error; start from the unquantized stream", lm_dtype_name(w->dtype));
-	if (lm_dtype_nbytes(t, 2, shape, &nb) < 0 || lm_mul(rows, cols, &n) < 0)
-		return -1;
-	if (!(W = lm_alloc(n * sizeof *W)))
-		return -1;
-	if (lm_rows_to_f32(W, w->data, w->dtype, n) < 0 || !(q = lm_alloc(nb))) {
-		lm_free(W);
-		return -1;
-	}
-	int rc = lm_gptq(q, t, W, rows, cols, U, dead, perm, sym, bs, loss);
-	lm_free(W);
-	if (rc < 0) {
-		lm_free(q);
-		return -1;
-	}
-	lm_free(w->data);
-	w->data = q, w->dtype = t;
-	return 0;
+	struct gptq_args a = {U, dead, perm, sym, bs, loss};
+	return lm_q_mat_with(w, t, gptq_fn, &a);
 }

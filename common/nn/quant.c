@@ -73,7 +73,7 @@ int lm_q_rtn(void *dst, enum lm_dtype t, const float *W, size_t rows, size_t col
 	return 0;
 }
 
-int lm_q_mat_rtn(struct lm_mat *w, enum lm_dtype t, int sym)
+int lm_q_mat_with(struct lm_mat *w, enum lm_dtype t, lm_q_fn *quantize, void *ctx)
 {
 	size_t rows = (size_t)w->rows, cols = (size_t)w->cols, n, nb;
 	int64_t shape[2] = {w->rows, w->cols};
@@ -90,9 +90,23 @@ int lm_q_mat_rtn(struct lm_mat *w, enum lm_dtype t, int sym)
 		lm_free(W);
 		return -1;
 	}
-	lm_q_rtn(q, t, W, rows, cols, sym);
+	int rc = quantize(q, t, W, rows, cols, ctx);
 	lm_free(W);
+	if (rc < 0) {
+		lm_free(q);
+		return -1;
+	}
 	lm_free(w->data);
 	w->data = q, w->dtype = t;
 	return 0;
+}
+
+static int rtn(void *dst, enum lm_dtype t, float *W, size_t rows, size_t cols, void *ctx)
+{
+	return lm_q_rtn(dst, t, W, rows, cols, *(const int *)ctx);
+}
+
+int lm_q_mat_rtn(struct lm_mat *w, enum lm_dtype t, int sym)
+{
+	return lm_q_mat_with(w, t, rtn, &sym);
 }

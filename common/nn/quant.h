@@ -55,6 +55,13 @@ void lm_q_set_grid(uint8_t *group, const struct lm_qgrid *g);
 /* RTN: W [rows, cols] f32 quantized into dst (packed type t, lm_dtype_nbytes bytes) */
 int lm_q_rtn(void *dst, enum lm_dtype t, const float *W, size_t rows, size_t cols, int sym);
 
+/* a quantizer for lm_q_mat_with: W [rows, cols] f32 (a copy it may overwrite, as GPTQ
+ * does) into dst (packed type t, lm_dtype_nbytes bytes); -1 + error */
+typedef int lm_q_fn(void *dst, enum lm_dtype t, float *W, size_t rows, size_t cols, void *ctx);
+/* replace w's data (f32/f16/bf16) by quantize's output of type t from an f32 copy of it
+ * (RTN, GPTQ); -1 + error (w already packed, sizes, memory, quantize's) */
+int lm_q_mat_with(struct lm_mat *w, enum lm_dtype t, lm_q_fn *quantize, void *ctx);
+
 /* replace w's data by its RTN quantization of type t (w f32/f16/bf16); -1 + error (w
  * already packed, group not dividing the rows) */
 int lm_q_mat_rtn(struct lm_mat *w, enum lm_dtype t, int sym);
