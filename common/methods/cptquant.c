@@ -177,13 +177,30 @@ int lm_cpt_alloc_target(const double *s, const int64_t *numel, int n, const int 
 	return 0;
 }
 
+/* dgesvd_ with no U (jobu "N") and its workspace: LAPACK's size query, then the call;
+ * LAPACK's info, -100 when the workspace cannot be had */
+static int svd_no_u(const char *jobvt, int m, int n, double *a, int lda, double *s, double *vt,
+                    int ldvt)
+{
+	double wq, *work;
+	int lwork = -1, info = 0, one = 1;
+	dgesvd_("N", jobvt, &m, &n, a, &lda, s, NULL, &one, vt, &ldvt, &wq, &lwork, &info, 1, 1);
+	if (info)
+		return info;
+	lwork = (int)wq;
+	if (!(work = malloc((size_t)lwork * sizeof *work)))
+		return -100;
+	dgesvd_("N", jobvt, &m, &n, a, &lda, s, NULL, &one, vt, &ldvt, work, &lwork, &info, 1, 1);
+	free(work);
+	return info;
+}
+
 /* the top k left singular vectors of the centred A [n,p] as K [k,n] (row r: component r) */
 static int pca_basis(const double *A, size_t n, size_t p, size_t k, double *K)
 {
 	size_t mn = n < p ? n : p;
 	double *a = malloc(n * p * sizeof *a), *sv = malloc(mn * sizeof *sv), *vt = malloc(mn * n * sizeof *vt);
-	double wq, *work = NULL;
-	int N = (int)p, M = (int)n, ld = (int)p, ldvt = (int)mn, lwork = -1, info = 0, one = 1;
+	int info;
 	if (!a || !sv || !vt) {
 		free(a), free(sv), free(vt);
 		return lm_seterr("CCA: out of memory");
@@ -198,27 +215,20 @@ static int pca_basis(const double *A, size_t n, size_t p, size_t k, double *K)
 	}
 	/* row-major A [n,p] is column-major A^T [p,n] = U S V^T: the sample-space vectors
 	 * of A are V's columns, the rows of VT */
-	dgesvd_("N", "S", &N, &M, a, &ld, sv, NULL, &one, vt, &ldvt, &wq, &lwork, &info, 1, 1);
-	if (!info) {
-		lwork = (int)wq;
-		if (!(work = malloc((size_t)lwork * sizeof *work)))
-			info = -100;
-		else
-			dgesvd_("N", "S", &N, &M, a, &ld, sv, NULL, &one, vt, &ldvt, work, &lwork, &info, 1, 1);
-	}
+	info = svd_no_u("S", (int)p, (int)n, a, (int)p, sv, vt, (int)mn);
 	if (!info)
 		for (size_t r = 0; r < k; r++)
 			for (size_t i = 0; i < n; i++)
 				K[r * n + i] = vt[r + i * mn];
-	free(a), free(sv), free(vt), free(work);
+	free(a), free(sv), free(vt);
 	return info ? lm_seterr("CCA: dgesvd failed (info %d)", info) : 0;
 }
 
 int lm_cca_first(const double *X, const double *Y, size_t n, size_t p, size_t q, double *rho)
 {
 	size_t k = (n - 1) / 4;
-	double *Kx, *Ky, *M, sv[1], wq, *work = NULL, *svall;
-	int K, lwork = -1, info = 0, one = 1;
+	double *Kx, *Ky, *M, sv[1], *svall;
+	int K, info;
 	if (n < 2)
 		return lm_seterr("CCA: %zu samples (need 2 or more)", n);
 	k = k < 1 ? 1 : k;
@@ -244,16 +254,9 @@ int lm_cca_first(const double *X, const double *Y, size_t n, size_t p, size_t q,
 				d += Kx[a * n + i] * Ky[b * n + i];
 			M[a + b * k] = d;
 		}
-	dgesvd_("N", "N", &K, &K, M, &K, svall, NULL, &one, NULL, &one, &wq, &lwork, &info, 1, 1);
-	if (!info) {
-		lwork = (int)wq;
-		if (!(work = malloc((size_t)lwork * sizeof *work)))
-			info = -100;
-		else
-			dgesvd_("N", "N", &K, &K, M, &K, svall, NULL, &one, NULL, &one, work, &lwork, &info, 1, 1);
-	}
+	info = svd_no_u("N", K, K, M, K, svall, NULL, 1);
 	sv[0] = svall[0];
-	free(Kx), free(Ky), free(M), free(svall), free(work);
+	free(Kx), free(Ky), free(M), free(svall);
 	if (info)
 		return lm_seterr("CCA: dgesvd failed (info %d)", info);
 	*rho = sv[0] > 1 ? 1 : sv[0];
