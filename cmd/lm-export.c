@@ -4,7 +4,7 @@
 #include "quant.h"
 #include "safetensors.h"
 #include "util.h"
-#include "validate.h"
+#include "valread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,7 +51,7 @@ int main(int argc, char **argv)
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
 	struct lm_cli_flags cf = LM_CLI_FLAGS_INIT;  /* -o: the folder */
 	const char *dir;
-	int c, datafd;
+	int c, datafd, got;
 	char tmpl[4096];
 	struct lm_reader *rd;
 	struct lm_header h;
@@ -84,15 +84,8 @@ int main(int argc, char **argv)
 	/* a folder transformers loads must hold the model the header describes: checked as
 	 * the tensors arrive, and what never came at the end, before any file is written */
 	lm_val_init(&val, &h.cfg, 1);
-	for (;;) {
-		if (lm_read_record(rd, &r) < 0)
-			die_lm(lm_reader_name(rd));
-		if (r.kind == LM_REC_END) {
-			if (lm_val_end(&val) < 0)
-				die_lm(lm_reader_name(rd));
-			break;
-		}
-		if (lm_val_tensor(&val, &r) < 0)
+	while ((got = lm_val_next(&val, rd, &r, NULL, NULL)) != 0) {
+		if (got < 0)
 			die_lm(lm_reader_name(rd));
 		if (r.kind == LM_REC_BLOB) {
 			blobs = xrealloc(blobs, (nblobs + 1) * sizeof *blobs);

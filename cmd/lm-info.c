@@ -3,7 +3,7 @@
 #include "quant.h"
 #include "tokenizer.h"
 #include "util.h"
-#include "validate.h"
+#include "valread.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -59,11 +59,17 @@ static size_t count_zeros(const struct lm_record *r)
 	return z;
 }
 
+struct problems {
+	json_t *list;
+	const char *input;
+};
+
 /* a model that does not fit its header: a warning now, and a line of the JSON */
-static void problem(json_t *list, const char *input)
+static void problem(void *ctx)
 {
-	warnf("%s: %s", input, lm_errmsg());
-	json_array_append_new(list, json_string(lm_errmsg()));
+	struct problems *p = ctx;
+	warnf("%s: %s", p->input, lm_errmsg());
+	json_array_append_new(p->list, json_string(lm_errmsg()));
 }
 
 static void print_shape(char *buf, size_t sz, const struct lm_record *r)
@@ -116,7 +122,7 @@ int main(int argc, char **argv)
 		{"json", no_argument, 0, 'j'}, {"tokenize", required_argument, 0, 'T'},
 		{"no-verify", no_argument, 0, LM_OPT_NO_VERIFY}, {"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	int c, as_json = 0;
+	int c, got, as_json = 0;
 	struct lm_cli_flags fl = LM_CLI_FLAGS_INIT;  /* --no-verify; -j is --json here */
 	const char *text = NULL;
 	struct lm_reader *rd;
@@ -156,18 +162,10 @@ int main(int argc, char **argv)
 	 * that does not fit its header is described all the same (describing it is the
 	 * point), with one warning per problem, also in the JSON's "problems" */
 	lm_val_init(&val, &h.cfg, 0);
-	for (;;) {
-		if (lm_read_record(rd, &r) < 0)
+	struct problems pr = {jp, lm_reader_name(rd)};
+	while ((got = lm_val_next(&val, rd, &r, problem, &pr)) != 0) {
+		if (got < 0)
 			die_lm(lm_reader_name(rd));
-		if (r.kind == LM_REC_END) {
-			if (lm_val_end(&val) < 0)
-				problem(jp, lm_reader_name(rd));
-			break;
-		}
-		if (lm_val_meta(&val, &r) < 0)
-			problem(jp, lm_reader_name(rd));
-		if (lm_val_payload(&r) < 0)
-			problem(jp, lm_reader_name(rd));
 		if (r.kind == LM_REC_BLOB) {
 			json_array_append_new(jb, json_pack("{s:s, s:I}", "name", r.name, "bytes", (json_int_t)r.nbytes));
 			nblobs++, blob_bytes += r.nbytes;
