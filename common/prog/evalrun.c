@@ -171,9 +171,7 @@ void lm_eval_generate(struct lm_model_stream *ms, const struct lm_eval_opts *o)
 			json_array_append_new(jids, json_integer(out[i]));
 		json_t *j = json_pack("{s:s, s:o, s:s%, s:f}", "prompt", o->gen, "ids", jids, "text", text, tl,
 		                      "tokens_per_second", (double)(nout - nb - 1) / el);
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(j);
+		lm_json_line(stdout, j);
 	} else {
 		fwrite(text, 1, tl, stdout);
 		putchar('\n');
@@ -333,9 +331,7 @@ void lm_eval_task(struct lm_model_stream *ms, struct lm_eval_opts *o)
 		json_object_set_new(cfg, "seconds", secs); /* scoring only, per task */
 		if (smp)
 			json_object_set_new(j, "samples", smp);
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(j);
+		lm_json_line(stdout, j);
 	} else {
 		lm_zs_print(stdout, r, nt);
 	}

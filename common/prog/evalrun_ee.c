@@ -6,6 +6,7 @@
 #include "eesweep.h"
 #include "exitpolicy.h"
 #include "modelio.h"
+#include "report.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -94,7 +95,8 @@ void lm_eval_ee_generate(struct lm_model_stream *ms, struct lm_eval_opts *o)
 	if (o->json) {
 		struct lm_ee_row row = {.rule = o->eo.rule, .threshold = o->eo.threshold, .cost = cost};
 		json_t *jids = json_array(), *rows = lm_ee_rows_json(&row, 1, (int)m.cfg.num_layers);
-		json_t *j = json_array_get(rows, 0);
+		json_t *j = json_incref(json_array_get(rows, 0));
+		json_decref(rows);
 		for (size_t i = 0; i < nb + 1; i++) /* the whole sequence, as plain --generate */
 			json_array_append_new(jids, json_integer(prompt[i]));
 		for (size_t i = 0; i < (size_t)o->ntok; i++)
@@ -107,9 +109,7 @@ void lm_eval_ee_generate(struct lm_model_stream *ms, struct lm_eval_opts *o)
 		json_object_set_new(j, "text", json_stringn(text, tl));
 		if (!cost.energy_ok)
 			json_object_set_new(j, "energy", json_sprintf("not readable (RAPL: %s)", ee.energy_why));
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(rows);
+		lm_json_line(stdout, j);
 	} else {
 		fwrite(text, 1, tl, stdout);
 		putchar('\n');
@@ -185,9 +185,7 @@ void lm_eval_ee_sweep(struct lm_model_stream *ms, struct lm_eval_opts *o)
 		                      lm_ee_rows_json(rows, nthr + 1, L));
 		if (jsonl)
 			json_object_set_new(j, "left_out", json_integer((json_int_t)skipped));
-		json_dumpf(j, stdout, JSON_PRESERVE_ORDER);
-		putchar('\n');
-		json_decref(j);
+		lm_json_line(stdout, j);
 	} else {
 		if (jsonl)
 			printf("# early-exit sweep: %s, %zu problems (%zu left out: too long), prompts of up "

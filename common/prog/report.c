@@ -1,6 +1,13 @@
 /* report.c: a report's fields as text or as one JSON object (see report.h) */
 #include "report.h"
 
+void lm_json_line(FILE *f, json_t *j)
+{
+	json_dumpf(j, f, JSON_PRESERVE_ORDER);
+	fputc('\n', f);
+	json_decref(j);
+}
+
 void lm_report(FILE *f, int json, const struct lm_rfield *fl, size_t n)
 {
 	if (json) {
@@ -17,9 +24,7 @@ void lm_report(FILE *f, int json, const struct lm_rfield *fl, size_t n)
 			else
 				json_decref(v);
 		}
-		json_dumpf(o, f, JSON_PRESERVE_ORDER);
-		fputc('\n', f);
-		json_decref(o);
+		lm_json_line(f, o);
 		return;
 	}
 	for (size_t k = 0; k < n; k++) {

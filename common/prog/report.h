@@ -29,6 +29,9 @@ struct lm_rfield {
  * formats one after the other */
 void lm_report(FILE *f, int json, const struct lm_rfield *fl, size_t n);
 
+/* j printed as one line of JSON, its keys in the order they were set; takes j over */
+void lm_json_line(FILE *f, json_t *j);
+
 #define LM_RS(k, t, v) ((struct lm_rfield){.key = (k), .text = (t), .kind = LM_R_STR, .s = (v)})
 #define LM_RSN(k, t, v) ((struct lm_rfield){.key = (k), .text = (t), .kind = LM_R_STRN, .s = (v)})
 #define LM_RI(k, t, v) ((struct lm_rfield){.key = (k), .text = (t), .kind = LM_R_INT, .i = (long long)(v)})
