@@ -2,6 +2,7 @@
  * zero-shot tasks, question/answer files, early exit; the modes are in common/prog/evalrun.c */
 #include "cli.h"
 #include "evalrun.h"
+#include "kernels.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -62,6 +63,9 @@ static const char usage_text[] =
 	"                        anywhere (contains)\n"
 	"      --words N         --harm-rate: how many of its first words (default 8)\n"
 	"      --json            print the report as one JSON object\n"
+	"      --compute C       f32 (default) or bf16: the linear layers and the LM head multiply\n"
+	"                        bf16-rounded inputs and weights, summing in f32 (AVX512_BF16\n"
+	"                        CPUs; elsewhere f32, with a note)\n"
 	"  -j, --threads N       threads (default: all cores)\n"
 	"      --no-verify       skip CRC-32 checks of the input stream\n"
 	"  -q, --quiet           no progress on stderr\n"
@@ -75,7 +79,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 	enum { O_STS = 0x170, O_DEMO, O_TMPL, O_AVG, O_MC, O_RETR, O_RETRIEVER, O_RAND, O_NOPROJ, O_SEED };
 	enum { O_QA = 0x190, O_QCOL, O_ACOL, O_HARM, O_MATCH, O_WORDS };
 	enum { O_TASK = 0x1d0, O_TDATA, O_LIMIT, O_LOGS, O_BOS };
-	enum { O_VERBATIM = 0x1e0 };
+	enum { O_VERBATIM = 0x1e0, O_COMPUTE };
 	enum { O_ETHR = 0x1b0, O_ERULE, O_EXITS, O_SWEEP, O_THRS, O_CFRAC, O_TEMP, O_TOPK };
 	static const struct option lopts[] = {
 		{"ppl", required_argument, 0, 'p'}, {"seqlen", required_argument, 0, 's'},
@@ -101,8 +105,9 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		{"exits", required_argument, 0, O_EXITS}, {"exit-sweep", required_argument, 0, O_SWEEP},
 		{"thresholds", required_argument, 0, O_THRS}, {"context-frac", required_argument, 0, O_CFRAC},
 		{"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
+		{"compute", required_argument, 0, O_COMPUTE},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	int rule_set = 0, c;
+	int rule_set = 0, bf16 = 0, c;
 
 	while ((c = getopt_long(argc, argv, "p:s:w:b:g:n:j:k:qhV", lopts, NULL)) != -1) {
 		switch (c) {
@@ -123,6 +128,11 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		case O_TMPL: o->ec.tmpl = optarg; break;
 		case O_AVG: o->ec.avg = 1; break;
 		case O_VERBATIM: o->ec.verbatim = 1; break;
+		case O_COMPUTE:
+			bf16 = !strcmp(optarg, "bf16");
+			if (!bf16 && strcmp(optarg, "f32"))
+				edie(2, "--compute: '%s' is not f32 or bf16", optarg);
+			break;
 		case O_MC: o->mc = optarg; break;
 		case O_RETR: o->retrieve = optarg; break;
 		case O_RETRIEVER: o->retriever = optarg; break;
@@ -197,6 +207,12 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		edie(2, "--demo, --template, --avg and --verbatim shape --sts embeddings (an index records its own)");
 	if (lm_embed_cfg_check(&o->ec) < 0)
 		edie(2, "%s", lm_errmsg());
+	/* after every usage check, so a usage error stays one line */
+	if (bf16) {
+		lm_set_compute(LM_COMPUTE_BF16);
+		if (lm_compute_used() != LM_COMPUTE_BF16)
+			warnf("--compute bf16: this CPU has no AVX512_BF16 (or LM_NO_BF16=1 is set): computing in f32");
+	}
 	o->input = optind < argc ? argv[optind] : NULL;
 }
 

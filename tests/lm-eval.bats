@@ -152,3 +152,43 @@ PY
 @test "lm-eval: a truncated upstream stream fails, no report" {
 	bad 1 "unexpected end of stream" bash -c "set -o pipefail; head -c 20000000 '$BATS_FILE_TMPDIR/micro.lms' | lm-eval --ppl '$DATA/novels-eval/novels-calib.txt' --seqlen 128 --windows 1"
 }
+
+has_bf16() { grep -q avx512_bf16 /proc/cpuinfo; }
+
+@test "lm-eval --compute bf16: perplexity within 0.1% of f32 on opt-micro (novels-test, seqlen 512)" {
+	reference_run
+	has_bf16 || skip "this CPU has no avx512_bf16: --compute bf16 computes in f32 (the next test checks that fallback)"
+	for c in f32 bf16; do
+		run -0 --separate-stderr lm-eval --compute $c --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 \
+			--json "$BATS_FILE_TMPDIR/micro.lms"
+		echo "$output" > "$BATS_TEST_TMPDIR/$c.json"
+		[ -z "$stderr" ] || { echo "stderr: $stderr"; return 1; }
+	done
+	run -0 "$PYTHON" - "$BATS_TEST_TMPDIR/f32.json" "$BATS_TEST_TMPDIR/bf16.json" <<'PY'
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["tokens"] == b["tokens"] and a["windows"] == b["windows"], (a, b)
+err = abs(b["perplexity"] - a["perplexity"]) / a["perplexity"]
+print(a["perplexity"], b["perplexity"], err)
+assert 0 < err < 1e-3, err
+PY
+}
+
+@test "lm-eval --compute: bf16 with LM_NO_BF16=1 is f32 exactly, with one note; an unknown value is a usage error" {
+	ppl() { lm-eval -q --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 128 --windows 3 --json "$@" \
+		"$BATS_FILE_TMPDIR/micro.lms" | "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print(repr(d['mean_nll']), repr(d['perplexity']))"; }
+	f32=$(ppl)
+	assert_equal "$(ppl --compute f32)" "$f32"
+	run -0 --separate-stderr env LM_NO_BF16=1 lm-eval --compute bf16 --ppl "$DATA/novels-eval/novels-calib.txt" \
+		--seqlen 128 --windows 3 --json "$BATS_FILE_TMPDIR/micro.lms"
+	got=$(echo "$output" | "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print(repr(d['mean_nll']), repr(d['perplexity']))")
+	assert_equal "$got" "$f32"
+	assert_one_line_error lm-eval
+	[[ "$stderr" == *"--compute bf16"*"computing in f32"* ]] || { echo "stderr: $stderr"; return 1; }
+	if has_bf16; then
+		# the bf16 path itself on a few windows (the sanitized pass runs this one too)
+		bf=$(ppl --compute bf16)
+		[ "$bf" != "$f32" ] || { echo "bf16 gave f32's bits: $bf"; return 1; }
+	fi
+	bad 2 "--compute: 'f16' is not f32 or bf16" lm-eval --compute f16 --ppl x "$BATS_FILE_TMPDIR/micro.lms"
+}
