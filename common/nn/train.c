@@ -1062,36 +1062,36 @@ int lm_train_embed_backward(struct lm_train *tr, const float *dout, size_t B, si
 
 /* ---- layer-wise reconstruction ---- */
 
+/* a layer training's one decoder layer forward on the inputs x ([B x T x C]), train as
+ * layer_fwd's; what names the caller in the message of a whole-model training */
+static int layer_only_fwd(struct lm_train *tr, const float *x, size_t B, size_t T, int train,
+                          const char *what)
+{
+	int l = tr->o.layer;
+	if (l < 0)
+		return lm_seterr("internal: a layer %s on a whole-model training", what);
+	if (check_batch(tr, B, T) < 0)
+		return -1;
+	memcpy(tr->X[l], x, B * T * (size_t)tr->cfg.hidden_size * sizeof *x);
+	lora_prepare(tr);
+	return layer_fwd(tr, l, B, T, train);
+}
+
 int lm_train_layer_step(struct lm_train *tr, const float *x, const float *y, size_t B, size_t T,
                         double *mse)
 {
 	int l = tr->o.layer;
-	size_t N = B * T, C = (size_t)tr->cfg.hidden_size;
-	if (l < 0)
-		return lm_seterr("internal: a layer step on a whole-model training");
-	if (check_batch(tr, B, T) < 0)
+	if (layer_only_fwd(tr, x, B, T, 1, "step") < 0)
 		return -1;
-	memcpy(tr->X[l], x, N * C * sizeof *x);
-	lora_prepare(tr);
-	if (layer_fwd(tr, l, B, T, 1) < 0)
-		return -1;
-	*mse = lm_mse_backward(tr->dres, tr->X[l + 1], y, N * C);
+	*mse = lm_mse_backward(tr->dres, tr->X[l + 1], y, B * T * (size_t)tr->cfg.hidden_size);
 	return layer_bwd(tr, l, B, T, 0);
 }
 
 int lm_train_layer_forward(struct lm_train *tr, const float *x, float *out, size_t B, size_t T)
 {
-	int l = tr->o.layer;
-	size_t N = B * T, C = (size_t)tr->cfg.hidden_size;
-	if (l < 0)
-		return lm_seterr("internal: a layer forward on a whole-model training");
-	if (check_batch(tr, B, T) < 0)
+	if (layer_only_fwd(tr, x, B, T, 0, "forward") < 0)
 		return -1;
-	memcpy(tr->X[l], x, N * C * sizeof *x);
-	lora_prepare(tr);
-	if (layer_fwd(tr, l, B, T, 0) < 0)
-		return -1;
-	memcpy(out, tr->X[l + 1], N * C * sizeof *out);
+	memcpy(out, tr->X[tr->o.layer + 1], B * T * (size_t)tr->cfg.hidden_size * sizeof *out);
 	return 0;
 }
 
