@@ -70,28 +70,23 @@ static const char usage_text[] =
 /* the options into o, checked against each other (usage errors exit 2) */
 static void parse(int argc, char **argv, struct lm_embed_opts *o)
 {
+	/* getopt_long's table: ARG takes a value, FLAG none */
+#define ARG(name, c) {name, required_argument, 0, c}
+#define FLAG(name, c) {name, no_argument, 0, c}
 	static const struct option lopts[] = {
-		{"model", required_argument, 0, 'm'}, {"demo", required_argument, 0, 'D'},
-		{"template", required_argument, 0, 'T'}, {"avg", no_argument, 0, 'A'},
-		{"verbatim", no_argument, 0, 'W'},
-		{"batch", required_argument, 0, 'b'}, {"pool", no_argument, 0, 'P'},
-		{"tune", required_argument, 0, 'U'}, {"projection", required_argument, 0, 'R'},
-		{"sample", required_argument, 0, 'L'}, {"negatives", required_argument, 0, 'G'},
-		{"train-max", required_argument, 0, 'X'}, {"epochs", required_argument, 0, 'E'},
-		{"lr", required_argument, 0, 'r'}, {"temperature", required_argument, 0, 't'},
-		{"seed", required_argument, 0, 'S'}, {"tsv", no_argument, 0, 'Y'},
-		{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},
-		{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, LM_OPT_NO_VERIFY},
-		{"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-		{"tune-encoder", required_argument, 0, 'e'}, {"contrastive", no_argument, 0, 'C'},
-		{"unsupervised", no_argument, 0, 'u'},
-		{"symmetric", no_argument, 0, 'y'}, {"lora", required_argument, 0, 'K'},
-		{"lora-alpha", required_argument, 0, 'a'}, {"perp", no_argument, 0, 'p'},
-		{"full", no_argument, 0, 'F'}, {"pairs", required_argument, 0, 'z'},
-		{"steps", required_argument, 0, 'n'}, {"dropout", required_argument, 0, 'd'},
-		{"warmup", required_argument, 0, 'w'}, {"clip", required_argument, 0, 'c'},
-		{"log", required_argument, 0, 'g'}, {"verbose", no_argument, 0, 'v'},
-		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+		ARG("model", 'm'), ARG("demo", 'D'), ARG("template", 'T'), FLAG("avg", 'A'),
+		FLAG("verbatim", 'W'), ARG("batch", 'b'), FLAG("pool", 'P'), ARG("tune", 'U'),
+		ARG("projection", 'R'), ARG("sample", 'L'), ARG("negatives", 'G'),
+		ARG("train-max", 'X'), ARG("epochs", 'E'), ARG("lr", 'r'), ARG("temperature", 't'),
+		ARG("seed", 'S'), FLAG("tsv", 'Y'), ARG("output", 'o'), FLAG("force", 'f'),
+		ARG("threads", 'j'), FLAG("no-verify", LM_OPT_NO_VERIFY), FLAG("quiet", 'q'),
+		FLAG("help", 'h'), ARG("tune-encoder", 'e'), FLAG("contrastive", 'C'),
+		FLAG("unsupervised", 'u'), FLAG("symmetric", 'y'), ARG("lora", 'K'),
+		ARG("lora-alpha", 'a'), FLAG("perp", 'p'), FLAG("full", 'F'), ARG("pairs", 'z'),
+		ARG("steps", 'n'), ARG("dropout", 'd'), ARG("warmup", 'w'), ARG("clip", 'c'),
+		ARG("log", 'g'), FLAG("verbose", 'v'), FLAG("version", 'V'), {0, 0, 0, 0}};
+#undef ARG
+#undef FLAG
 	struct lm_embed_ctr_opts *ct = &o->ct;
 	int ctr_opt = 0, c;
 
