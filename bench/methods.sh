@@ -30,6 +30,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 LMB=${LM_BIN:-bin}
+case $LMB in /*) ;; *) LMB=$PWD/$LMB ;; esac
 QUICK=${BENCH_METHODS_QUICK:-0}
 RETRAIN=${BENCH_METHODS_RETRAIN:-1}
 if [ "$QUICK" = 1 ]; then M125=${BENCH_METHODS_125M:-0}; else M125=${BENCH_METHODS_125M:-1}; fi
@@ -150,11 +151,11 @@ EOF
 
 bench_end
 say "writing the tables"
-$PY - "$B" "$QUICK" "$(show "$CAL")" "$CAL" "$(show "$EVAL")" "$(show "$RTR")" "$M125" <<'PY'
+$PY - "$B" "$QUICK" "$(show "$CAL")" "$CAL" "$(show "$EVAL")" "$(show "$RTR")" "$M125" "$RETRAIN" <<'PY'
 import json, re, sys
 from pathlib import Path
 
-b, quick, calshown, cal, evalcmd, rtr, m125 = sys.argv[1:]
+b, quick, calshown, cal, evalcmd, rtr, m125, retrain = sys.argv[1:]
 B, R = Path(b), Path(b) / "runs"
 ref = json.load(open("models/opt-micro/reference.json"))
 facts = dict(l.split(": ", 1) for l in (B / "facts.txt").read_text().splitlines() if ": " in l)
@@ -277,6 +278,8 @@ if any(r[0] == "retrain" for r in rows):
         rss += (f"; OPT-125m shape (`lm-init --like opt-125m -t f16 --seed 1 | lm-prune -s 0.5`, one step) "
                 f"`--perp` {peak('m125-perp') / 1024:.2f} GiB, `--full` {peak('m125-full') / 1024:.2f} GiB")
     print(f"\nPeak RSS at 8×512 (`/usr/bin/time -v`): {rss}.")
+elif retrain != "1":
+    print("\n(Retraining after pruning: not run, BENCH_METHODS_RETRAIN=0.)")
 
 # --- quantization
 print("\n### Quantization (`lm-quant`), groups of 128 (`-g 128`) unless \"per row\"\n")
