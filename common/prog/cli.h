@@ -64,6 +64,12 @@ struct lm_cli_flags {
 };
 #define LM_CLI_FLAGS_INIT {.verify = 1}
 enum { LM_OPT_NO_VERIFY = 0x4000 };  /* above any program's own long-option values */
+/* their long options, with --help and --version, for a getopt_long table (getopt.h) */
+#define LM_CLI_LONGOPTS                                                                            \
+	{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},                     \
+	{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, LM_OPT_NO_VERIFY},   \
+	{"verbose", no_argument, 0, 'v'}, {"quiet", no_argument, 0, 'q'},                          \
+	{"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}
 
 /* Called from a getopt switch's default: with getopt's c: the shared flags above into *f
  * (NULL for a program that has none of them), -h prints the usage text and exits 0, -V prints
