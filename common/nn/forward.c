@@ -361,11 +361,10 @@ void lm_kv_free(struct lm_kv *kv)
 	memset(kv, 0, sizeof *kv);
 }
 
-int lm_forward_decode(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *kv,
-                      const int32_t *ids, size_t n, float *logits)
+/* what every decoder (lm_forward_decode, lm_decode_*) checks of its n new tokens */
+static int decode_fits(struct lm_fwd *s, const struct lm_model *m, const struct lm_kv *kv,
+                       size_t n)
 {
-	size_t B = kv->B, C = kv->C, per_layer = kv->B * kv->cap * kv->C;
-
 	if (n == 0)
 		return lm_seterr("decode: no tokens");
 	if (kv->L != (size_t)m->cfg.num_layers || kv->C != (size_t)m->cfg.hidden_size)
@@ -373,11 +372,21 @@ int lm_forward_decode(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *
 	if (kv->len + n > kv->cap)
 		return lm_seterr("decode: %zu + %zu tokens overflow the KV cache of %zu", kv->len, n,
 		                 kv->cap);
-	if (fits(s, B, n) < 0)
+	if (fits(s, kv->B, n) < 0)
 		return -1;
 	if (kv->len + n > s->T)
 		return lm_seterr("decode: the arena (T = %zu) is narrower than the cache's %zu keys",
 		                 s->T, kv->len + n);
+	return 0;
+}
+
+int lm_forward_decode(struct lm_fwd *s, const struct lm_model *m, struct lm_kv *kv,
+                      const int32_t *ids, size_t n, float *logits)
+{
+	size_t B = kv->B, C = kv->C, per_layer = kv->B * kv->cap * kv->C;
+
+	if (decode_fits(s, m, kv, n) < 0)
+		return -1;
 	if (lm_model_check(m) < 0 || embed_at(s, m, ids, B, n, kv->len, s->x) < 0)
 		return -1;
 	for (int l = 0; l < m->cfg.num_layers; l++)
@@ -441,25 +450,6 @@ out:
 }
 
 /* ---- decoding one layer at a time ---- */
-
-/* what lm_forward_decode checks before it embeds n new tokens */
-static int decode_fits(struct lm_fwd *s, const struct lm_model *m, const struct lm_kv *kv,
-                       size_t n)
-{
-	if (n == 0)
-		return lm_seterr("decode: no tokens");
-	if (kv->L != (size_t)m->cfg.num_layers || kv->C != (size_t)m->cfg.hidden_size)
-		return lm_seterr("decode: the KV cache was made for another model shape");
-	if (kv->len + n > kv->cap)
-		return lm_seterr("decode: %zu + %zu tokens overflow the KV cache of %zu", kv->len, n,
-		                 kv->cap);
-	if (fits(s, kv->B, n) < 0)
-		return -1;
-	if (kv->len + n > s->T)
-		return lm_seterr("decode: the arena (T = %zu) is narrower than the cache's %zu keys",
-		                 s->T, kv->len + n);
-	return 0;
-}
 
 static int decode_layer_ok(const struct lm_model *m, int layer)
 {
