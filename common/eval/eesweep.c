@@ -88,34 +88,63 @@ static double per_tok(double v, const struct lm_ee_cost *c)
 	return c->tokens ? v / (double)c->tokens : 0;
 }
 
-static const char *cols[] = {"rule", "threshold", "mean_exit_layer", "layers_per_token",
-                             "layers_saved", "kv_layers_per_token", "gflops_per_token",
-                             "ms_per_token", "j_per_token", "em_full", "rougeL_full",
-                             "chrf_full", "em_ref", "rougeL_ref", "chrf_ref"};
+/* the columns after rule and threshold, in the table and in the JSON: the table prints
+ * value * tsv_scale in fmt ("n/a" for energy not read; the JSON has null) */
+static const struct col {
+	const char *tsv, *json, *fmt;
+	double tsv_scale;
+} cols[] = {
+	{"mean_exit_layer", "mean_exit_layer", "%.4f", 1},
+	{"layers_per_token", "layers_per_token", "%.4f", 1},
+	{"layers_saved", "layers_saved", "%.4f", 1},
+	{"kv_layers_per_token", "kv_layers_per_token", "%.4f", 1},
+	{"gflops_per_token", "flops_per_token", "%.6f", 1e-9},
+	{"ms_per_token", "ms_per_token", "%.4f", 1},
+	{"j_per_token", "j_per_token", "%.6g", 1},
+	{"em_full", "em_full", "%.4f", 1},
+	{"rougeL_full", "rougeL_full", "%.4f", 1},
+	{"chrf_full", "chrf_full", "%.3f", 1},
+	{"em_ref", "em_ref", "%.4f", 1},
+	{"rougeL_ref", "rougeL_ref", "%.4f", 1},
+	{"chrf_ref", "chrf_ref", "%.3f", 1},
+};
+#define NCOLS (sizeof cols / sizeof *cols)
+#define J_COL 6 /* j_per_token: only when the energy was read */
+
+/* a row's values in the order of cols */
+static void row_values(const struct lm_ee_row *r, int L, double *v)
+{
+	const struct lm_ee_cost *c = &r->cost;
+	double lpt = per_tok(c->layers, c);
+	double x[NCOLS] = {per_tok(c->exit_layer, c), lpt, 1.0 - lpt / L, per_tok(c->kv_layers, c),
+	                   per_tok(c->flops, c), per_tok(c->seconds, c) * 1e3,
+	                   c->energy_ok ? per_tok(c->joules, c) : 0, r->em_full, r->rouge_full,
+	                   r->chrf_full, r->em_ref, r->rouge_ref, r->chrf_ref};
+	memcpy(v, x, sizeof x);
+}
 
 void lm_ee_print_tsv(FILE *f, const struct lm_ee_row *rows, size_t n, int L)
 {
-	for (size_t i = 0; i < sizeof cols / sizeof *cols; i++)
-		fprintf(f, "%s%s", i ? "\t" : "", cols[i]);
+	fprintf(f, "rule\tthreshold");
+	for (size_t k = 0; k < NCOLS; k++)
+		fprintf(f, "\t%s", cols[k].tsv);
 	fputc('\n', f);
 	for (size_t i = 0; i < n; i++) {
 		const struct lm_ee_row *r = &rows[i];
-		const struct lm_ee_cost *c = &r->cost;
-		char thr[32], j[32];
+		double v[NCOLS];
+		row_values(r, L, v);
 		if (r->rule == LM_EE_NONE)
-			snprintf(thr, sizeof thr, "-");
+			fprintf(f, "%s\t-", lm_ee_rule_name(r->rule));
 		else
-			snprintf(thr, sizeof thr, "%g", r->threshold);
-		if (c->energy_ok)
-			snprintf(j, sizeof j, "%.6g", per_tok(c->joules, c));
-		else
-			snprintf(j, sizeof j, "n/a");
-		double lpt = per_tok(c->layers, c);
-		fprintf(f, "%s\t%s\t%.4f\t%.4f\t%.4f\t%.4f\t%.6f\t%.4f\t%s\t%.4f\t%.4f\t%.3f\t%.4f\t%.4f\t%.3f\n",
-		        lm_ee_rule_name(r->rule), thr, per_tok(c->exit_layer, c), lpt, 1.0 - lpt / L,
-		        per_tok(c->kv_layers, c), per_tok(c->flops, c) * 1e-9,
-		        per_tok(c->seconds, c) * 1e3, j, r->em_full, r->rouge_full, r->chrf_full,
-		        r->em_ref, r->rouge_ref, r->chrf_ref);
+			fprintf(f, "%s\t%g", lm_ee_rule_name(r->rule), r->threshold);
+		for (size_t k = 0; k < NCOLS; k++) {
+			fputc('\t', f);
+			if (k == J_COL && !r->cost.energy_ok)
+				fputs("n/a", f);
+			else
+				fprintf(f, cols[k].fmt, v[k] * cols[k].tsv_scale);
+		}
+		fputc('\n', f);
 	}
 }
 
@@ -124,25 +153,15 @@ json_t *lm_ee_rows_json(const struct lm_ee_row *rows, size_t n, int L)
 	json_t *a = json_array();
 	for (size_t i = 0; i < n; i++) {
 		const struct lm_ee_row *r = &rows[i];
-		const struct lm_ee_cost *c = &r->cost;
-		double lpt = per_tok(c->layers, c);
+		double v[NCOLS];
 		json_t *o = json_object();
+		row_values(r, L, v);
 		json_object_set_new(o, "rule", json_string(lm_ee_rule_name(r->rule)));
 		json_object_set_new(o, "threshold", r->rule == LM_EE_NONE ? json_null() : json_real(r->threshold));
-		json_object_set_new(o, "tokens", json_integer((json_int_t)c->tokens));
-		json_object_set_new(o, "mean_exit_layer", json_real(per_tok(c->exit_layer, c)));
-		json_object_set_new(o, "layers_per_token", json_real(lpt));
-		json_object_set_new(o, "layers_saved", json_real(1.0 - lpt / L));
-		json_object_set_new(o, "kv_layers_per_token", json_real(per_tok(c->kv_layers, c)));
-		json_object_set_new(o, "flops_per_token", json_real(per_tok(c->flops, c)));
-		json_object_set_new(o, "ms_per_token", json_real(per_tok(c->seconds, c) * 1e3));
-		json_object_set_new(o, "j_per_token", c->energy_ok ? json_real(per_tok(c->joules, c)) : json_null());
-		json_object_set_new(o, "em_full", json_real(r->em_full));
-		json_object_set_new(o, "rougeL_full", json_real(r->rouge_full));
-		json_object_set_new(o, "chrf_full", json_real(r->chrf_full));
-		json_object_set_new(o, "em_ref", json_real(r->em_ref));
-		json_object_set_new(o, "rougeL_ref", json_real(r->rouge_ref));
-		json_object_set_new(o, "chrf_ref", json_real(r->chrf_ref));
+		json_object_set_new(o, "tokens", json_integer((json_int_t)r->cost.tokens));
+		for (size_t k = 0; k < NCOLS; k++)
+			json_object_set_new(o, cols[k].json, k == J_COL && !r->cost.energy_ok ? json_null()
+			                                                                     : json_real(v[k]));
 		json_array_append_new(a, o);
 	}
 	return a;
