@@ -905,6 +905,26 @@ static int output_bwd(struct lm_train *tr, const float *h, size_t N, float w,
 	return 0;
 }
 
+/* a trained decoder layer's backward: dL/dX[l] is wanted when a trained layer or the
+ * embeddings lie below it */
+static int trained_layer_bwd(struct lm_train *tr, int l, size_t B, size_t T)
+{
+	if (layer_bwd(tr, l, B, T, l > tr->lowest || tr->embed_grad) < 0)
+		return lm_preerr("layer %d backward", l);
+	return 0;
+}
+
+/* after the layers: the embeddings' backward when they train, then the head's LoRA
+ * gradients, whose dL/dW_eff is complete now (a tied head's includes the embedding lookup) */
+static int embed_head_bwd(struct lm_train *tr, size_t B, size_t T)
+{
+	if (tr->embed_grad && embed_bwd(tr, B, T) < 0)
+		return -1;
+	if (tr->head->lora)
+		lora_grads(tr, tr->head, tr->head->G);
+	return 0;
+}
+
 /* the outputs' losses and gradients, then down through the layers that need it; an exit
  * after layer e adds its dL/dX[e+1] to dres just before layer e's backward */
 static int backward(struct lm_train *tr, size_t B, size_t T, struct step_loss *sl)
@@ -934,15 +954,10 @@ static int backward(struct lm_train *tr, size_t B, size_t T, struct step_loss *s
 			               1, ls->exit_loss ? &ls->exit_loss[k] : NULL) < 0)
 				return -1;
 		}
-		if (l >= tr->lowest && layer_bwd(tr, l, B, T, l > tr->lowest || tr->embed_grad) < 0)
-			return lm_preerr("layer %d backward", l);
+		if (l >= tr->lowest && trained_layer_bwd(tr, l, B, T) < 0)
+			return -1;
 	}
-	if (tr->embed_grad && embed_bwd(tr, B, T) < 0)
-		return -1;
-	/* dL/dW_eff of the head is complete (a tied head's includes the embedding lookup) */
-	if (tr->head->lora)
-		lora_grads(tr, tr->head, tr->head->G);
-	return 0;
+	return embed_head_bwd(tr, B, T);
 }
 
 int lm_train_step_loss(struct lm_train *tr, const int32_t *ids, size_t B, size_t T,
@@ -1050,14 +1065,10 @@ int lm_train_embed_backward(struct lm_train *tr, const float *dout, size_t B, si
 		for (size_t b = 0; b < B; b++)
 			memcpy(tr->dres + (b * T + last[b]) * C, dh + b * C, C * sizeof *dh);
 		for (int l = L - 1; l >= tr->lowest; l--)
-			if (layer_bwd(tr, l, B, T, l > tr->lowest || tr->embed_grad) < 0)
-				return lm_preerr("layer %d backward", l);
-		if (tr->embed_grad && embed_bwd(tr, B, T) < 0)
-			return -1;
+			if (trained_layer_bwd(tr, l, B, T) < 0)
+				return -1;
 	}
-	if (tr->head->lora)
-		lora_grads(tr, tr->head, tr->head->G);
-	return 0;
+	return embed_head_bwd(tr, B, T);
 }
 
 /* ---- layer-wise reconstruction ---- */
