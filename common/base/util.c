@@ -216,38 +216,36 @@ int lm_add(size_t a, size_t b, size_t *out)
 	return 0;
 }
 
-int lm_read_full(int fd, void *buf, size_t n)
+/* n bytes read from fd into rbuf, or written to it from wbuf (the other NULL), in
+ * chunks of at most 1 GiB (Linux moves at most about 2 GiB per call), retried after a
+ * signal */
+static int full_io(int fd, void *rbuf, const void *wbuf, size_t n)
 {
-	char *p = buf;
-	while (n > 0) {
-		ssize_t r = read(fd, p, n > (1u << 30) ? (1u << 30) : n);
+	size_t done = 0;
+	while (done < n) {
+		size_t k = n - done > (1u << 30) ? (1u << 30) : n - done;
+		ssize_t r = wbuf ? write(fd, (const char *)wbuf + done, k)
+		                 : read(fd, (char *)rbuf + done, k);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			return lm_seterr("read error: %s", strerror(errno));
+			return lm_seterr("%s error: %s", wbuf ? "write" : "read", strerror(errno));
 		}
-		if (r == 0)
+		if (r == 0 && !wbuf)
 			return lm_seterr("unexpected end of file");
-		p += r;
-		n -= (size_t)r;
+		done += (size_t)r;
 	}
 	return 0;
 }
 
+int lm_read_full(int fd, void *buf, size_t n)
+{
+	return full_io(fd, buf, NULL, n);
+}
+
 int lm_write_full(int fd, const void *buf, size_t n)
 {
-	const char *p = buf;
-	while (n > 0) {
-		ssize_t r = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return lm_seterr("write error: %s", strerror(errno));
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
+	return full_io(fd, NULL, buf, n);
 }
 
 /* text: refuse a NUL byte as soon as it is read (see lm_read_text) */
