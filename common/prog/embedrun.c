@@ -194,14 +194,15 @@ void lm_embed_run(struct lm_embed_opts *o, int argc, char **argv)
 	e.kind = o->pool ? "pool" : "lines";
 	e.lines = L.line;
 	e.fingerprint = lm_model_fingerprint(&em.m);
+	/* a bad --projection index is refused before minutes of embedding, not after */
+	if (o->projection)
+		e.proj = copy_projection(o->projection, &em.m, e.fingerprint);
 	if (!(e.emb = lm_alloc(e.n * e.d * sizeof *e.emb)))
 		die_lm("embeddings");
 	if (lm_embed_texts(&em.m, em.tk, &o->ec, (const char *const *)L.line, L.n, e.emb,
 	                   embed_progress, &tty) < 0)
 		die_lm(o->file);
-	if (o->projection)
-		e.proj = copy_projection(o->projection, &em.m, e.fingerprint);
-	else if (o->tune)
+	if (o->tune)
 		e.proj = tune_projection(o, &em, &L, e.emb, &tty);
 	if (o->tsv)
 		write_tsv(&e);
