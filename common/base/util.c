@@ -248,8 +248,8 @@ int lm_write_full(int fd, const void *buf, size_t n)
 	return full_io(fd, NULL, buf, n);
 }
 
-/* text: refuse a NUL byte as soon as it is read (see lm_read_text) */
-static char *read_file(const char *path, size_t max, size_t *len, int text)
+char *lm_read_file_checked(const char *path, size_t max, size_t *len, lm_read_check *check,
+                           void *ctx)
 {
 	int fd = open(path, O_RDONLY);
 	size_t cap = 1 << 16, n = 0;
@@ -269,10 +269,8 @@ static char *read_file(const char *path, size_t max, size_t *len, int text)
 		if (n == cap) {
 			char *nb;
 			if (cap >= max) {
-				free(buf);
-				close(fd);
 				lm_seterr("file larger than %zu bytes", max);
-				return NULL;
+				goto fail;
 			}
 			cap = cap * 2 > max ? max : cap * 2;
 			nb = realloc(buf, cap + 1);
@@ -286,36 +284,42 @@ static char *read_file(const char *path, size_t max, size_t *len, int text)
 			if (errno == EINTR)
 				continue;
 			lm_seterr("%s", strerror(errno));
-			free(buf);
-			close(fd);
-			return NULL;
-		}
-		if (r == 0)
-			break;
-		const char *nul = text ? memchr(buf + n, 0, (size_t)r) : NULL;
-		if (nul) {
-			lm_seterr("a NUL byte at offset %zu: not text", (size_t)(nul - buf));
-			free(buf);
-			close(fd);
-			return NULL;
+			goto fail;
 		}
 		n += (size_t)r;
+		int c = check ? check(ctx, buf, n - (size_t)r, n, r == 0) : 0;
+		if (c < 0)
+			goto fail;
+		if (c > 0 || r == 0)
+			break;
 	}
 	close(fd);
 	buf[n] = '\0';
 	if (len)
 		*len = n;
 	return buf;
+fail:
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+/* lm_read_text's check: a NUL byte is an error as soon as it is read */
+static int no_nul(void *ctx, const char *buf, size_t from, size_t n, int eof)
+{
+	(void)ctx, (void)eof;
+	const char *nul = memchr(buf + from, 0, n - from);
+	return nul ? lm_seterr("a NUL byte at offset %zu: not text", (size_t)(nul - buf)) : 0;
 }
 
 char *lm_read_file(const char *path, size_t max, size_t *len)
 {
-	return read_file(path, max, len, 0);
+	return lm_read_file_checked(path, max, len, NULL, NULL);
 }
 
 char *lm_read_text(const char *path, size_t max, size_t *len)
 {
-	return read_file(path, max, len, 1);
+	return lm_read_file_checked(path, max, len, no_nul, NULL);
 }
 
 long long estrtoll(const char *s, long long lo, long long hi, const char *what)

@@ -58,6 +58,13 @@ char *lm_read_file(const char *path, size_t max, size_t *len);
 /* the same for a text: a NUL byte is an error as soon as it is read (/dev/zero, a binary
  * file given for a text, is refused at once, not read up to max) */
 char *lm_read_text(const char *path, size_t max, size_t *len);
+/* a check of a file as lm_read_file_checked reads it: buf [0, n) is the file so far,
+ * [from, n) the bytes just read; once more at the end of the file with eof set. -1 +
+ * error fails the read, 1 ends it there (the bytes so far are returned), 0 reads on. */
+typedef int lm_read_check(void *ctx, const char *buf, size_t from, size_t n, int eof);
+/* lm_read_file with check (NULL: none) after each read */
+char *lm_read_file_checked(const char *path, size_t max, size_t *len, lm_read_check *check,
+                           void *ctx);
 /* read/write exactly n bytes; 0 on success, -1 + error (short read says "unexpected end") */
 int lm_read_full(int fd, void *buf, size_t n);
 int lm_write_full(int fd, const void *buf, size_t n);

@@ -99,63 +99,44 @@ static int no_nul(const char *buf, size_t from, size_t n)
 	           : 0;
 }
 
+/* read_text's check of the bytes read so far: head once the first 64 bytes (or the whole
+ * file, when shorter) were looked at */
+struct text_check {
+	int head, stream;
+};
+
+static int check_text(void *ctx, const char *buf, size_t from, size_t n, int eof)
+{
+	struct text_check *t = ctx;
+	if (!t->head) {
+		if (!eof && n < 64)
+			return 0;
+		if (looks_like_stream(buf, n)) {
+			t->stream = 1;
+			return 1;
+		}
+		from = 0; /* the first time all the bytes, then those just read */
+	} else if (eof) {
+		return 0;
+	}
+	if (no_nul(buf, from, n) < 0)
+		return -1;
+	t->head = 1;
+	if (n > LM_TEXT_MAX)
+		return lm_seterr("text larger than %zu MiB", LM_TEXT_MAX >> 20);
+	return 0;
+}
+
 /* Read a text file whole, refusing a NUL byte (text has none; /dev/zero or a binary file
  * would otherwise be read, and tokenized, up to the limit) and more than LM_TEXT_MAX
  * bytes, each as soon as the bytes are read. An lm-stream (which has NULs) is told by
  * its first 64 bytes: *stream is set and the file is not read further. */
 static char *read_text(const char *path, size_t *len, int *stream)
 {
-	int fd = open(path, O_RDONLY), head = 0;
-	size_t cap = 1 << 16, n = 0;
-	char *buf;
-	*stream = 0;
-	if (fd < 0) {
-		lm_seterr("%s", strerror(errno));
-		return NULL;
-	}
-	buf = xmalloc(cap + 1);
-	for (;;) {
-		ssize_t r;
-		if (n == cap) { /* n <= LM_TEXT_MAX here, so cap stops at LM_TEXT_MAX + 1 */
-			cap = cap * 2 > LM_TEXT_MAX + 1 ? LM_TEXT_MAX + 1 : cap * 2;
-			buf = xrealloc(buf, cap + 1);
-		}
-		if ((r = read(fd, buf + n, cap - n)) < 0) {
-			if (errno == EINTR)
-				continue;
-			lm_seterr("%s", strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (!head && n < 64)
-			continue;
-		if (!head && looks_like_stream(buf, n)) {
-			*stream = 1;
-			break;
-		}
-		/* the first time all the bytes, then those just read */
-		if (no_nul(buf, head ? n - (size_t)r : 0, n) < 0)
-			goto fail;
-		head = 1;
-		if (n > LM_TEXT_MAX) {
-			lm_seterr("text larger than %zu MiB", LM_TEXT_MAX >> 20);
-			goto fail;
-		}
-	}
-	if (!head && looks_like_stream(buf, n))
-		*stream = 1;
-	else if (!head && no_nul(buf, 0, n) < 0)
-		goto fail;
-	close(fd);
-	buf[n] = '\0';
-	*len = n;
+	struct text_check t = {0, 0};
+	char *buf = lm_read_file_checked(path, LM_TEXT_MAX + 1, len, check_text, &t);
+	*stream = t.stream;
 	return buf;
-fail:
-	close(fd);
-	free(buf);
-	return NULL;
 }
 
 int lm_ids_load(const char *path, const struct lm_model_stream *ms, int32_t **ids, size_t *n)
