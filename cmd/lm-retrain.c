@@ -1,6 +1,7 @@
 /* lm-retrain: retrain a (pruned) model: PERP's parameter-efficient subsets, LoRA variants
  * that keep sparsity, full masked retraining, or layer-wise reconstruction against a dense
- * teacher. The model is read whole, trained, and written only when training succeeded. */
+ * teacher. The model is read whole, trained, and written only when training succeeded; the
+ * modes are in common/prog/retrainrun.c, retrainlayer.c and retrainexit.c. */
 #include "retrainrun.h"
 #include "earlyexit.h"
 #include "exitpolicy.h"
@@ -84,6 +85,7 @@ struct parsed {
 	int policy_opt;  /* an option of --exit-policy given */
 };
 
+/* --lora, --mask-lora or --scale-lora R: the kind and its rank, counted (one kind at most) */
 static void lora_arg(struct parsed *p, enum lm_lora_kind kind, const char *what)
 {
 	p->a.to.lora = kind, p->a.to.rank = (int)estrtoll(optarg, 1, 1 << 20, what), p->nlora++;

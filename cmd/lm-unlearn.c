@@ -1,6 +1,6 @@
 /* lm-unlearn: gradient-ascent unlearning with a retain set (docs/methods.md §8), full or
  * through LoRA. The model is read whole, trained, and written only when training ended
- * with finite weights. */
+ * with finite weights; the work is in common/prog/unlearnrun.c. */
 #include "unlearnrun.h"
 #include "util.h"
 
