@@ -114,14 +114,10 @@ struct lm_mat *lm_model_mat(struct lm_model *m, enum lm_opt_kind kind, int layer
 	}
 }
 
-float **lm_model_vec(struct lm_model *m, enum lm_opt_kind kind, int layer)
+/* where a layer keeps the f32 vector of this kind; NULL for a kind that is not one */
+static float **layer_vec(struct lm_layer *l, enum lm_opt_kind kind)
 {
-	struct lm_layer *l = NULL;
-	if (!layer_of(m, kind, layer, &l))
-		return NULL;
 	switch (kind) {
-	case LM_T_FINAL_LN_W: return &m->final_ln_w;
-	case LM_T_FINAL_LN_B: return &m->final_ln_b;
 	case LM_T_ATTN_LN_W: return &l->ln1_w;
 	case LM_T_ATTN_LN_B: return &l->ln1_b;
 	case LM_T_Q_B: return &l->q_b;
@@ -133,6 +129,18 @@ float **lm_model_vec(struct lm_model *m, enum lm_opt_kind kind, int layer)
 	case LM_T_FC1_B: return &l->fc1_b;
 	case LM_T_FC2_B: return &l->fc2_b;
 	default: return NULL;
+	}
+}
+
+float **lm_model_vec(struct lm_model *m, enum lm_opt_kind kind, int layer)
+{
+	struct lm_layer *l = NULL;
+	if (!layer_of(m, kind, layer, &l))
+		return NULL;
+	switch (kind) {
+	case LM_T_FINAL_LN_W: return &m->final_ln_w;
+	case LM_T_FINAL_LN_B: return &m->final_ln_b;
+	default: return l ? layer_vec(l, kind) : NULL;
 	}
 }
 
@@ -178,18 +186,7 @@ static int layer_mem(struct lm_layer *l, const struct lm_opt_config *c)
 		off += kinds[i] == LM_T_FC1_B ? Fa : Ca;
 		if (lm_kind_is_ln(kinds[i]) && !c->ln_affine)
 			p = NULL;
-		switch (kinds[i]) {
-		case LM_T_ATTN_LN_W: l->ln1_w = p; break;
-		case LM_T_ATTN_LN_B: l->ln1_b = p; break;
-		case LM_T_Q_B: l->q_b = p; break;
-		case LM_T_K_B: l->k_b = p; break;
-		case LM_T_V_B: l->v_b = p; break;
-		case LM_T_O_B: l->o_b = p; break;
-		case LM_T_FFN_LN_W: l->ln2_w = p; break;
-		case LM_T_FFN_LN_B: l->ln2_b = p; break;
-		case LM_T_FC1_B: l->fc1_b = p; break;
-		default: l->fc2_b = p; break;
-		}
+		*layer_vec(l, kinds[i]) = p; /* every kind of kinds[] is a vector */
 	}
 	return 0;
 }
