@@ -74,6 +74,7 @@ int lm_retrain_exit_step(struct lm_train *tr, const struct lm_retrain_args *o, c
 
 /* ---- the exit policy ---- */
 
+/* lm_ee_episodes' progress: a line on a terminal only (nothing for the log) */
 static void episode_progress(void *ctx, size_t done, size_t total)
 {
 	struct lm_progress *pg = ctx;
@@ -84,6 +85,8 @@ static void episode_progress(void *ctx, size_t done, size_t total)
 	}
 }
 
+/* PPO's report after a rollout: the policy's figures after the loss, on the progress line
+ * and in the log */
 static void ppo_progress(void *ctx, const struct lm_ppo_report *r)
 {
 	static char shown[256];

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the teacher gives each layer's targets: it must be the student's architecture */
 static int same_shape(const struct lm_opt_config *a, const struct lm_opt_config *b)
 {
 	return a->vocab_size == b->vocab_size && a->hidden_size == b->hidden_size &&
