@@ -246,6 +246,13 @@ def forward_md():
             p(f"| {r['rep']} | `{r['cmd']}` | {next(iter(rows.values()))['runs']} | {r['others']:.2f} |")
         p("")
 
+    pk = [float(fa[k].split("gflops ")[1].split()[0]) for k in ("bf16_peak_1", "bf16_peak_2")
+          if "gflops " in fa.get(k, "")]
+    if pk:
+        p(f"bf16 peak (`bench/bf16peak.c`: `vdpbf16ps` on registers only, 1 thread, 64 flops an "
+          f"instruction; the higher of the start and end of the run): **{max(pk):.1f} GFLOP/s**, "
+          f"the roof of `--compute bf16`.\n")
+
     # ---- (b) forward ----
     p("## (b) Perplexity forward: `lm-eval --ppl` against PyTorch\n")
     p("Both programs read the same token ids (`$B/ids.lms`, written once by "
@@ -389,6 +396,32 @@ def forward_md():
           f"{2048 / a[3]:.0f} ({a[3]:.2f}) | {2048 / b[3]:.0f} ({b[3]:.2f}) | **{b[3] / a[3]:.2f}×** | "
           f"{mib(a[4])} / {mib(b[4])} | {a[5]:.2f} / {b[5]:.2f} |")
     p("")
+
+    # ---- bf16 compute against f32 (issue #19), when the CPU has AVX512_BF16 ----
+    if any(v == "lmeval-bf16" for (_, v) in runs):
+        p("### `lm-eval --compute bf16` against f32 (OPT-125m shape)\n")
+        p("Same runs, interleaved: the linear layers and the LM head multiply bf16-rounded operands "
+          "with fp32 sums (`common/nn/gemm_bf16.c`); steady state as above. *perplexity Δ* is the "
+          "relative difference from f32's on the same windows (random weights: a harder case than "
+          "a trained model's, whose logits are less flat).\n")
+        p("| rows | threads | f32 steady tok/s | bf16 steady tok/s | bf16 ÷ f32 | f32 whole-process tok/s | bf16 whole-process tok/s | perplexity f32 / bf16 (Δ) |")
+        p("|---|---|---|---|---|---|---|---|")
+        for th in (1, 2):
+            g4, g12 = f"m125-s0512-j{th}", f"m125w12-s0512-j{th}"
+            rr = {v: (runs.get((g4, v)), runs.get((g12, v))) for v in ("lmeval", "lmeval-bf16")}
+            if not all(x and y for x, y in rr.values()):
+                continue
+            sr = {}
+            for v, (r4, r12) in rr.items():
+                d = med([r["wall"] for r in r12]) - med([r["wall"] for r in r4])
+                per = [8 * 512 / (y["wall"] - x["wall"]) for x, y in zip(r4, r12) if y["wall"] > x["wall"]]
+                sr[v] = (8 * 512 / d if d > 0 else float("nan"), min(per, default=float("nan")),
+                         max(per, default=float("nan")), 2048 / med([r["wall"] for r in r4]),
+                         r12[0]["json"].get("perplexity", float("nan")))
+            f, h = sr["lmeval"], sr["lmeval-bf16"]
+            p(f"| 512 × 4 and × 12 | {th} | {f[0]:.0f} ({f[1]:.0f}–{f[2]:.0f}) | **{h[0]:.0f}** ({h[1]:.0f}–{h[2]:.0f}) | "
+              f"**{h[0] / f[0]:.2f}×** | {f[3]:.0f} | {h[3]:.0f} | {f[4]:.4f} / {h[4]:.4f} ({abs(h[4] - f[4]) / f[4]:.1e}) |")
+        p("")
 
     return "\n".join(out).rstrip() + "\n"
 

@@ -60,6 +60,10 @@ fact openblas "$(sed -n 2p "$B/core.txt")"
 # OpenMP threads that sleep between parallel regions instead of spinning
 TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_opt.py %s $B/ids.lms --seqlen %s --windows %s --batch 4 --threads %s --json'
 LME='bin/lm-eval --ppl $B/ids.lms --seqlen %s --windows %s --batch 4 -j %s --json -q %s'
+# with AVX512_BF16 the OPT-125m rows also run lm-eval --compute bf16 (issue #19)
+LMB16='bin/lm-eval --compute bf16 --ppl $B/ids.lms --seqlen %s --windows %s --batch 4 -j %s --json -q %s'
+BF16=
+grep -q avx512_bf16 /proc/cpuinfo && BF16=lmeval-bf16
 # ID MODEL_STREAM MODEL_DIR T WINDOWS THREADS REP VARIANTS...
 forward() {
 	id=$1 ms=$2 dir=$3 t=$4 w=$5 j=$6 rep=$7
@@ -67,6 +71,7 @@ forward() {
 	for v in "$@"; do
 		case $v in
 		lmeval) measure "$id-j$j.$v.r$rep" "$(printf "$LME" "$t" "$w" "$j" "$ms")" ;;
+		lmeval-bf16) measure "$id-j$j.$v.r$rep" "$(printf "$LMB16" "$t" "$w" "$j" "$ms")" ;;
 		torch) measure "$id-j$j.$v.r$rep" "$(printf "$TOR" "$j" "$j" "$dir" "$t" "$w" "$j")" ;;
 		esac
 	done
@@ -79,6 +84,10 @@ part_forward() {
 	# measured twice, now and at the end of the run, for a roof that a busy spell cannot lower
 	measure sgemm.roof.r1 '$B/sgemm -n 2048 -r 9 -t 1,2'
 	cat "$R/sgemm.roof.r1.out" >&2
+	# the bf16 roof: vdpbf16ps on registers only, one thread (bench/bf16peak.c)
+	cc -O2 -std=c11 -Wall -Wextra -o "$B/bf16peak" bench/bf16peak.c
+	quiet
+	fact bf16_peak_1 "$("$B/bf16peak" 2)"
 
 	# ---- (b) perplexity forward: lm-eval against torch_opt.py ----
 	say "(b) opt-micro: ids, then $MW windows of 512 tokens"
@@ -99,9 +108,9 @@ part_forward() {
 	while [ "$rep" -le "$REPS" ]; do
 		say "  repetition $rep/$REPS"
 		for j in 1 2; do
-			forward m125-s0512 '$B/m125.lms' '$B/opt125' 512 4 "$j" "$rep" lmeval torch
-			forward m125w12-s0512 '$B/m125.lms' '$B/opt125' 512 12 "$j" "$rep" lmeval torch
-			forward m125-s2048 '$B/m125.lms' '$B/opt125' 2048 1 "$j" "$rep" lmeval torch
+			forward m125-s0512 '$B/m125.lms' '$B/opt125' 512 4 "$j" "$rep" lmeval $BF16 torch
+			forward m125w12-s0512 '$B/m125.lms' '$B/opt125' 512 12 "$j" "$rep" lmeval $BF16 torch
+			forward m125-s2048 '$B/m125.lms' '$B/opt125' 2048 1 "$j" "$rep" lmeval $BF16 torch
 		done
 		rep=$((rep + 1))
 	done
@@ -110,6 +119,8 @@ part_forward() {
 	say "(a) sgemm roof, again"
 	measure sgemm.roof.r2 '$B/sgemm -n 2048 -r 9 -t 1,2'
 	cat "$R/sgemm.roof.r2.out" >&2
+	quiet
+	fact bf16_peak_2 "$("$B/bf16peak" 2)"
 
 	bench_end # its facts as of now (RESULTS.md gets the final ones)
 	$PY bench/report.py --forward "$B" > "$B/forward.md"
