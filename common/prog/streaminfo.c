@@ -106,6 +106,63 @@ void lm_info_tokenize(struct lm_reader *rd, const char *text)
 	lm_free(merges);
 }
 
+struct counts {
+	size_t params, zeros, bytes, ntensors;
+};
+
+/* the table: the config, the provenance, a line per tensor (jt) and blob (jb), the totals
+ * and the problems (jp) */
+static void print_table(const struct lm_header *h, json_t *jt, json_t *jb, json_t *jp,
+                        const struct counts *c)
+{
+	const struct lm_opt_config *cf = &h->cfg;
+	json_t *prov = json_object_get(h->json, "provenance"), *p;
+	size_t i;
+	printf("model: opt, %lld layers, hidden %lld, heads %lld, ffn %lld, vocab %lld, positions %lld",
+	       (long long)cf->num_layers, (long long)cf->hidden_size, (long long)cf->num_heads,
+	       (long long)cf->ffn_dim, (long long)cf->vocab_size, (long long)cf->max_positions);
+	if (cf->word_embed_proj_dim != cf->hidden_size)
+		printf(", word_embed_proj_dim %lld", (long long)cf->word_embed_proj_dim);
+	printf(", %s-LayerNorm\n", cf->pre_ln ? "pre" : "post");
+	json_array_foreach(prov, i, p) {
+		json_t *av = json_object_get(p, "argv"), *a;
+		size_t k;
+		printf("step %zu: %s", i + 1, json_string_value(json_object_get(p, "tool")));
+		json_array_foreach(av, k, a)
+			if (k > 0)
+				printf(" %s", json_string_value(a));
+		putchar('\n');
+	}
+	printf("%-52s %-7s %-12s %12s %12s %8s %6s\n", "name", "dtype", "shape", "params", "bytes",
+	       "sparsity", "bits");
+	json_array_foreach(jt, i, p) {
+		char shp[64];
+		struct lm_record tmp = {0};
+		json_t *s = json_object_get(p, "shape"), *d;
+		size_t k;
+		tmp.ndim = (int)json_array_size(s);
+		json_array_foreach(s, k, d)
+			tmp.shape[k] = json_integer_value(d);
+		print_shape(shp, sizeof shp, &tmp);
+		printf("%-52s %-7s %-12s %12lld %12lld %7.2f%% %6.2f\n",
+		       json_string_value(json_object_get(p, "name")),
+		       json_string_value(json_object_get(p, "dtype")), shp,
+		       (long long)json_integer_value(json_object_get(p, "params")),
+		       (long long)json_integer_value(json_object_get(p, "bytes")),
+		       100 * json_real_value(json_object_get(p, "sparsity")),
+		       json_real_value(json_object_get(p, "bits_per_weight")));
+	}
+	json_array_foreach(jb, i, p)
+		printf("blob %-47s %31lld bytes\n", json_string_value(json_object_get(p, "name")),
+		       (long long)json_integer_value(json_object_get(p, "bytes")));
+	printf("total: %zu tensors, %zu parameters, %zu bytes, sparsity %.2f%%, %.2f bits per weight\n",
+	       c->ntensors, c->params, c->bytes,
+	       c->params ? 100.0 * (double)c->zeros / (double)c->params : 0.0,
+	       c->params ? 8.0 * (double)c->bytes / (double)c->params : 0.0);
+	json_array_foreach(jp, i, p)
+		printf("problem: %s\n", json_string_value(p));
+}
+
 void lm_info_describe(struct lm_reader *rd, const struct lm_header *h, int as_json)
 {
 	int got;
@@ -154,51 +211,7 @@ void lm_info_describe(struct lm_reader *rd, const struct lm_header *h, int as_js
 		putchar('\n');
 		json_decref(all);
 	} else {
-		const struct lm_opt_config *cf = &h->cfg;
-		json_t *prov = json_object_get(h->json, "provenance"), *p;
-		size_t i;
-		printf("model: opt, %lld layers, hidden %lld, heads %lld, ffn %lld, vocab %lld, positions %lld",
-		       (long long)cf->num_layers, (long long)cf->hidden_size, (long long)cf->num_heads,
-		       (long long)cf->ffn_dim, (long long)cf->vocab_size, (long long)cf->max_positions);
-		if (cf->word_embed_proj_dim != cf->hidden_size)
-			printf(", word_embed_proj_dim %lld", (long long)cf->word_embed_proj_dim);
-		printf(", %s-LayerNorm\n", cf->pre_ln ? "pre" : "post");
-		json_array_foreach(prov, i, p) {
-			json_t *av = json_object_get(p, "argv"), *a;
-			size_t k;
-			printf("step %zu: %s", i + 1, json_string_value(json_object_get(p, "tool")));
-			json_array_foreach(av, k, a)
-				if (k > 0)
-					printf(" %s", json_string_value(a));
-			putchar('\n');
-		}
-		printf("%-52s %-7s %-12s %12s %12s %8s %6s\n", "name", "dtype", "shape", "params", "bytes",
-		       "sparsity", "bits");
-		json_array_foreach(jt, i, p) {
-			char shp[64];
-			struct lm_record tmp = {0};
-			json_t *s = json_object_get(p, "shape"), *d;
-			size_t k;
-			tmp.ndim = (int)json_array_size(s);
-			json_array_foreach(s, k, d)
-				tmp.shape[k] = json_integer_value(d);
-			print_shape(shp, sizeof shp, &tmp);
-			printf("%-52s %-7s %-12s %12lld %12lld %7.2f%% %6.2f\n",
-			       json_string_value(json_object_get(p, "name")),
-			       json_string_value(json_object_get(p, "dtype")), shp,
-			       (long long)json_integer_value(json_object_get(p, "params")),
-			       (long long)json_integer_value(json_object_get(p, "bytes")),
-			       100 * json_real_value(json_object_get(p, "sparsity")),
-			       json_real_value(json_object_get(p, "bits_per_weight")));
-		}
-		json_array_foreach(jb, i, p)
-			printf("blob %-47s %31lld bytes\n", json_string_value(json_object_get(p, "name")),
-			       (long long)json_integer_value(json_object_get(p, "bytes")));
-		printf("total: %zu tensors, %zu parameters, %zu bytes, sparsity %.2f%%, %.2f bits per weight\n",
-		       ntensors, params, bytes, params ? 100.0 * (double)zeros / (double)params : 0.0,
-		       params ? 8.0 * (double)bytes / (double)params : 0.0);
-		json_array_foreach(jp, i, p)
-			printf("problem: %s\n", json_string_value(p));
+		print_table(h, jt, jb, jp, &(struct counts){params, zeros, bytes, ntensors});
 		json_decref(jt);
 		json_decref(jb);
 		json_decref(totals);
