@@ -1,5 +1,5 @@
 /* evalrun_ee.c: lm-eval's early-exit modes: --generate with an exit rule or sampling,
- * and --exit-sweep (the work is in common/methods/earlyexit.c) */
+ * and --exit-sweep (the work is in common/methods/earlyexit.c and common/eval/eesweep.c) */
 #include "evalrun.h"
 #include "cli.h"
 #include "earlyexit.h"
