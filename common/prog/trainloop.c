@@ -2,6 +2,7 @@
  * of the training programs (see trainloop.h) */
 #include "trainloop.h"
 #include "modelio.h"
+#include "modelwrite.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -179,12 +180,7 @@ void lm_write_model(struct lm_model_stream *ms, struct lm_model *m, struct lm_ou
                     char **argv)
 {
 	struct lm_writer *w = lm_writer_open(out->fd, out->name);
-	if (lm_ms_write_start(ms, w, argc, argv) < 0)
-		die_lm(out->name);
-	for (int p = LM_PART_HEAD; p <= ms->h.cfg.num_layers; p++)
-		if (lm_ms_write_part(ms, m, p, w) < 0)
-			die_lm(out->name);
-	if (lm_writer_close(w) < 0)
+	if (lm_ms_write_model(ms, m, w, argc, argv) < 0 || lm_writer_close(w) < 0)
 		die_lm(out->name);
 	lm_out_commit(out);
 }

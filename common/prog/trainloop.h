@@ -122,8 +122,8 @@ void lm_train_io_load(struct lm_train_io *io, const struct lm_train_flags *f);
 void lm_train_io_close(struct lm_train_io *io, const struct lm_train_flags *f, int argc,
                        char **argv);
 
-/* the whole model m as the filter's output (header with this tool, every part, the end
- * record), then commit out; dies on failure */
+/* the whole model m as the filter's output (io/modelwrite.h: header with this tool, every
+ * part, the end record), then commit out; dies on failure */
 void lm_write_model(struct lm_model_stream *ms, struct lm_model *m, struct lm_out *out, int argc,
                     char **argv);
 
