@@ -21,7 +21,8 @@
  * RAPL (/sys/class/powercap/intel-rapl:N/energy_uj) when it is readable.
  *
  * The pieces live apart: RAPL in base/energy.h, the FLOPs of a step in nn/flops.h, the
- * prompts a sweep decodes in io/eesamples.h, the sweep and its table in eval/eesweep.h. */
+ * prompts a sweep decodes in io/eesamples.h, the exits (parsing, checking, those of a
+ * stream, loss weights) in eeexits.h, the sweep and its table in eval/eesweep.h. */
 #ifndef LM_EARLYEXIT_H
 #define LM_EARLYEXIT_H
 
@@ -29,6 +30,7 @@
 #include <stdint.h>
 
 #include "eesamples.h"
+#include "eeexits.h"
 #include "energy.h"
 #include "exitpolicy.h"
 #include "flops.h"
@@ -94,23 +96,6 @@ int lm_ee_generate(struct lm_ee *ee, const struct lm_ee_opts *o, const int32_t *
  * token generated) */
 int lm_ee_trace(struct lm_ee *ee, const int *exits, size_t nexits, const int32_t *prompt,
                 size_t np, size_t nnew, float *states, int32_t *preds);
-
-/* ---- exits: parsing, checking, finding them in a stream ---- */
-/* "1,2,3" (1-based: after decoder layer k) -> 0-based indices, malloc'd; NULL + error */
-int *lm_ee_parse_exits(const char *s, size_t *n);
-/* "0.5,0.9" -> numbers, malloc'd; NULL + error */
-double *lm_ee_parse_list(const char *s, size_t *n);
-/* exits increasing, each a layer 0..L-2 (layer L-1 is the full model); -1 + error naming
- * the first bad one 1-based */
-int lm_ee_check_exits(const int *ex, size_t n, int L);
-/* the exits a stream records, 0-based (malloc'd): its exit policy's, else those of its
- * early-exit fine-tuning (a tensor's "retrain" attrs); NULL when it records none */
-int *lm_ee_stream_exits(const struct lm_model_stream *ms, size_t *n);
-/* GREEN-CODE's multi-exit loss weights: exits in the first half of the layers (index
- * < L/2) share 0.7, those in the second half 0.2, each half geometrically (ratio 0.9,
- * the earliest heaviest), the final output 0.1; scaled to sum to 1 when a half has none.
- * w [n + 1]: the exits', then the final output's. */
-void lm_ee_default_weights(const int *ex, size_t n, int L, float *w);
 
 /* ---- the policy's training episodes (GREEN-CODE's environment) ---- */
 /* neps episodes: a random window of seqlen tokens of ids, its first U(0.2, 0.5) * seqlen
