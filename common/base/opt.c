@@ -78,8 +78,6 @@ int lm_opt_config_check(const struct lm_opt_config *c)
 	/* a probability, and 1 would zero every activation: lm-retrain scales kept ones by 1/(1-p) */
 	if (!(c->dropout >= 0 && c->dropout < 1))
 		return lm_seterr("config: dropout %g is not in [0, 1)", c->dropout);
-	if (!(c->dropout >= 0 && c->dropout < 1))
-		return lm_seterr("config: dropout %g is not in [0, 1)", c->dropout);
 	return 0;
 }
 
