@@ -17,8 +17,7 @@ static const char usage_text[] =
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
-		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+		{"output", required_argument, 0, 'o'}, LM_CLI_HELPOPTS, {0, 0, 0, 0}};
 	struct lm_cli_flags cf = LM_CLI_FLAGS_INIT;  /* -o: the folder */
 	struct lm_reader *rd;
 	int c;

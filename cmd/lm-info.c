@@ -6,6 +6,10 @@
 
 #include <getopt.h>
 
+static const struct option opts[] = {
+	{"json", no_argument, 0, 'j'}, {"tokenize", required_argument, 0, 'T'},
+	{"no-verify", no_argument, 0, LM_OPT_NO_VERIFY}, LM_CLI_HELPOPTS, {0, 0, 0, 0}};
+
 static const char usage_text[] =
 	"usage: lm-info [--json] [--tokenize TEXT] [FILE]\n"
 	"Describe an lm-stream read from FILE or standard input: header, provenance, and per\n"
@@ -19,10 +23,6 @@ static const char usage_text[] =
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"json", no_argument, 0, 'j'}, {"tokenize", required_argument, 0, 'T'},
-		{"no-verify", no_argument, 0, LM_OPT_NO_VERIFY}, {"help", no_argument, 0, 'h'},
-		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
 	int c, as_json = 0;
 	struct lm_cli_flags fl = LM_CLI_FLAGS_INIT;  /* --no-verify; -j is --json here */
 	const char *text = NULL;

@@ -65,6 +65,9 @@ struct lm_cli_flags {
 #define LM_CLI_FLAGS_INIT {.verify = 1}
 enum { LM_OPT_NO_VERIFY = 0x4000 };  /* above any program's own long-option values */
 /* their long options, with --help and --version, for a getopt_long table (getopt.h) */
+/* -h and -V, which every program takes, for a long-option table of its own */
+#define LM_CLI_HELPOPTS {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}
+
 #define LM_CLI_LONGOPTS                                                                            \
 	{"output", required_argument, 0, 'o'}, {"force", no_argument, 0, 'f'},                     \
 	{"threads", required_argument, 0, 'j'}, {"no-verify", no_argument, 0, LM_OPT_NO_VERIFY},   \
