@@ -2,7 +2,7 @@
 #ifndef LM_RETRAINEXIT_H
 #define LM_RETRAINEXIT_H
 
-#include "retrainrun.h"
+#include "retrainargs.h"
 
 /* the exits and their weights into o, checked against the model (exit 2 on a bad one):
  * --exits, else for --exit-policy those the stream records, else every layer but the last */

@@ -2,7 +2,7 @@
 #ifndef LM_RETRAINLAYER_H
 #define LM_RETRAINLAYER_H
 
-#include "retrainrun.h"
+#include "retrainargs.h"
 
 /* each decoder layer of m trained in turn to match o->teacher's on the inputs that the
  * reconstructed layers before it give; dies on failure */
