@@ -36,3 +36,12 @@ load helper
 		[ -f "$f" ] || { echo "$f is cited but missing"; return 1; }
 	done
 }
+
+@test "docs: no include circle in common/, and every dependency against the folder order is listed in docs/design.md" {
+	"$PYTHON" "$TOP/docs/deps.py" "$TOP" > "$BATS_TEST_TMPDIR/deps"
+	! grep '^circle:' "$BATS_TEST_TMPDIR/deps" || { echo "include circle (above)"; return 1; }
+	sed -n '/<!-- deps: begin -->/,/<!-- deps: end -->/p' "$TOP/docs/design.md" |
+		sed '1d;$d;s/^    //' > "$BATS_TEST_TMPDIR/listed"
+	diff "$BATS_TEST_TMPDIR/listed" "$BATS_TEST_TMPDIR/deps" ||
+		{ echo "docs/design.md's list of dependencies against the folder order is not the tree's (docs/deps.py)"; return 1; }
+}
