@@ -1,0 +1,367 @@
+/* matvec.c: the decode product y = x · W^T for a few rows of x, reading f32, f16, bf16 and packed weights in place with SIMD (see matvec.h).
+ *
+ * The loops are in matvec_isa.h, compiled here once for AVX-512 and once for AVX2 + FMA +
+ * F16C through target attributes (as gemm_bf16.c does), the set chosen once from the CPU;
+ * plain C rows serve other CPUs. Work is split by output rows over the pool; within a
+ * thread the rows go in chunks of about 32 KiB of weights, each chunk read by every block
+ * of up to 4 rows of x in turn, so N > 4 reads W from DRAM once and from L1/L2 after. */
+#include "matvec.h"
+#include "dtype.h"
+#include "pool.h"
+#include "rows.h"
+#include "simd.h"
+#include "util.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MV_X86 1
+#include <immintrin.h>
+#endif
+
+#define MV_NB 4                       /* rows of x per pass over a chunk of W */
+#define MV_CHUNK_BYTES ((size_t)32768) /* weights of one chunk of output rows */
+
+/* one product: W's rows and layout, where y goes */
+struct mv_args {
+	const void *w;
+	enum lm_dtype dt;
+	size_t IN, ldy, r0;
+	float beta;
+	size_t rb;               /* bytes per row of W */
+	int bits;                /* packed: code width, 0 for f32/f16/bf16 */
+	size_t G, ng, gb;        /* packed: inputs per group, groups per row, bytes per group */
+};
+
+/* rows [o0, o1) of W against nb <= MV_NB rows of x (stride IN), into y (rows ldy apart,
+ * column o - r0) */
+typedef void mv_rows_fn(const struct mv_args *a, const float *x, float *y, size_t nb,
+                        size_t o0, size_t o1);
+
+/* ---- what every instruction set shares: scalar elements, group headers, the store ---- */
+
+static inline float mv_scalar_w(const void *w, enum lm_dtype dt, size_t i)
+{
+	if (dt == LM_F32)
+		return ((const float *)w)[i];
+	if (dt == LM_F16)
+		return h2f(((const uint16_t *)w)[i]);
+	return bf2f(((const uint16_t *)w)[i]);
+}
+
+/* code i of a group's code bytes c (b bits, may straddle two bytes; quant.h has the layout) */
+static inline int mv_code(const uint8_t *c, size_t i, int bits)
+{
+	size_t bit = i * (size_t)bits, byte = bit >> 3;
+	unsigned v = c[byte];
+	if ((bit & 7) + (size_t)bits > 8)
+		v |= (unsigned)c[byte + 1] << 8;
+	return (int)((v >> (bit & 7)) & ((1u << bits) - 1));
+}
+
+static inline void mv_group_grid(const uint8_t *grp, float *scale, int *zero)
+{
+	struct lm_qgroup h;
+	memcpy(&h, grp, sizeof h); /* groups are not always 2-byte aligned */
+	*scale = h2f(h.scale);
+	*zero = h.zero;
+}
+
+static inline void mv_store(float *y, size_t ldy, size_t j, const float *s, size_t nb, float beta)
+{
+	for (size_t n = 0; n < nb; n++)
+		y[n * ldy + j] = beta != 0.0f ? y[n * ldy + j] + s[n] : s[n];
+}
+
+/* ---- plain C: CPUs without AVX2, and the scalar twin the tests also run ---- */
+
+static void rows_scalar(const struct mv_args *a, const float *x, float *y, size_t nb,
+                        size_t o0, size_t o1)
+{
+	for (size_t o = o0; o < o1; o++) {
+		float s[MV_NB] = {0};
+		const uint8_t *row = (const uint8_t *)a->w + o * a->rb;
+		if (!a->bits) {
+			for (size_t i = 0; i < a->IN; i++) {
+				float wi = mv_scalar_w(row, a->dt, i);
+				for (size_t n = 0; n < nb; n++)
+					s[n] += wi * x[n * a->IN + i];
+			}
+		} else {
+			for (size_t g = 0; g < a->ng; g++) {
+				const uint8_t *grp = row + g * a->gb;
+				float scale;
+				int zero;
+				mv_group_grid(grp, &scale, &zero);
+				for (size_t i = 0; i < a->G; i++) {
+					float wi = scale * (float)(mv_code(grp + 4, i, a->bits) - zero);
+					for (size_t n = 0; n < nb; n++)
+						s[n] += wi * x[n * a->IN + g * a->G + i];
+				}
+			}
+		}
+		mv_store(y, a->ldy, o - a->r0, s, nb, a->beta);
+	}
+}
+
+#ifdef MV_X86
+
+/* ---- AVX2 + FMA + F16C ---- */
+#define AVX2_T __attribute__((target("avx2,fma,f16c")))
+
+static inline AVX2_T float hsum_avx2(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* 8 codes of b bits are b bytes: one 32-bit word, each lane shifting its own code down */
+static inline __attribute__((always_inline)) AVX2_T __m256i codes_avx2(const uint8_t *p, int b)
+{
+	uint32_t w = 0;
+	memcpy(&w, p, (size_t)b);
+	__m256i sh = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(b));
+	return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)w), sh),
+	                        _mm256_set1_epi32((1 << b) - 1));
+}
+
+#define MV(name) name##_avx2
+#define MV_TARGET AVX2_T
+#define VL 8
+#define vf __m256
+#define vi __m256i
+#define VZERO() _mm256_setzero_ps()
+#define VSET1(f) _mm256_set1_ps(f)
+#define VLOADX(p) _mm256_loadu_ps(p)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VHSUM(v) hsum_avx2(v)
+#define VF16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define VBF16(p) _mm256_castsi256_ps(_mm256_slli_epi32( \
+	_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
+#define VU8(p) _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p)))
+#define VCODES(p, b) codes_avx2(p, b)
+#define VZI(z) _mm256_set1_epi32(z)
+#define VQF(q, z) _mm256_cvtepi32_ps(_mm256_sub_epi32(q, z))
+#include "matvec_isa.h"
+#undef MV
+#undef MV_TARGET
+#undef VL
+#undef vf
+#undef vi
+#undef VZERO
+#undef VSET1
+#undef VLOADX
+#undef VFMA
+#undef VADD
+#undef VHSUM
+#undef VF16
+#undef VBF16
+#undef VU8
+#undef VCODES
+#undef VZI
+#undef VQF
+
+/* ---- AVX-512 (F, BW, VL) ---- */
+#define AVX512_T __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+/* 16 codes of b bits are 2b bytes: lanes 0-7 shift their codes out of the low 8b bits,
+ * lanes 8-15 out of the next 8b */
+static inline __attribute__((always_inline)) AVX512_T __m512i codes_avx512(const uint8_t *p, int b)
+{
+	uint64_t w = 0;
+	memcpy(&w, p, 2 * (size_t)b);
+	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((int)(uint32_t)w)),
+	                               _mm256_set1_epi32((int)(uint32_t)(w >> (8 * b))), 1);
+	__m512i sh = _mm512_mullo_epi32(
+	    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi32(b));
+	return _mm512_and_si512(_mm512_srlv_epi32(v, sh), _mm512_set1_epi32((1 << b) - 1));
+}
+
+#define MV(name) name##_avx512
+#define MV_TARGET AVX512_T
+#define VL 16
+#define vf __m512
+#define vi __m512i
+#define VZERO() _mm512_setzero_ps()
+#define VSET1(f) _mm512_set1_ps(f)
+#define VLOADX(p) _mm512_loadu_ps(p)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VHSUM(v) _mm512_reduce_add_ps(v)
+#define VF16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define VBF16(p) _mm512_castsi512_ps(_mm512_slli_epi32( \
+	_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#define VU8(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define VCODES(p, b) codes_avx512(p, b)
+#define VZI(z) _mm512_set1_epi32(z)
+#define VQF(q, z) _mm512_cvtepi32_ps(_mm512_sub_epi32(q, z))
+#include "matvec_isa.h"
+#undef MV
+#undef MV_TARGET
+#undef VL
+#undef vf
+#undef vi
+#undef VZERO
+#undef VSET1
+#undef VLOADX
+#undef VFMA
+#undef VADD
+#undef VHSUM
+#undef VF16
+#undef VBF16
+#undef VU8
+#undef VCODES
+#undef VZI
+#undef VQF
+
+#endif /* MV_X86 */
+
+/* ---- dispatch ---- */
+
+static int isa_set = -1; /* enum lm_matvec_isa once chosen */
+
+static int isa_has(enum lm_matvec_isa isa)
+{
+#ifdef MV_X86
+	__builtin_cpu_init();
+	if (isa == LM_MATVEC_AVX512)
+		return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512vl") && isa_has(LM_MATVEC_AVX2);
+	if (isa == LM_MATVEC_AVX2)
+		return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		       __builtin_cpu_supports("f16c");
+#endif
+	return isa == LM_MATVEC_SCALAR;
+}
+
+enum lm_matvec_isa lm_matvec_isa(void)
+{
+	if (isa_set < 0)
+		isa_set = isa_has(LM_MATVEC_AVX512) ? LM_MATVEC_AVX512
+		          : isa_has(LM_MATVEC_AVX2) ? LM_MATVEC_AVX2
+		                                    : LM_MATVEC_SCALAR;
+	return (enum lm_matvec_isa)isa_set;
+}
+
+int lm_matvec_set_isa(enum lm_matvec_isa isa)
+{
+	if (!isa_has(isa))
+		return lm_seterr("matvec: this CPU has no %s", lm_matvec_isa_name(isa));
+	isa_set = isa;
+	return 0;
+}
+
+const char *lm_matvec_isa_name(enum lm_matvec_isa isa)
+{
+	return isa == LM_MATVEC_AVX512 ? "avx512" : isa == LM_MATVEC_AVX2 ? "avx2" : "scalar";
+}
+
+/* the row kernel for w's storage in the instruction set in use. The hook for new storages
+ * (sparse N:M or unstructured rows): a case here with its kernels, and its row bytes and
+ * layout in args_for; a NULL answer sends the caller back to the tile path. */
+static mv_rows_fn *rows_for(const struct mv_args *a)
+{
+	enum lm_matvec_isa isa = lm_matvec_isa();
+	if (isa == LM_MATVEC_SCALAR)
+		return rows_scalar;
+#ifdef MV_X86
+	int wide = isa == LM_MATVEC_AVX512;
+	switch (a->dt) {
+	case LM_F32: return wide ? rows_f32_avx512 : rows_f32_avx2;
+	case LM_F16: return wide ? rows_f16_avx512 : rows_f16_avx2;
+	case LM_BF16: return wide ? rows_bf16_avx512 : rows_bf16_avx2;
+	default: break;
+	}
+	switch (a->bits) {
+	case 2: return wide ? rows_q2_avx512 : rows_q2_avx2;
+	case 3: return wide ? rows_q3_avx512 : rows_q3_avx2;
+	case 4: return wide ? rows_q4_avx512 : rows_q4_avx2;
+	case 8: return wide ? rows_q8_avx512 : rows_q8_avx2;
+	default: break;
+	}
+#endif
+	return NULL;
+}
+
+/* w's layout into a; -1 (no error set) if this module cannot read it */
+static int args_for(struct mv_args *a, const struct lm_mat *w)
+{
+	memset(a, 0, sizeof *a);
+	if (w->rows < 0 || w->cols < 0)
+		return -1;
+	a->w = w->data;
+	a->dt = w->dtype;
+	a->IN = (size_t)w->cols;
+	if (w->dtype == LM_F32 || w->dtype == LM_F16 || w->dtype == LM_BF16) {
+		a->rb = a->IN * lm_dtype_size(w->dtype);
+		return 0;
+	}
+	const struct lm_dtype_info *in = lm_dtype_info(w->dtype);
+	if (!lm_dtype_is_packed(w->dtype) || !(a->rb = lm_dtype_row_bytes(w->dtype, a->IN)))
+		return -1;
+	a->bits = in->qbits;
+	a->G = in->qgroup ? (size_t)in->qgroup : a->IN;
+	a->ng = a->G ? a->IN / a->G : 0;
+	a->gb = sizeof(struct lm_qgroup) + (a->G * (size_t)a->bits + 7) / 8;
+	return 0;
+}
+
+int lm_matvec_use(const struct lm_mat *w)
+{
+	static int off = -1; /* LM_NO_MATVEC is read once */
+	struct mv_args a;
+	if (off < 0) {
+		const char *e = getenv("LM_NO_MATVEC");
+		off = e && strcmp(e, "1") == 0;
+	}
+	return !off && args_for(&a, w) == 0 && rows_for(&a) != NULL;
+}
+
+struct mv_job {
+	const struct mv_args *a;
+	mv_rows_fn *fn;
+	const float *x;
+	float *y;
+	size_t N, chunk;
+};
+
+static void mv_part(void *ctx, size_t o0, size_t o1, int part)
+{
+	const struct mv_job *j = ctx;
+	(void)part;
+	/* the pool hands out [0, nr); W's rows start at r0 */
+	o0 += j->a->r0, o1 += j->a->r0;
+	for (size_t c0 = o0; c0 < o1; c0 += j->chunk) {
+		size_t c1 = c0 + j->chunk < o1 ? c0 + j->chunk : o1;
+		for (size_t n0 = 0; n0 < j->N; n0 += MV_NB)
+			j->fn(j->a, j->x + n0 * j->a->IN, j->y + n0 * j->a->ldy,
+			      j->N - n0 < MV_NB ? j->N - n0 : MV_NB, c0, c1);
+	}
+}
+
+int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size_t r0, size_t nr,
+              size_t N, float beta)
+{
+	struct mv_args a;
+	mv_rows_fn *fn;
+	if (args_for(&a, w) < 0 || !(fn = rows_for(&a)))
+		return lm_seterr("matvec: weights of dtype %s with rows of %lld are not supported",
+		                 lm_dtype_name(w->dtype), (long long)w->cols);
+	if (r0 + nr > (size_t)w->rows)
+		return lm_seterr("matvec: rows %zu .. %zu past the matrix's %lld", r0, r0 + nr,
+		                 (long long)w->rows);
+	a.ldy = ldy, a.r0 = r0, a.beta = beta;
+	if (N == 0 || nr == 0)
+		return 0;
+	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1};
+	if (j.chunk < 1)
+		j.chunk = 1;
+	/* at least ~64k weights per thread: below that a wake-up costs more than it saves */
+	lm_parallel_for(nr, 1 + ((size_t)1 << 16) / (a.IN + 1), lm_threads(), mv_part, &j);
+	return 0;
+}
