@@ -1,15 +1,27 @@
 /* gemm_bf16.c: a bf16 GEMM of our own for nn.Linear shapes, on vdpbf16ps, since Debian's OpenBLAS has no sbgemm.
  *
- * C = beta*C + A * B^T with A [M x K] activations and B [N x K] weights, both rounded to bf16
- * (round to nearest even) while packed, products summed in fp32 by _mm512_dpbf16_ps, which
- * multiplies a pair of bf16 per 32-bit lane. So both operands are packed as K pairs:
- *   A: per row, one uint32 per pair (broadcast to all lanes by the micro-kernel);
- *   B: panels of NR = 32 columns, each pair p a row of 32 uint32 (two zmm loads).
- * Blocking: KC = 128 pairs (K 256) so a B panel block (16 KiB) stays in L1 while the
- * micro-kernel walks all row blocks of MR = 8 (16 zmm accumulators); A's packed block
- * (M x 512 bytes) stays in L2. Edges: rows and columns are masked, an odd K pads a zero.
+ * C = beta*C + A * B^T with A [M x K] activations and B [N x K] weights (or C = A * B with
+ * B [K x N], attention's P * V), both rounded to bf16
+ * (round to nearest even, by vcvtne2ps2bf16) while packed, products summed in fp32 by
+ * _mm512_dpbf16_ps, which multiplies a pair of bf16 per 32-bit lane. So both operands are
+ * packed as K pairs:
+ *   A: per row, one uint32 per pair, rows KP apart (broadcast to all lanes by the kernel);
+ *      a plain vector conversion, no reordering;
+ *   B: panels of NR = 16*NV columns, each pair p a row of NR uint32 (NV zmm loads).
+ * Blocking: KC pairs of a B panel (KC * NR * 4 bytes: 96 KiB) stay in L2 while the
+ * micro-kernel walks all row blocks of MR rows (MR * NV zmm accumulators); A's packed rows
+ * stream from L2/L3 once per (panel, K block). The first K block stores beta*C + sum, the
+ * next ones add: C is touched once per K block and never in a pass of its own. Measured on
+ * Zen 4 (bench/gemm_bf16_shapes.c): the traffic of C, not the B panel's place, is what a K
+ * block costs, so KC is large (128 pairs, a panel in L1: ~180 GFLOP/s; 768: ~208); 8 x 32,
+ * 6 x 64 and 12 x 32 tiles came out within noise of each other. The kernel is specialised
+ * (always_inline, a switch on the row count) so full tiles run with no test on the rows.
  * Threads: A is packed once, rows split over the pool; then each thread takes its own
- * column panels (or row blocks, for a narrow C) with its own B panel buffer (gemm_part). */
+ * column panels (or row blocks, for a narrow C) with its own B panel buffer (gemm_part).
+ * The packed A and the panel buffers live in one grow-only buffer per calling thread, since
+ * a fresh mmap'd buffer per call costs its page faults every call (2-4 % of a product).
+ * A caller that multiplies the same operand many times (the LM head: every vocabulary tile
+ * by every chunk of rows) packs it once (lm_gemm_bf16_pack_a/_b) and calls _nt_packed. */
 #include "gemm_bf16.h"
 #include "pool.h"
 
@@ -18,9 +30,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MR 8
-#define NR 32
-#define KC 128 /* pairs */
+#ifndef MR
+#define MR 8 /* rows per micro-tile */
+#endif
+#ifndef NV
+#define NV 2 /* zmm per row of a micro-tile: NR = 16 * NV columns */
+#endif
+#ifndef KC
+#define KC 768 /* pairs per K block: K 1536, one block for C = 768 or 1024 */
+#endif
+#define NR (16 * NV)
 
 static inline size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -35,50 +54,156 @@ int lm_gemm_bf16_available(void)
 	return __builtin_cpu_supports("avx512bf16") != 0;
 }
 
-/* fp32 -> bf16 bits, round to nearest even; NaN stays a (quiet) NaN */
-static uint32_t bf16_bits(float f)
+/* pairs [p0, p0 + np) of the K floats at x, as bf16 pairs (an odd K's last pair has a zero
+ * high half) into out[0 .. np). vcvtne2ps2bf16 rounds to nearest even, keeps NaN a NaN and
+ * flushes subnormal inputs to zero, as vdpbf16ps treats them anyway. */
+BF16_TARGET static void cvt_pairs(uint32_t *out, const float *x, size_t K, size_t p0, size_t np)
 {
-	uint32_t u;
-	memcpy(&u, &f, sizeof u);
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (u >> 16) | 0x40u;
-	return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-
-static uint32_t pair(const float *x, size_t k, size_t K)
-{
-	uint32_t lo = bf16_bits(x[k]), hi = k + 1 < K ? bf16_bits(x[k + 1]) : 0;
-	return lo | hi << 16;
-}
-
-/* acc[r] += A rows i..i+mr over pairs [0, kp) of block times the B panel block; masked store */
-BF16_TARGET static void kernel(float *C, size_t ldc, const uint32_t *ap, size_t lda,
-                               const uint32_t *bp, size_t kp, size_t mr, size_t nr, int add)
-{
-	__m512 acc[MR][2];
-	for (size_t r = 0; r < MR; r++)
-		acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-	for (size_t p = 0; p < kp; p++) {
-		__m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + p * NR);
-		__m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + p * NR + 16);
-#define ROW(r) if (r < mr) { \
-		__m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[r * lda + p]); \
-		acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, b0); \
-		acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, b1); }
-		ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6) ROW(7)
-#undef ROW
+	size_t k = 2 * p0, end = min_sz(K, 2 * (p0 + np)), p = 0;
+	for (; k + 32 <= end; k += 32, p += 16) {
+		__m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+		_mm512_storeu_si512(out + p, (__m512i)h);
 	}
-	__mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
-	__mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+	if (k < end) {
+		size_t n = end - k;
+		__mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+		__mmask16 m1 = n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+		__m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + k + 16),
+		                                 _mm512_maskz_loadu_ps(m0, x + k));
+		_mm512_mask_storeu_epi32(out + p, (__mmask16)((1u << ((n + 1) / 2)) - 1), (__m512i)h);
+	}
+}
+
+/* the B panel block: columns [j0, j0 + nr) of B (rows ldb apart) over pairs [p0, p0 + kp),
+ * as bp[p * NR + c], zero past nr. Each row is converted by vector into tmp, then spread
+ * column-wise. */
+BF16_TARGET static void pack_b_nt(uint32_t *bp, const float *B, size_t ldb, size_t K, size_t j0,
+                                  size_t nr, size_t p0, size_t kp)
+{
+	uint32_t tmp[KC];
+	for (size_t c = 0; c < nr; c++) {
+		cvt_pairs(tmp, B + (j0 + c) * ldb, K, p0, kp);
+		for (size_t p = 0; p < kp; p++)
+			bp[p * NR + c] = tmp[p];
+	}
+	if (nr < NR)
+		for (size_t p = 0; p < kp; p++)
+			memset(bp + p * NR + nr, 0, (NR - nr) * sizeof *bp);
+}
+
+/* the same block of a B stored [K x N] (C = A * B, as attention's P * V): the pair p of
+ * column c is rows 2p and 2p + 1 of that column, so two rows converted at once are
+ * interleaved by one permutation; no transposition */
+BF16_TARGET static void pack_b_kn(uint32_t *bp, const float *B, size_t ldb, size_t K, size_t j0,
+                                  size_t nr, size_t p0, size_t kp)
+{
+	/* word 2c of the result is word c of the converted pair (row 2p), word 2c+1 is word
+	 * 16 + c (row 2p + 1) */
+	const __m512i ix = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+	                                    24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+	                                    16, 0);
+	for (size_t p = 0; p < kp; p++) {
+		size_t k = 2 * (p0 + p);
+		const float *r0 = B + k * ldb + j0, *r1 = r0 + ldb;
+		for (size_t c = 0; c < NR; c += 16) {
+			__mmask16 m = nr >= c + 16 ? 0xffff : nr <= c ? 0 : (__mmask16)((1u << (nr - c)) - 1);
+			__m512 lo = _mm512_maskz_loadu_ps(m, r0 + c);
+			__m512 hi = k + 1 < K ? _mm512_maskz_loadu_ps(m, r1 + c) : _mm512_setzero_ps();
+			__m512i h = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+			_mm512_storeu_si512(bp + p * NR + c, _mm512_permutexvar_epi16(ix, h));
+		}
+	}
+}
+
+/* C[mr x nr] = (first ? beta*C : C) + A rows (packed, lda apart) x the B panel block over kp
+ * pairs. mr is a constant where this is inlined, so the row loops unroll to straight code. */
+BF16_TARGET static inline __attribute__((always_inline)) void
+tile(float *C, size_t ldc, const uint32_t *ap, size_t lda, const uint32_t *bp, size_t kp,
+     const size_t mr, size_t nr, int first, float beta)
+{
+	__m512 acc[MR][NV];
+#pragma GCC unroll 16
+	for (size_t r = 0; r < MR; r++)
+#pragma GCC unroll 8
+		for (size_t v = 0; v < NV; v++)
+			acc[r][v] = _mm512_setzero_ps();
+	/* C's rows arrive while the products run, instead of stalling the stores at the end */
+#pragma GCC unroll 16
+	for (size_t r = 0; r < mr; r++)
+#pragma GCC unroll 8
+		for (size_t v = 0; v < NV; v++)
+			_mm_prefetch((const char *)(C + r * ldc + 16 * v), _MM_HINT_T0);
+	for (size_t p = 0; p < kp; p++) {
+		__m512bh b[NV];
+#pragma GCC unroll 8
+		for (size_t v = 0; v < NV; v++)
+			b[v] = (__m512bh)_mm512_loadu_si512(bp + p * NR + 16 * v);
+#pragma GCC unroll 16
+		for (size_t r = 0; r < mr; r++) {
+			__m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[r * lda + p]);
+#pragma GCC unroll 8
+			for (size_t v = 0; v < NV; v++)
+				acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+		}
+	}
+	__mmask16 m[NV];
+#pragma GCC unroll 8
+	for (size_t v = 0; v < NV; v++)
+		m[v] = nr >= 16 * (v + 1) ? 0xffff
+		     : nr <= 16 * v     ? 0
+		                        : (__mmask16)((1u << (nr - 16 * v)) - 1);
+	int load = !first || beta != 0.0f;
+	__m512 bv = _mm512_set1_ps(first ? beta : 1.0f);
+#pragma GCC unroll 16
 	for (size_t r = 0; r < mr; r++) {
 		float *c = C + r * ldc;
-		__m512 v0 = acc[r][0], v1 = acc[r][1];
-		if (add) {
-			v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
-			v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
+#pragma GCC unroll 8
+		for (size_t v = 0; v < NV; v++) {
+			__m512 x = acc[r][v];
+			if (load) /* beta*C + x as one rounding each, the same in every thread split */
+				x = _mm512_add_ps(_mm512_mul_ps(bv, _mm512_maskz_loadu_ps(m[v], c + 16 * v)), x);
+			_mm512_mask_storeu_ps(c + 16 * v, m[v], x);
 		}
-		_mm512_mask_storeu_ps(c, m0, v0);
-		_mm512_mask_storeu_ps(c + 16, m1, v1);
+	}
+}
+
+/* tile() specialised for each row count */
+BF16_TARGET static void kernel(float *C, size_t ldc, const uint32_t *ap, size_t lda,
+                               const uint32_t *bp, size_t kp, size_t mr, size_t nr, int first,
+                               float beta)
+{
+	switch (mr) {
+#define CASE(n) case n: tile(C, ldc, ap, lda, bp, kp, n, nr, first, beta); break;
+	CASE(1)
+#if MR > 1
+	CASE(2)
+#endif
+#if MR > 2
+	CASE(3)
+#endif
+#if MR > 3
+	CASE(4)
+#endif
+#if MR > 4
+	CASE(5)
+#endif
+#if MR > 5
+	CASE(6)
+#endif
+#if MR > 6
+	CASE(7)
+#endif
+#if MR > 7
+	CASE(8)
+#endif
+#if MR > 8
+	CASE(9) CASE(10) CASE(11) CASE(12)
+#endif
+#if MR > 12
+	CASE(13) CASE(14)
+#endif
+#undef CASE
+	default: break;
 	}
 }
 
@@ -90,31 +215,31 @@ struct gemm_job {
 	float *C;
 	size_t ldc;
 	const float *A, *B;
+	size_t lda, ldb;
+	int b_kn; /* B is [K x N] rather than [N x K] */
 	size_t M, N, K, KP;
 	float beta;
-	uint32_t *ap, *bp; /* A packed whole (shared); one B panel block per part */
+	const uint32_t *ap;  /* A packed whole (shared), rows KP apart */
+	const uint32_t *bpk; /* B packed whole (lm_gemm_bf16_pack_b), or NULL: */
+	uint32_t *bp;        /* one B panel block per part */
 	int by_rows;
 };
 
-/* rows [r0, r1) of A packed as pairs, and the same rows of C scaled by beta */
+/* rows [r0, r1) of A packed as pairs */
 static void pack_part(void *ctx, size_t r0, size_t r1, int part)
 {
 	const struct gemm_job *j = ctx;
+	uint32_t *ap = (uint32_t *)j->ap; /* this job's own buffer while it is being packed */
 	(void)part;
 	for (size_t i = r0; i < r1; i++)
-		for (size_t p = 0; p < j->KP; p++)
-			j->ap[i * j->KP + p] = pair(j->A + i * j->K, 2 * p, j->K);
-	if (j->beta != 1.0f)
-		for (size_t i = r0; i < r1; i++)
-			for (size_t c = 0; c < j->N; c++)
-				j->C[i * j->ldc + c] = j->beta == 0.0f ? 0.0f : j->beta * j->C[i * j->ldc + c];
+		cvt_pairs(ap + i * j->KP, j->A + i * j->lda, j->K, 0, j->KP);
 }
 
 /* units [u0, u1): column panels, or row blocks of MR when by_rows */
 static void gemm_part(void *ctx, size_t u0, size_t u1, int part)
 {
 	const struct gemm_job *j = ctx;
-	uint32_t *bp = j->bp + (size_t)part * KC * NR;
+	uint32_t *own = j->bp + (size_t)part * KC * NR;
 	size_t np = (j->N + NR - 1) / NR;
 	size_t pa = j->by_rows ? 0 : u0, pb = j->by_rows ? np : u1;
 	size_t ra = j->by_rows ? u0 * MR : 0, rb = j->by_rows ? min_sz(u1 * MR, j->M) : j->M;
@@ -122,37 +247,143 @@ static void gemm_part(void *ctx, size_t u0, size_t u1, int part)
 		size_t kp = min_sz(j->KP - p0, KC);
 		for (size_t jp = pa; jp < pb; jp++) {
 			size_t j0 = jp * NR, nr = min_sz(j->N - j0, NR);
-			for (size_t p = 0; p < kp; p++)
-				for (size_t c = 0; c < NR; c++)
-					bp[p * NR + c] = c < nr ? pair(j->B + (j0 + c) * j->K, 2 * (p0 + p), j->K) : 0;
+			const uint32_t *bp = own;
+			if (j->bpk)
+				bp = j->bpk + (jp * j->KP + p0) * NR;
+			else if (j->b_kn)
+				pack_b_kn(own, j->B, j->ldb, j->K, j0, nr, p0, kp);
+			else
+				pack_b_nt(own, j->B, j->ldb, j->K, j0, nr, p0, kp);
 			for (size_t i0 = ra; i0 < rb; i0 += MR)
 				kernel(j->C + i0 * j->ldc + j0, j->ldc, j->ap + i0 * j->KP + p0, j->KP, bp, kp,
-				       min_sz(rb - i0, MR), nr, 1);
+				       min_sz(rb - i0, MR), nr, p0 == 0, j->beta);
 		}
 	}
+}
+
+/* this thread's scratch, grown as needed and kept (at most SCRATCH_KEEP bytes) */
+#define SCRATCH_KEEP ((size_t)64 << 20)
+static _Thread_local uint32_t *scratch;
+static _Thread_local size_t scratch_n;
+
+static uint32_t *scratch_get(size_t n, int *own)
+{
+	*own = 0;
+	if (n <= scratch_n)
+		return scratch;
+	size_t bytes = (n * sizeof *scratch + 63) & ~(size_t)63;
+	uint32_t *p = aligned_alloc(64, bytes);
+	if (!p || bytes > SCRATCH_KEEP) {
+		*own = p != NULL;
+		return p;
+	}
+	free(scratch);
+	scratch = p, scratch_n = n;
+	return p;
+}
+
+/* beta*C with no product (K = 0) */
+static void scale_c(float *C, size_t ldc, size_t M, size_t N, float beta)
+{
+	for (size_t i = 0; i < M; i++)
+		for (size_t c = 0; c < N; c++)
+			C[i * ldc + c] = beta == 0.0f ? 0.0f : beta * C[i * ldc + c];
+}
+
+/* the product of a job whose A (or ap) and B (or bpk) are set; A is packed here if not given */
+static int run(struct gemm_job *j)
+{
+	size_t nt = (size_t)lm_threads(), M = j->M, N = j->N, K = j->K;
+	size_t np = (N + NR - 1) / NR, nb = (M + MR - 1) / MR;
+	j->by_rows = np < nt && nb > np;
+	/* B's panel blocks first, 64-byte aligned as the buffer is, then A's rows */
+	size_t nbp = j->bpk ? 0 : nt * KC * NR;
+	int own;
+	uint32_t *buf = scratch_get(nbp + (j->ap ? 0 : M * j->KP) + 1, &own);
+	if (!buf)
+		return -1;
+	j->bp = buf;
+	if (!j->ap) {
+		j->ap = buf + nbp;
+		/* a row costs K conversions: split only when each thread gets ~256k of them */
+		lm_parallel_for(M, 1 + ((size_t)1 << 18) / K, (int)nt, pack_part, j);
+	}
+	/* a unit costs M*K*NR or MR*K*N multiply-adds: split when each thread gets ~1M */
+	size_t units = j->by_rows ? nb : np, work = (j->by_rows ? MR * N : M * NR) * K;
+	lm_parallel_for(units, 1 + ((size_t)1 << 20) / (work + 1), (int)nt, gemm_part, j);
+	if (own)
+		free(buf);
+	return 0;
+}
+
+int lm_gemm_bf16(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb,
+                 int b_kn, size_t M, size_t N, size_t K, float beta)
+{
+	if (M == 0 || N == 0)
+		return 0;
+	if (K == 0) {
+		scale_c(C, ldc, M, N, beta);
+		return 0;
+	}
+	struct gemm_job j = {C, ldc, A, B, lda, ldb, b_kn, M, N, K, (K + 1) / 2, beta,
+	                     NULL, NULL, NULL, 0};
+	return run(&j);
 }
 
 int lm_gemm_bf16_nt(float *C, size_t ldc, const float *A, const float *B, size_t M, size_t N,
                     size_t K, float beta)
 {
+	return lm_gemm_bf16(C, ldc, A, K, B, K, 0, M, N, K, beta);
+}
+
+size_t lm_gemm_bf16_packed_a(size_t M, size_t K)
+{
+	return M * ((K + 1) / 2);
+}
+
+size_t lm_gemm_bf16_packed_b(size_t N, size_t K)
+{
+	return (N + NR - 1) / NR * NR * ((K + 1) / 2);
+}
+
+void lm_gemm_bf16_pack_a(uint32_t *ap, const float *A, size_t M, size_t K)
+{
+	struct gemm_job j = {NULL, 0, A, NULL, K, 0, 0, M, 0, K, (K + 1) / 2, 0.0f,
+	                     ap, NULL, NULL, 0};
+	if (K)
+		lm_parallel_for(M, 1 + ((size_t)1 << 18) / K, lm_threads(), pack_part, &j);
+}
+
+/* panels [u0, u1) of B packed whole, a K block at a time */
+static void pack_b_part(void *ctx, size_t u0, size_t u1, int part)
+{
+	const struct gemm_job *j = ctx;
+	(void)part;
+	for (size_t jp = u0; jp < u1; jp++)
+		for (size_t p0 = 0; p0 < j->KP; p0 += KC)
+			pack_b_nt(j->bp + (jp * j->KP + p0) * NR, j->B, j->K, j->K, jp * NR,
+			          min_sz(j->N - jp * NR, NR), p0, min_sz(j->KP - p0, KC));
+}
+
+void lm_gemm_bf16_pack_b(uint32_t *bp, const float *B, size_t N, size_t K)
+{
+	struct gemm_job j = {NULL, 0, NULL, B, 0, K, 0, 0, N, K, (K + 1) / 2, 0.0f,
+	                     NULL, NULL, bp, 0};
+	if (K)
+		lm_parallel_for((N + NR - 1) / NR, 1 + ((size_t)1 << 16) / (NR * K), lm_threads(),
+		                pack_b_part, &j);
+}
+
+int lm_gemm_bf16_nt_packed(float *C, size_t ldc, const uint32_t *ap, const uint32_t *bp,
+                           size_t M, size_t N, size_t K, float beta)
+{
 	if (M == 0 || N == 0)
 		return 0;
-	size_t KP = (K + 1) / 2, np = (N + NR - 1) / NR, nb = (M + MR - 1) / MR;
-	size_t nt = (size_t)lm_threads();
-	struct gemm_job j = {C, ldc, A, B, M, N, K, KP, beta, NULL, NULL, np < nt && nb > np};
-	j.ap = malloc((M * KP + 1) * sizeof *j.ap);
-	j.bp = malloc((nt * KC * NR + 1) * sizeof *j.bp);
-	if (!j.ap || !j.bp) {
-		free(j.ap);
-		free(j.bp);
-		return -1;
+	if (K == 0) {
+		scale_c(C, ldc, M, N, beta);
+		return 0;
 	}
-	/* a row costs K conversions, a unit M*K*NR or MR*K*N multiply-adds: split only when
-	 * each thread gets enough to pay for waking it (~64k conversions, ~1M multiply-adds) */
-	lm_parallel_for(M, 1 + ((size_t)1 << 16) / (K + 1), (int)nt, pack_part, &j);
-	size_t units = j.by_rows ? nb : np, work = (j.by_rows ? MR * N : M * NR) * K;
-	lm_parallel_for(units, 1 + ((size_t)1 << 20) / (work + 1), (int)nt, gemm_part, &j);
-	free(j.ap);
-	free(j.bp);
-	return 0;
+	struct gemm_job j = {C, ldc, NULL, NULL, 0, 0, 0, M, N, K, (K + 1) / 2, beta,
+	                     ap, bp, NULL, 0};
+	return run(&j);
 }

@@ -2,6 +2,7 @@
 #ifndef LM_GEMM_BF16_H
 #define LM_GEMM_BF16_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* 1 when the CPU has AVX512_BF16 and LM_NO_BF16=1 is not set in the environment */
 int lm_gemm_bf16_available(void);
@@ -11,4 +12,17 @@ int lm_gemm_bf16_available(void);
  * lm_gemm_bf16_available(); -1 on no memory. */
 int lm_gemm_bf16_nt(float *C, size_t ldc, const float *A, const float *B, size_t M, size_t N,
                     size_t K, float beta);
+/* the same with A's rows lda apart and B's ldb apart; b_kn: B is [K x N] and C = A * B */
+int lm_gemm_bf16(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb,
+                 int b_kn, size_t M, size_t N, size_t K, float beta);
+/* Operands packed once for many products. A packed (lm_gemm_bf16_packed_a(M, K) uint32) is
+ * one row per (K + 1) / 2 uint32, so rows from n on start at ap + n * ((K + 1) / 2); B packed
+ * (lm_gemm_bf16_packed_b(N, K) uint32) is used whole. _nt_packed gives the bits
+ * lm_gemm_bf16_nt gives on the unpacked operands. */
+size_t lm_gemm_bf16_packed_a(size_t M, size_t K);
+size_t lm_gemm_bf16_packed_b(size_t N, size_t K);
+void lm_gemm_bf16_pack_a(uint32_t *ap, const float *A, size_t M, size_t K);
+void lm_gemm_bf16_pack_b(uint32_t *bp, const float *B, size_t N, size_t K);
+int lm_gemm_bf16_nt_packed(float *C, size_t ldc, const uint32_t *ap, const uint32_t *bp,
+                           size_t M, size_t N, size_t K, float beta);
 #endif

@@ -50,6 +50,42 @@ static void one(size_t M, size_t N, size_t K)
 	free(A); free(B); free(C); free(C0);
 }
 
+/* the other entry points against lm_gemm_bf16_nt: rows further apart (lda, ldb, ldc past
+ * the row), B given [K x N] (b_kn), and operands packed once: all the same bits */
+static void forms(size_t M, size_t N, size_t K)
+{
+	size_t lda = K + 3, ldb = K + 5, ldc = N + 2;
+	float *A = malloc(M * lda * 4), *B = malloc(N * ldb * 4), *Bt = malloc((K + 1) * (N + 7) * 4);
+	float *C0 = malloc(M * N * 4), *C1 = malloc(M * ldc * 4), *C2 = malloc(M * N * 4);
+	float *C3 = malloc(M * N * 4);
+	uint32_t *ap = malloc((lm_gemm_bf16_packed_a(M, K) + 1) * 4);
+	uint32_t *bp = malloc((lm_gemm_bf16_packed_b(N, K) + 1) * 4);
+	float *Ad = malloc(M * K * 4 + 4), *Bd = malloc(N * K * 4 + 4);
+	for (size_t i = 0; i < M * lda; i++) A[i] = rnd();
+	for (size_t i = 0; i < N * ldb; i++) B[i] = rnd();
+	for (size_t i = 0; i < M; i++) memcpy(Ad + i * K, A + i * lda, K * 4);
+	for (size_t i = 0; i < N; i++) memcpy(Bd + i * K, B + i * ldb, K * 4);
+	for (size_t k = 0; k < K; k++)
+		for (size_t n = 0; n < N; n++)
+			Bt[k * (N + 7) + n] = B[n * ldb + k];
+	for (size_t i = 0; i < M * N; i++) C0[i] = C2[i] = C3[i] = rnd();
+	for (size_t i = 0; i < M; i++) memcpy(C1 + i * ldc, C0 + i * N, N * 4);
+	CHECK(lm_gemm_bf16_nt(C0, N, Ad, Bd, M, N, K, 0.5f) == 0);
+	CHECK(lm_gemm_bf16(C1, ldc, A, lda, B, ldb, 0, M, N, K, 0.5f) == 0);
+	CHECK(lm_gemm_bf16(C2, N, A, lda, Bt, N + 7, 1, M, N, K, 0.5f) == 0);
+	lm_gemm_bf16_pack_a(ap, Ad, M, K);
+	lm_gemm_bf16_pack_b(bp, Bd, N, K);
+	CHECK(lm_gemm_bf16_nt_packed(C3, N, ap, bp, M, N, K, 0.5f) == 0);
+	int same1 = 1;
+	for (size_t i = 0; i < M; i++)
+		same1 &= !memcmp(C1 + i * ldc, C0 + i * N, N * 4);
+	CHECKF(same1, "%zu x %zu x %zu: strided rows differ", M, N, K);
+	CHECKF(!memcmp(C2, C0, M * N * 4), "%zu x %zu x %zu: B as [K x N] differs", M, N, K);
+	CHECKF(!memcmp(C3, C0, M * N * 4), "%zu x %zu x %zu: packed operands differ", M, N, K);
+	free(A); free(B); free(Bt); free(C0); free(C1); free(C2); free(C3);
+	free(ap); free(bp); free(Ad); free(Bd);
+}
+
 /* C on 1 thread and on 2 and 3 (by column panels when N has many, by row blocks when not):
  * bitwise the same, since each element is summed by one thread in one K order */
 static void threads_same(size_t M, size_t N, size_t K)
@@ -95,6 +131,15 @@ int main(void)
 	one(3, 50272, 17);
 	one(2, 50272, 768);
 	one(5, 9, 33);
+	one(50272, 7, 17);   /* many row blocks, a narrow C */
+	one(9, 33, 1537);    /* an odd K past one K block (768 pairs) */
+	one(1, 1, 3072);
+	one(3072, 1, 7);
+	static const size_t fm[][3] = {{1, 1, 1}, {7, 17, 1}, {17, 7, 2}, {9, 33, 1537},
+	                               {33, 100, 768}, {3, 50272, 17}, {64, 768, 600},
+	                               {333, 17, 513}, {128, 64, 511}};
+	for (size_t i = 0; i < sizeof fm / sizeof *fm; i++)
+		forms(fm[i][0], fm[i][1], fm[i][2]);
 	threads_same(64, 768, 600);  /* 24 column panels */
 	threads_same(333, 17, 513);  /* one panel: row blocks */
 	threads_same(1, 3072, 768);  /* decoding: one row */
