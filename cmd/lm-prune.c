@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char usage_text[] =
 	"usage: lm-prune (-s S | --nm N:M) [options] [STREAM]\n"
@@ -24,6 +25,8 @@ static const char usage_text[] =
 	"      --damp F          sparsegpt: dampening, a fraction of the mean diagonal (default 0.01)\n"
 	"      --include GLOB    prune the tensors whose names match GLOB (repeatable)\n"
 	"      --exclude GLOB    leave the tensors whose names match GLOB alone (repeatable)\n"
+	"      --store HOW       sparse (default): each pruned matrix in the smallest of its N:M,\n"
+	"                        bitmap, index or dense layouts; dense: with its zeros\n"
 	"  -o, --output FILE     write to FILE (atomically) instead of standard output\n"
 	"  -f, --force           write to standard output even if it is a terminal\n"
 	"  -j, --threads N       threads (default: all cores)\n"
@@ -36,6 +39,7 @@ static const char usage_text[] =
 struct opts {
 	struct lm_prune_spec sp;
 	int have_s, global;
+	int store_dense;   /* --store dense: pruned matrices are written with their zeros */
 	struct lm_cli_flags cf;
 	struct lm_lw_opts lw;
 };
@@ -86,6 +90,14 @@ static void note(struct pruner *p, size_t i, double loss)
 	if (o->sp.n)
 		snprintf(pat, sizeof pat, "%d:%d", o->sp.n, o->sp.m);
 	snprintf(what, sizeof what, "sparsity %.6f", sp);
+	/* the layout asked of the writer: N:M keeps M - N of every M; where that does not
+	 * fit or is not smaller, the writer takes bitmap, index or dense (sparse.h) */
+	struct lm_layout *lay = &p->lw.ms.layouts[i];
+	memset(lay, 0, sizeof *lay);
+	if (!o->store_dense && o->sp.n)
+		lay->kind = LM_LAYOUT_NM, lay->n = o->sp.m - o->sp.n, lay->m = o->sp.m;
+	else if (!o->store_dense)
+		lay->kind = LM_LAYOUT_UNSTRUCTURED;
 	lm_lw_note(&p->lw, i, "prune", json_pack("{s:s, s:f, s:s}", "method",
 	           lm_prune_method_name(o->sp.method), "sparsity", sp, "pattern", pat), what,
 	           o->sp.method == LM_PRUNE_SPARSEGPT ? &loss : NULL);
@@ -162,10 +174,11 @@ static void parse_nm(struct opts *o, const char *s)
 
 int main(int argc, char **argv)
 {
-	enum { O_NM = 256, O_GLOBAL };
+	enum { O_NM = 256, O_GLOBAL, O_STORE };
 	static const struct option lopts[] = {
 		{"sparsity", required_argument, 0, 's'}, {"nm", required_argument, 0, O_NM},
 		{"method", required_argument, 0, 'm'}, {"global", no_argument, 0, O_GLOBAL},
+		{"store", required_argument, 0, O_STORE},
 		LM_LW_LONGOPTS, {"output", required_argument, 0, 'o'},
 		{"force", no_argument, 0, 'f'}, {"threads", required_argument, 0, 'j'},
 		{"no-verify", no_argument, 0, LM_OPT_NO_VERIFY}, {"verbose", no_argument, 0, 'v'},
@@ -193,6 +206,11 @@ int main(int argc, char **argv)
 			o.sp.method = (enum lm_prune_method)mt;
 			break;
 		case O_GLOBAL: o.global = 1; break;
+		case O_STORE:
+			if (strcmp(optarg, "sparse") && strcmp(optarg, "dense"))
+				edie(2, "--store: '%s' is not sparse or dense", optarg);
+			o.store_dense = !strcmp(optarg, "dense");
+			break;
 		default:
 			if (!lm_lw_option(c, &o.lw))
 				lm_cli_flag(c, &o.cf, "lm-prune", usage_text);

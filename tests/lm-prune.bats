@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # lm-prune: the three methods reproduce the reference perplexities of opt-micro; every
 # pruned matrix has exactly the zeros its method defines (checked by an independent reader
-# in Python); every bad input is one line on stderr and no stream
+# in Python, sparse layouts included: tests/sparse_layout.py); every bad input is one line on stderr and no stream
 
 load helper
 
@@ -11,7 +11,9 @@ setup_file() {
 	echo "-c $DATA/novels-eval/novels-calib.txt --nsamples 32 --seqlen 512" > "$BATS_FILE_TMPDIR/cal"
 	# checks a pruned stream against its input: check.py IN OUT MODE ARGS...
 	cat > "$BATS_FILE_TMPDIR/check.py" <<'PY'
-import math, struct, sys, msgpack
+import math, os, struct, sys, msgpack
+sys.path.insert(0, os.path.join(os.environ["TOP"], "tests"))
+from sparse_layout import dense  # pruned matrices are stored sparse (--store sparse)
 LINEAR = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight", "fc1.weight", "fc2.weight")
 
 def read(path):
@@ -23,7 +25,7 @@ def read(path):
         body = b""
         while len(body) < rec["nbytes"]:
             body += next(u)
-        recs[rec["name"]] = (rec, body)
+        recs[rec["name"]] = (rec, dense(rec, body))
     return hdr, recs
 
 def values(rec, body):

@@ -17,6 +17,7 @@ int lm_ms_open(struct lm_model_stream *ms, struct lm_reader *rd)
 	ms->order = lm_opt_tensors(&ms->h.cfg, &ms->norder);
 	ms->dtypes = xcalloc(ms->norder, sizeof *ms->dtypes);
 	ms->attrs = xcalloc(ms->norder, sizeof *ms->attrs);
+	ms->layouts = xcalloc(ms->norder, sizeof *ms->layouts);
 	for (;;) {
 		struct lm_record *r = &ms->pending;
 		if (lm_read_record_meta(rd, r) < 0)
@@ -52,6 +53,7 @@ void lm_ms_close(struct lm_model_stream *ms)
 		json_decref(ms->attrs[i]);
 	free(ms->attrs);
 	free(ms->dtypes);
+	free(ms->layouts);
 	free(ms->order);
 	for (size_t i = 0; i < ms->nextras; i++)
 		lm_record_clear(&ms->extras[i]);
@@ -144,6 +146,7 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 		if (strcmp(r->name, want->name))
 			return lm_seterr("expected tensor '%s' (model order), found '%s'", want->name, r->name);
 		ms->dtypes[ms->next] = r->dtype;
+		ms->layouts[ms->next] = r->layout;
 		ms->attrs[ms->next] = json_incref(r->attrs);
 		/* non-finite values are looked for in the payload as read, before it is converted */
 		if (lm_read_payload(ms->rd, r) < 0 || (ms->check_finite && lm_val_payload(r) < 0) ||
@@ -227,6 +230,8 @@ int lm_ms_write_part(struct lm_model_stream *ms, const struct lm_model *m, int p
 		if (lm_ms_part_of(t, L) != part)
 			continue;
 		lm_record_tensor(&r, t->name, ms->dtypes[i], t->ndim, t->shape);
+		if (!lm_dtype_is_packed(r.dtype))
+			r.layout = ms->layouts[i];
 		if (ms->attrs[i]) {
 			json_decref(r.attrs);
 			r.attrs = json_incref(ms->attrs[i]);

@@ -36,6 +36,10 @@ struct lm_model_stream {
 	 * filter writes each tensor back as it came, with whatever attrs it added */
 	enum lm_dtype *dtypes;
 	json_t **attrs;
+	/* and its sparse layout (sparse.h): the tensor is dense in memory and written back
+	 * in this layout where that is smaller, so a filter keeps a sparse stream sparse (a
+	 * pruner sets the layout it wants; a packed dtype is always written dense) */
+	struct lm_layout *layouts;
 	/* extra tensors (format 1.2): records between the model's last tensor and the end
 	 * record whose names are no model tensor's, such as an early-exit policy
 	 * ("exit_policy."). The tail read loads them (payload included: they are small);

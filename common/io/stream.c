@@ -329,7 +329,23 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 	/* packed types: the group size is in the dtype, so this holds for them too */
 	if (lm_dtype_nbytes(r->dtype, r->ndim, r->shape, &nbytes) < 0)
 		return lm_preerr("tensor '%s'", name);
-	if (nbytes != r->nbytes)
+	r->wire_nbytes = r->nbytes;
+	memset(&r->layout, 0, sizeof r->layout);
+	json_t *jl = json_object_get(m, "layout");
+	if (jl) {
+		const char *ls = json_string_value(jl);
+		if (!ls || strlen(ls) != json_string_length(jl))
+			return lm_seterr("tensor '%s': layout is not a string", name);
+		/* the payload is checked against the layout before anything is allocated; it
+		 * is expanded to nbytes of dense data once read (lm_read_payload) */
+		if (lm_layout_parse(ls, &r->layout) < 0 ||
+		    (lm_layout_is_sparse(&r->layout) &&
+		     lm_sparse_check(&r->layout, r->dtype, r->ndim, r->shape, r->nbytes) < 0))
+			return lm_preerr("tensor '%s'", name);
+	}
+	if (lm_layout_is_sparse(&r->layout))
+		; /* r->nbytes stays the wire's until the payload is read */
+	else if (nbytes != r->nbytes)
 		return lm_seterr("tensor '%s': nbytes %zu does not match shape and dtype (%zu)", name,
 		                 r->nbytes, nbytes);
 	attrs = json_object_get(m, "attrs");
@@ -428,6 +444,23 @@ static int reserve(struct lm_reader *rd, struct lm_record *r, size_t *cap, size_
 	return 0;
 }
 
+/* a sparse payload, read and CRC-checked as it came, replaced by the dense matrix */
+static int expand(struct lm_record *r)
+{
+	size_t dense;
+	void *d;
+	if (lm_dtype_nbytes(r->dtype, r->ndim, r->shape, &dense) < 0 || !(d = lm_alloc(dense)))
+		return lm_preerr("tensor '%s'", r->name);
+	if (lm_sparse_decode(d, r->data, r->wire_nbytes, &r->layout, r->dtype, r->shape[0],
+	                     r->shape[1]) < 0) {
+		lm_free(d);
+		return lm_preerr("tensor '%s'", r->name);
+	}
+	lm_free(r->data);
+	r->data = d, r->nbytes = dense;
+	return 0;
+}
+
 int lm_read_payload(struct lm_reader *rd, struct lm_record *r)
 {
 	size_t got = 0, cap = 0;
@@ -474,6 +507,8 @@ int lm_read_payload(struct lm_reader *rd, struct lm_record *r)
 	else if (r->kind == LM_REC_BLOB)
 		rd->nblobs++;
 	rd->payload += r->nbytes;
+	if (r->kind == LM_REC_TENSOR && lm_layout_is_sparse(&r->layout) && expand(r) < 0)
+		return -1;
 	return 0;
 truncated:
 	return lm_seterr("unexpected end of stream in the payload of %s '%s' (record %llu): the upstream "
@@ -595,6 +630,7 @@ int lm_write_record(struct lm_writer *w, struct lm_record *r)
 	const unsigned char *p = r->data;
 	size_t left;
 	uint32_t crc;
+	void *sparse = NULL;
 
 	if (r->kind == LM_REC_END)
 		return lm_write_end(w);
@@ -602,40 +638,63 @@ int lm_write_record(struct lm_writer *w, struct lm_record *r)
 		return lm_preerr("tensor '%s'", r->name);
 	if (r->nbytes && !r->data)
 		return lm_seterr("internal: record '%s' has no payload", r->name);
-	crc = r->crc32 = (uint32_t)crc32_z(0, r->data, r->nbytes);
+	/* a sparse layout asked for: written only where it is smaller than dense (sparse.h) */
+	r->wire_nbytes = r->nbytes;
+	if (r->kind == LM_REC_TENSOR && lm_layout_is_sparse(&r->layout)) {
+		struct lm_layout want = r->layout;
+		if (r->ndim != 2 || lm_sparse_encode(r->data, r->dtype, r->shape[0], r->shape[1], &want,
+		                                     &r->layout, &sparse, &r->wire_nbytes) < 0)
+			memset(&r->layout, 0, sizeof r->layout);
+		if (!sparse)
+			r->wire_nbytes = r->nbytes;
+		else
+			p = sparse;
+	}
+	crc = r->crc32 = (uint32_t)crc32_z(0, p, r->wire_nbytes);
 	if (r->kind == LM_REC_TENSOR) {
 		json_t *shape = json_array();
 		for (int i = 0; i < r->ndim; i++)
 			json_array_append_new(shape, json_integer(r->shape[i]));
-		m = json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:O}", "kind", "tensor", "name", r->name,
-		              "dtype", lm_dtype_name(r->dtype), "shape", shape, "nbytes", (json_int_t)r->nbytes,
-		              "crc32", (json_int_t)crc, "attrs", r->attrs ? r->attrs : json_object());
+		char ln[32];
+		/* "layout" right after "dtype", and only in a sparse record: a dense one is
+		 * written as before 1.3 */
+		m = json_pack("{s:s, s:s, s:s, s:s*, s:o, s:I, s:I, s:O}", "kind", "tensor", "name",
+		              r->name, "dtype", lm_dtype_name(r->dtype), "layout",
+		              sparse ? lm_layout_name(&r->layout, ln, sizeof ln) : NULL, "shape", shape,
+		              "nbytes", (json_int_t)r->wire_nbytes, "crc32", (json_int_t)crc, "attrs",
+		              r->attrs ? r->attrs : json_object());
 	} else {
 		m = json_pack("{s:s, s:s, s:I, s:I}", "kind", "blob", "name", r->name, "nbytes",
 		              (json_int_t)r->nbytes, "crc32", (json_int_t)crc);
 	}
-	if (!m)
+	if (!m) {
+		lm_free(sparse);
 		return lm_seterr("record '%s': cannot encode", r->name);
+	}
 	int rc = lm_pack_json(&w->pk, m);
 	json_decref(m);
-	if (rc < 0)
+	if (rc < 0) {
+		lm_free(sparse);
 		return -1;
-	for (left = r->nbytes; left > 0;) {
+	}
+	for (left = r->wire_nbytes; left > 0;) {
 		size_t n = left > LM_MAX_CHUNK ? LM_MAX_CHUNK : left;
 		msgpack_pack_bin(&w->pk, n);
 		if (wflush(w) < 0 || lm_write_full(w->fd, p, n) < 0) {
 			w->failed = 1;
+			lm_free(sparse);
 			return lm_preerr("%s", w->name);
 		}
 		p += n, left -= n;
 	}
+	lm_free(sparse);
 	if (w->failed)
 		return lm_preerr("%s", w->name);
 	if (r->kind == LM_REC_TENSOR)
 		w->ntensors++;
 	else
 		w->nblobs++;
-	w->payload += r->nbytes;
+	w->payload += r->wire_nbytes;
 	return 0;
 }
 

@@ -20,9 +20,10 @@
 
 #include "dtype.h"
 #include "opt.h"
+#include "sparse.h"
 
 #define LM_STREAM_MAJOR 1
-#define LM_STREAM_MINOR 2
+#define LM_STREAM_MINOR 3
 #define LM_MAX_NDIM 8
 #define LM_MAX_NAME 256
 #define LM_MAX_MAP_BYTES (1u << 20)    /* a header or record map larger than this is refused */
@@ -41,7 +42,13 @@ struct lm_record {
 	enum lm_dtype dtype;        /* tensors */
 	int ndim;
 	int64_t shape[LM_MAX_NDIM];
-	size_t nbytes;
+	size_t nbytes;              /* bytes of data: a sparse tensor's once read is dense */
+	/* tensors: the sparse layout (lm-stream(5) "Sparse layouts", since 1.3). A reader
+	 * expands a sparse payload to the dense matrix of its dtype and keeps the layout and
+	 * the bytes on the wire here; a writer encodes data in this layout where that is
+	 * smaller (sparse.h), and sets both to what it wrote */
+	struct lm_layout layout;
+	size_t wire_nbytes;
 	uint32_t crc32;
 	json_t *attrs;              /* tensors: object (owned, never NULL after a read) */
 	void *data;                 /* payload, LM_ALIGN aligned, owned (lm_free) */

@@ -133,8 +133,8 @@ static void print_table(const struct lm_header *h, json_t *jt, json_t *jb, json_
 				printf(" %s", json_string_value(a));
 		putchar('\n');
 	}
-	printf("%-52s %-7s %-12s %12s %12s %8s %6s\n", "name", "dtype", "shape", "params", "bytes",
-	       "sparsity", "bits");
+	printf("%-52s %-7s %-12s %12s %12s %8s %6s %s\n", "name", "dtype", "shape", "params", "bytes",
+	       "sparsity", "bits", "layout");
 	json_array_foreach(jt, i, p) {
 		char shp[64];
 		struct lm_record tmp = {0};
@@ -144,20 +144,22 @@ static void print_table(const struct lm_header *h, json_t *jt, json_t *jb, json_
 		json_array_foreach(s, k, d)
 			tmp.shape[k] = json_integer_value(d);
 		print_shape(shp, sizeof shp, &tmp);
-		printf("%-52s %-7s %-12s %12lld %12lld %7.2f%% %6.2f\n",
+		printf("%-52s %-7s %-12s %12lld %12lld %7.2f%% %6.2f %s\n",
 		       json_string_value(json_object_get(p, "name")),
 		       json_string_value(json_object_get(p, "dtype")), shp,
 		       (long long)json_integer_value(json_object_get(p, "params")),
 		       (long long)json_integer_value(json_object_get(p, "bytes")),
 		       100 * json_real_value(json_object_get(p, "sparsity")),
-		       json_real_value(json_object_get(p, "bits_per_weight")));
+		       json_real_value(json_object_get(p, "bits_per_weight")),
+		       json_string_value(json_object_get(p, "layout")));
 	}
 	json_array_foreach(jb, i, p)
 		printf("blob %-47s %31lld bytes\n", json_string_value(json_object_get(p, "name")),
 		       (long long)json_integer_value(json_object_get(p, "bytes")));
-	printf("total: %zu tensors, %zu parameters, %zu bytes, sparsity %.2f%%, %.2f bits per weight\n",
-	       c->ntensors, c->params, c->bytes,
+	printf("total: %zu tensors, %zu parameters, %zu bytes, sparsity %.2f%% (density %.2f%%), "
+	       "%.2f bits per weight\n", c->ntensors, c->params, c->bytes,
 	       c->params ? 100.0 * (double)c->zeros / (double)c->params : 0.0,
+	       c->params ? 100.0 - 100.0 * (double)c->zeros / (double)c->params : 0.0,
 	       c->params ? 8.0 * (double)c->bytes / (double)c->params : 0.0);
 	json_array_foreach(jp, i, p)
 		printf("problem: %s\n", json_string_value(p));
@@ -185,23 +187,29 @@ void lm_info_describe(struct lm_reader *rd, const struct lm_header *h, int as_js
 			nblobs++, blob_bytes += r.nbytes;
 			continue;
 		}
-		size_t n = lm_record_numel(&r), z = count_zeros(&r);
+		/* bytes as stored: a sparse tensor was expanded on reading (r.nbytes), its
+		 * layout and stored size kept (r.wire_nbytes) */
+		size_t n = lm_record_numel(&r), z = count_zeros(&r), wb = r.wire_nbytes;
+		char ln[32];
 		json_t *shape = json_array();
 		for (int i = 0; i < r.ndim; i++)
 			json_array_append_new(shape, json_integer(r.shape[i]));
-		json_array_append_new(jt, json_pack("{s:s, s:s, s:o, s:I, s:I, s:I, s:f, s:f, s:O}", "name", r.name,
-		                                    "dtype", lm_dtype_name(r.dtype), "shape", shape,
-		                                    "params", (json_int_t)n, "bytes", (json_int_t)r.nbytes, "crc32", (json_int_t)r.crc32,
+		json_array_append_new(jt, json_pack("{s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:f, s:f, s:f, s:O}",
+		                                    "name", r.name, "dtype", lm_dtype_name(r.dtype), "layout",
+		                                    lm_layout_name(&r.layout, ln, sizeof ln), "shape", shape,
+		                                    "params", (json_int_t)n, "bytes", (json_int_t)wb, "crc32", (json_int_t)r.crc32,
 		                                    "sparsity", n ? (double)z / (double)n : 0.0,
-		                                    "bits_per_weight", n ? 8.0 * (double)r.nbytes / (double)n : 0.0,
+		                                    "density", n ? 1.0 - (double)z / (double)n : 0.0,
+		                                    "bits_per_weight", n ? 8.0 * (double)wb / (double)n : 0.0,
 		                                    "attrs", r.attrs));
-		params += n, zeros += z, bytes += r.nbytes, ntensors++;
+		params += n, zeros += z, bytes += wb, ntensors++;
 	}
 	lm_record_clear(&r);
 
-	json_t *totals = json_pack("{s:I, s:I, s:I, s:f, s:f, s:I}", "tensors", (json_int_t)ntensors,
+	json_t *totals = json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:I}", "tensors", (json_int_t)ntensors,
 	                           "params", (json_int_t)params, "bytes", (json_int_t)bytes,
 	                           "sparsity", params ? (double)zeros / (double)params : 0.0,
+	                           "density", params ? 1.0 - (double)zeros / (double)params : 0.0,
 	                           "bits_per_weight", params ? 8.0 * (double)bytes / (double)params : 0.0,
 	                           "blob_bytes", (json_int_t)blob_bytes);
 	if (as_json) {

@@ -1,0 +1,54 @@
+"""sparse_layout.py: a second, independent reader of lm-stream(5)'s sparse layouts, for
+the bats tests' Python checks: dense(rec, body) is the payload of a tensor record as the
+dense matrix of its dtype, whatever its "layout" (absent: dense already)."""
+
+SIZE = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def dense(rec, body):
+    lay = rec.get("layout", "dense")
+    if lay == "dense":
+        return body
+    s = SIZE[rec["dtype"]]
+    rows, cols = rec["shape"]
+    numel = rows * cols
+    out = bytearray(numel * s)
+    if ":" in lay:
+        # values of n kept per group of m, then each kept one's position in its group,
+        # pos_bits(m) bits each, least significant bit first
+        n, m = map(int, lay.split(":"))
+        b = max(1, (m - 1).bit_length())
+        kept = numel // m * n
+        pos = body[kept * s:] + b"\0\0"
+        for v in range(kept):
+            bit = v * b
+            p = ((pos[bit >> 3] | pos[(bit >> 3) + 1] << 8) >> (bit & 7)) & ((1 << b) - 1)
+            assert p < m, (rec["name"], v, p)
+            i = v // n * m + p
+            out[i * s:(i + 1) * s] = body[v * s:(v + 1) * s]
+    elif lay == "bitmap":
+        # the kept values, then a bit per weight in row-major order
+        nnz = (len(body) - (numel + 7) // 8) // s
+        bits, v = body[nnz * s:], 0
+        for byte_i, byte in enumerate(bits):
+            for k in range(8):
+                if byte >> k & 1:
+                    i = byte_i * 8 + k
+                    out[i * s:(i + 1) * s] = body[v * s:(v + 1) * s]
+                    v += 1
+        assert v == nnz, (rec["name"], v, nnz)
+    elif lay == "index":
+        # the kept values, their columns (u16, or u32 past 65536 columns), a u32 count per row
+        w = 2 if cols <= 65536 else 4
+        nnz = (len(body) - rows * 4) // (s + w)
+        idx, cnt = body[nnz * s:nnz * (s + w)], body[nnz * (s + w):]
+        v = 0
+        for r in range(rows):
+            for _ in range(int.from_bytes(cnt[r * 4:r * 4 + 4], "little")):
+                j = int.from_bytes(idx[v * w:(v + 1) * w], "little")
+                i = r * cols + j
+                out[i * s:(i + 1) * s] = body[v * s:(v + 1) * s]
+                v += 1
+    else:
+        raise ValueError("%s: unknown layout %r" % (rec["name"], lay))
+    return bytes(out)
