@@ -191,3 +191,36 @@ row "STS with every gold score equal" lm-eval --sts flat.csv micro.lms
 row "multiple choice with empty choices" lm-eval --mc empty.jsonl micro.lms
 row "control bytes in a score field (escaped)" lm-eval --sts ctl.csv micro.lms
 row "dropout 2.0 in config.json" lm-import d2/
+# sparse layouts (#18): a 2:4 record whose positions repeat, a bitmap counting one value
+# fewer than it stores, an N:M size that is not what the shape gives
+lm-prune -q --nm 2:4 "$t/micro.lms" > "$t/n24.lms"
+lm-prune -q -s 0.5 "$t/micro.lms" > "$t/s50.lms"
+/usr/bin/python3 - "$t" <<'PY'
+import sys, zlib, msgpack
+t = sys.argv[1]
+for src, mode in (("n24", "positions"), ("s50", "count"), ("n24", "nbytes")):
+    u = msgpack.Unpacker(open(f"{t}/{src}.lms", "rb"), raw=False, max_buffer_size=1 << 30)
+    out = open(f"{t}/sp-{mode}.lms", "wb"); out.write(msgpack.packb(next(u))); done = False
+    for rec in u:
+        if rec["kind"] == "end":
+            out.write(msgpack.packb(rec)); break
+        body = b""
+        while len(body) < rec["nbytes"]:
+            body += next(u)
+        if rec.get("layout") and not done:
+            done, b = True, bytearray(body)
+            rows, cols = rec["shape"]
+            if mode == "positions":
+                b[rows * cols] = 0b0101
+            elif mode == "count":
+                i = len(b) - (rows * cols + 7) // 8
+                while b[i] == 0: i += 1
+                b[i] &= b[i] - 1
+            else:
+                b = b[:-1]
+            body = bytes(b); rec["nbytes"], rec["crc32"] = len(body), zlib.crc32(body)
+        out.write(msgpack.packb(rec)); out.write(msgpack.packb(body, use_bin_type=True))
+PY
+row "sparse 2:4 record, a position repeated" lm-eval --ppl "$PWD/$D/novels-calib.txt" sp-positions.lms
+row "sparse bitmap, one bit fewer than its values" lm-info sp-count.lms
+row "sparse 2:4 record one byte short" lm-export -o out sp-nbytes.lms
