@@ -53,6 +53,29 @@ PY
 	assert_output --regexp "^The history of the "
 }
 
+@test "lm-eval --generate: the fused decode product gives the tile path's greedy ids (f16, q4 with packed embeddings, q3 per row; -j 1, 2)" {
+	# opt-micro is f16 as imported; LM_NO_MATVEC=1 sends every product back through the f32
+	# tiles and sgemv/sgemm (the path before nn/matvec), which computes the ids to compare with
+	lm-quant -q -b 4 -g 32 --include '*embed_tokens*' --include '*proj.weight' \
+		--include '*fc?.weight' -o "$BATS_TEST_TMPDIR/q4.lms" "$BATS_FILE_TMPDIR/micro.lms"
+	lm-quant -q -b 3 -g 0 -o "$BATS_TEST_TMPDIR/q3.lms" "$BATS_FILE_TMPDIR/micro.lms"
+	cp "$BATS_FILE_TMPDIR/micro.lms" "$BATS_TEST_TMPDIR/f16.lms"
+	run -0 lm-info "$BATS_TEST_TMPDIR/q4.lms"
+	assert_output --regexp "embed_tokens.weight +q4g32 "
+	ids() { "$PYTHON" -c "import json,sys; print(' '.join(map(str, json.load(sys.stdin)['ids'])))"; }
+	for m in f16 q4 q3; do
+		for j in 1 2; do
+			old=$(LM_NO_MATVEC=1 lm-eval --generate "The history of the" -n 24 -j "$j" --json -q \
+				"$BATS_TEST_TMPDIR/$m.lms" | ids)
+			new=$(lm-eval --generate "The history of the" -n 24 -j "$j" --json -q \
+				"$BATS_TEST_TMPDIR/$m.lms" | ids)
+			echo "$m -j $j: $new"
+			[ "$(echo "$old" | wc -w)" -eq 29 ]
+			assert_equal "$new" "$old"
+		done
+	done
+}
+
 @test "lm-eval: pre-tokenized ids (--save-ids) give the same perplexity as the text" {
 	lm-eval --ppl "$DATA/novels-eval/novels-calib.txt" --seqlen 128 --windows 3 --json \
 		--save-ids "$BATS_TEST_TMPDIR/ids.lms" "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/a.json"

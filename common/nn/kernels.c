@@ -9,6 +9,7 @@
  * baseline does (no silent fma contraction). */
 #include "kernels.h"
 #include "gemm_bf16.h"
+#include "matvec.h"
 #include "opt.h"
 #include "simd.h"
 #include "util.h"
@@ -341,6 +342,9 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 	}
 	if (IN == 0)
 		return 0;
+	/* decoding: every dtype read in place by the fused product, bound by memory (matvec.h) */
+	if (N <= LM_MATVEC_MAX_N && lm_compute_used() == LM_COMPUTE_F32 && lm_matvec_use(w))
+		return lm_matvec(out, OUT, inp, w, 0, OUT, N, beta);
 	if (w->dtype == LM_F32) {
 		return linear_nt(out, OUT, inp, w->data, N, OUT, IN, beta);
 	}
@@ -506,6 +510,7 @@ struct att_job {
 	const float *q, *k, *v;
 	size_t B, Tq, Tk, kv_rows, NH, HS, per_part;
 	const size_t *pad;  /* left padding per batch (lm_attention_forward_padded), or NULL */
+	int bf16;           /* the two products by the bf16 GEMM (lm_compute_used()) */
 };
 
 /* one (batch, head): blocks of ATT_QB queries, S and inv are this thread's scratch */
@@ -534,13 +539,17 @@ static void att_head(const struct att_job *j, size_t b, size_t h, float *S, floa
 			cblas_sgemv(CblasRowMajor, CblasTrans, (int)kn, ihs, r, vh, ic, S, 1, 0.0f, oh, 1);
 			continue;
 		}
-		/* S[qb, kn] = Q_blk K^T; causal exp per row; O_blk = S V, rows scaled by 1/sum */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, ihs, 1.0f, qh, ic,
-		            kh, ic, 0.0f, S, (int)kn);
+		/* S[qb, kn] = Q_blk K^T; causal exp per row; O_blk = S V, rows scaled by 1/sum. With
+		 * bf16 compute both products are bf16 ones (the softmax stays f32); a bf16 product
+		 * that finds no memory for its packing is done in f32 instead. */
+		if (!j->bf16 || lm_gemm_bf16(S, kn, qh, C, kh, C, 0, qb, kn, HS, 0.0f) < 0)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, ihs, 1.0f, qh,
+			            ic, kh, ic, 0.0f, S, (int)kn);
 		for (size_t r = 0; r < qb; r++)
 			inv[r] = softmax_row(S + r * kn, off + t0 + r + 1 - p, kn);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, ihs, (int)kn, 1.0f, S,
-		            (int)kn, vh, ic, 0.0f, oh, ic);
+		if (!j->bf16 || lm_gemm_bf16(oh, C, S, kn, vh, C, 1, qb, HS, kn, 0.0f) < 0)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, ihs, (int)kn, 1.0f, S,
+			            (int)kn, vh, ic, 0.0f, oh, ic);
 		scale_rows(oh, inv, qb, HS, C);
 	}
 }
@@ -559,7 +568,7 @@ static int attention_run(float *out, const float *q, const float *k, const float
                          size_t HS, const size_t *pad, float *ws, size_t ws_n)
 {
 	struct att_job j = {out, ws, q, k, v, B, Tq, Tk, kv_rows, NH, HS, lm_attention_ws(Tq, Tk, 1),
-	                    pad};
+	                    pad, lm_compute_used() == LM_COMPUTE_BF16};
 	float *own = NULL;
 	int nt = lm_threads();
 	double work = (double)B * (double)NH * (double)Tq * (double)Tk * (double)HS;
@@ -733,20 +742,45 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 	for (size_t n = 0; n < N; n++) {
 		run_m[n] = -INFINITY, run_s[n] = 0.0f, nll[n] = 0.0f;
 	}
+	/* a few rows (decoding, --qa): each vocabulary tile by the fused product, no f32 tile */
+	int fused = N <= LM_MATVEC_MAX_N && E > 0 && lm_compute_used() == LM_COMPUTE_F32 &&
+	            lm_matvec_use(head);
+	/* bf16 compute: the rows, and each vocabulary tile, packed to bf16 once rather than in
+	 * the product of every (tile, chunk) pair: the same bits (gemm_bf16.h), a tenth of the
+	 * conversions */
+	uint32_t *pa = NULL, *pb = NULL;
+	if (E > 0 && lm_compute_used() == LM_COMPUTE_BF16) {
+		pa = lm_alloc(lm_gemm_bf16_packed_a(N, E) * sizeof *pa);
+		pb = pa ? lm_alloc(lm_gemm_bf16_packed_b(vt, E) * sizeof *pb) : NULL;
+		if (!pb) {
+			lm_free(pa);
+			lm_free(own);
+			return -1;
+		}
+		lm_gemm_bf16_pack_a(pa, inp, N, E);
+	}
 	for (size_t v0 = 0; v0 < V; v0 += vt) {
 		size_t vn = min_sz(vt, V - v0);
-		const float *wt;
+		const float *wt = NULL;
 		if (head->dtype == LM_F32) {
 			wt = (const float *)head->data + v0 * E;
-		} else {
+		} else if (!fused) {
 			tile_f32(tile, head, v0, vn);
 			wt = tile;
 		}
+		if (pb)
+			lm_gemm_bf16_pack_b(pb, wt, vn, E);
 		for (size_t n0 = 0; n0 < N; n0 += rc) {
 			size_t nr = min_sz(rc, N - n0);
-			if (E == 0) {
+			if (pb) {
+				if (lm_gemm_bf16_nt_packed(Z, vn, pa + n0 * ((E + 1) / 2), pb, nr, vn, E, 0.0f) < 0) {
+					lm_free(pb), lm_free(pa), lm_free(own);
+					return lm_seterr("lm_head: out of memory packing bf16 operands");
+				}
+			} else if (E == 0) {
 				memset(Z, 0, nr * vn * sizeof *Z);
-			} else if (linear_nt(Z, vn, inp + n0 * E, wt, nr, vn, E, 0.0f) < 0) {
+			} else if (fused ? lm_matvec(Z, vn, inp + n0 * E, head, v0, vn, nr, 0.0f) < 0
+			                 : linear_nt(Z, vn, inp + n0 * E, wt, nr, vn, E, 0.0f) < 0) {
 				lm_free(own);
 				return -1;
 			}
@@ -756,6 +790,7 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 	}
 	for (size_t n = 0; n < N; n++)
 		nll[n] = target[n] < 0 ? 0.0f : logf(run_s[n]) + run_m[n] - nll[n];
+	lm_free(pb), lm_free(pa);
 	lm_free(own);
 	return 0;
 }
