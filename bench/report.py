@@ -429,7 +429,7 @@ def forward_md():
 # ---- RESULTS.md: this run's facts, then every part, redone or repeated ----
 
 # the section scripts, in the order of RESULTS.md (bench/NAME.sh prints bench/NAME.md)
-SECTIONS = ["prune", "retrain", "quant", "embed", "contrastive", "unlearn", "earlyexit", "zeroshot", "methods"]
+SECTIONS = ["prune", "retrain", "quant", "decode", "embed", "contrastive", "unlearn", "earlyexit", "zeroshot", "methods"]
 
 
 def with_note(md, note):

@@ -2,7 +2,7 @@
 # bench/run.sh (`make bench`): every benchmark of lmpipe, into bench/RESULTS.md. Its own part,
 # `forward`, measures (a) the machine's OpenBLAS sgemm roof and (b) lm-eval's perplexity forward
 # against PyTorch on CPU at equal threads (kept as bench/forward.md); then it runs the section
-# scripts bench/NAME.sh that exist, in this order: prune retrain quant embed contrastive unlearn earlyexit zeroshot methods,
+# scripts bench/NAME.sh that exist, in this order: prune retrain quant decode embed contrastive unlearn earlyexit zeroshot methods,
 # each printing its Markdown part (kept as bench/NAME.md); RESULTS.md puts them all together,
 # repeating the last bench/NAME.md of a part this run did not redo.
 #
@@ -24,7 +24,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-ALL="prune retrain quant embed contrastive unlearn earlyexit zeroshot methods"
+ALL="prune retrain quant decode embed contrastive unlearn earlyexit zeroshot methods"
 SECTIONS=${BENCH_SECTIONS:-forward $ALL}
 REPS=${BENCH_REPS:-5}
 BIG=${BENCH_BIG:-0}

@@ -1,0 +1,252 @@
+#!/bin/sh
+# bench/decode.sh: the decode section of bench/RESULTS.md (issue #18): is greedy decoding bound
+# by memory for every weight type? On an OPT-125m-shaped model (random weights, lm-init
+# --seed 1) in f32, f16, bf16 and packed q8, q4, q3, q2 (g128, RTN from the f16 stream, the
+# token embeddings and so the tied head packed too):
+#   1. the machine's read bandwidth (bench/bandwidth.c, a STREAM-like sum over 1 GiB);
+#   2. lm-eval --generate "The history of the" -n 64: tokens/s at 1 and 2 threads, the weight
+#      bytes one token reads (every matrix once, the head whole, one row of positions), the
+#      GB/s that makes and its share of the measured bandwidth; and the same run on the tile
+#      path of before nn/matvec (LM_NO_MATVEC=1), to show what the fused kernel changed;
+#   3. bench/torch_decode.py, a PyTorch KV-cache greedy loop, on the f32 model.
+# Prints a Markdown section on stdout, progress on stderr; runs alone, on a quiet machine:
+#
+#   sh bench/decode.sh > bench/decode.md
+#
+#   BENCH_REPS=N               repetitions of every measurement, interleaved (default 5; the
+#                              tables give the median)
+#   BENCH_DECODE_THREADS=L     thread counts (default "1 2")
+#   BENCH_DECODE_MODELS=L      weight types (default "f32 f16 bf16 q8 q4 q3 q2")
+#   BENCH_DECODE_TOKENS=N      new tokens per run (default 64)
+#   BENCH_DECODE_TILE=0        skip the LM_NO_MATVEC=1 runs
+#   BENCH_DECODE_TORCH=0       skip PyTorch
+#   BENCH_DECODE_BW_MIB=M      the bandwidth probe's buffer (default 1024)
+#   BENCH_KEEP=1, TMPDIR, BENCH_QUIET_MAX, BENCH_QUIET_BUDGET: see bench/lib.sh
+#
+# Sparse rows (dense, 50 %, 2:4, 2:4 + q4 in issue #18's table): add the model to make_model
+# below and its name to MODELS; everything after reads any name.
+set -eu
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+
+REPS=${BENCH_REPS:-5}
+THREADS=${BENCH_DECODE_THREADS:-1 2}
+MODELS=${BENCH_DECODE_MODELS:-f32 f16 bf16 q8 q4 q3 q2}
+NTOK=${BENCH_DECODE_TOKENS:-64}
+TILE=${BENCH_DECODE_TILE:-1}
+TORCH=${BENCH_DECODE_TORCH:-1}
+BW_MIB=${BENCH_DECODE_BW_MIB:-1024}
+PROMPT="The history of the"
+
+bench_start decode
+fact reps "$REPS"
+fact threads "$THREADS"
+fact models "$MODELS"
+fact tokens "$NTOK"
+fact prompt "$PROMPT"
+fact bw_mib "$BW_MIB"
+fact simd "$(grep -m 1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|f16c|avx512f|avx512bw|avx512vl)$' | tr '\n' ' ')"
+
+# the models: f32/f16/bf16 as lm-init writes them; packed ones from the f16 stream with the
+# embeddings packed too (the head is most of OPT-125m's bytes)
+PACK="--include '*embed_tokens*' --include '*proj.weight' --include '*fc?.weight'"
+make_model() {
+	case $1 in
+	f32) bin/lm-init --like opt-125m --seed 1 -o "$B/f32.lms" ;;
+	f16 | bf16) bin/lm-init --like opt-125m --seed 1 -t "$1" -o "$B/$1.lms" ;;
+	q8 | q4 | q3 | q2) eval "bin/lm-quant -q -b ${1#q} -g 128 $PACK -o \"\$B/$1.lms\" \"\$B/f16.lms\"" ;;
+	# sparse rows go here, e.g. s24) bin/lm-prune -s 0.5 --nm 2:4 ... -o "$B/s24.lms" "$B/f16.lms"
+	*) fail "make_model: no recipe for '$1'" ;;
+	esac
+}
+say "decode: OPT-125m-shaped models ($MODELS)"
+make_model f32
+make_model f16
+for m in $MODELS; do
+	[ -f "$B/$m.lms" ] || make_model "$m"
+	# weight bytes one token reads: every tensor once, but of the positions one row
+	fact "bytes_$m" "$(bin/lm-info --json "$B/$m.lms" | $PY -c '
+import json, sys
+t = json.load(sys.stdin)["tensors"]
+print(sum(x["bytes"] // x["shape"][0] if "embed_positions" in x["name"] else x["bytes"] for x in t))')"
+	fact "dtype_$m" "$(bin/lm-info --json "$B/$m.lms" | $PY -c '
+import json, sys
+t = {x["name"]: x["dtype"] for x in json.load(sys.stdin)["tensors"]}
+print(t["model.decoder.layers.0.fc1.weight"], t["model.decoder.embed_tokens.weight"])')"
+done
+# the prompt's ids, as lm-eval makes them (BOS first), for PyTorch; its weights as a HF folder
+IDS=$(bin/lm-eval --generate "$PROMPT" -n 1 --json -q "$B/f32.lms" |
+	$PY -c 'import json, sys; print(" ".join(map(str, json.load(sys.stdin)["ids"][:-1])))')
+fact prompt_ids "$IDS"
+if [ "$TORCH" = 1 ]; then bin/lm-export -o "$B/hf" "$B/f32.lms" > /dev/null; fi
+cc -O3 -march=native -std=c11 -Wall -Wextra -pthread -o "$B/bandwidth" bench/bandwidth.c
+
+GEN='bin/lm-eval --generate "%s" -n %s -j %s --json -q $B/%s.lms'
+TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_decode.py $B/hf --ids "%s" -n %s --threads %s --json'
+TLIST=$(echo "$THREADS" | tr ' ' ',')
+rep=1
+while [ "$rep" -le "$REPS" ]; do
+	say "  read bandwidth, repetition $rep/$REPS"
+	measure "bw.probe.r$rep" "\$B/bandwidth -m $BW_MIB -r 5 -t $TLIST"
+	for j in $THREADS; do
+		say "  lm-eval --generate, $j thread(s), repetition $rep/$REPS"
+		for m in $MODELS; do
+			measure "gen-$m-j$j.lmeval.r$rep" "$(printf "$GEN" "$PROMPT" "$NTOK" "$j" "$m")"
+			if [ "$TILE" = 1 ]; then
+				measure "gen-$m-j$j.tile.r$rep" "LM_NO_MATVEC=1 $(printf "$GEN" "$PROMPT" "$NTOK" "$j" "$m")"
+			fi
+		done
+		if [ "$TORCH" = 1 ]; then
+			measure "gen-f32-j$j.torch.r$rep" "$(printf "$TOR" "$j" "$j" "$IDS" "$NTOK" "$j")"
+		fi
+	done
+	rep=$((rep + 1))
+done
+
+bench_end
+$PY - "$B" <<'PY'
+"""The Markdown section from the runs of bench/decode.sh (files in $B/runs, see bench/lib.sh)."""
+import glob, json, os, re, statistics, sys
+
+B = sys.argv[1]
+R = os.path.join(B, "runs")
+facts = dict(l.rstrip("\n").split(": ", 1) for l in open(os.path.join(B, "facts.txt")) if ": " in l)
+
+
+def gnu_time(path):
+    """wall seconds, peak RSS bytes, CPU seconds of a GNU time -v report"""
+    t = open(path).read()
+    el = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", t).group(1)
+    sec = 0.0
+    for part in el.split(":"):
+        sec = sec * 60 + float(part)
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) * 1024
+    cpu = sum(float(re.search(p + r": (\S+)", t).group(1))
+              for p in (r"User time \(seconds\)", r"System time \(seconds\)"))
+    return sec, rss, cpu
+
+
+def others(rid, sec, cpu):
+    """cores the rest of the machine kept busy during the run (/proc/stat before and after)"""
+    def busy_total(f):
+        v = [int(x) for x in open(f).read().split()[1:]]
+        busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
+        return busy, busy + v[3] + v[4]
+    b0, t0 = busy_total(os.path.join(R, rid + ".stat0"))
+    b1, t1 = busy_total(os.path.join(R, rid + ".stat1"))
+    cores = int(facts.get("cores", "1"))
+    if t1 <= t0 or sec <= 0:
+        return 0.0
+    return max(0.0, (b1 - b0) / (t1 - t0) * cores - cpu / sec)
+
+
+def runs(group, variant):
+    """[(wall s, rss, cpu s, others, stdout text, command)] of every repetition"""
+    out = []
+    for tf in sorted(glob.glob(os.path.join(R, f"{group}.{variant}.r*.time"))):
+        rid = tf[len(R) + 1:-len(".time")]
+        sec, rss, cpu = gnu_time(tf)
+        txt = open(os.path.join(R, rid + ".out")).read().strip()
+        cmd = open(os.path.join(R, rid + ".cmd")).read().strip()
+        out.append((sec, rss, cpu, others(rid, sec, cpu), txt, cmd))
+    return out
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def tps(rr):
+    return med([json.loads(r[4].splitlines()[-1])["tokens_per_second"] for r in rr])
+
+
+def ids(rr):
+    return json.loads(rr[0][4].splitlines()[-1])["ids"] if rr else None
+
+
+def mib(b):
+    return f"{b / 1048576:.0f} MiB"
+
+
+def cmdcell(c):
+    return "`" + c.replace("|", "\\|").replace("$B/", "") + "`"
+
+
+# bandwidth: per thread count, the median over repetitions of each probe's median
+bw = {}
+for r in runs("bw", "probe"):
+    for line in r[4].splitlines():
+        f = line.split()
+        if f and f[0] == "bandwidth":
+            bw.setdefault(f[1], []).append(float(f[2]))
+bw = {t: med(v) for t, v in bw.items()}
+
+reps, threads, models = facts["reps"], facts["threads"].split(), facts["models"].split()
+print("### Decoding bound by memory (`bench/decode.sh`)\n")
+print(f"OPT-125m-shaped model, random weights (`lm-init --like opt-125m --seed 1`; `-t f16`, "
+      f"`-t bf16`; qB = `lm-quant -b B -g 128` by RTN from the f16 stream with `--include "
+      f"'*embed_tokens*' --include '*proj.weight' --include '*fc?.weight'`, so the tied head is "
+      f"packed too). `lm-eval --generate \"{facts['prompt']}\" -n {facts['tokens']}` (prompt ids "
+      f"{facts['prompt_ids']}), tokens/s as lm-eval reports it (new tokens over the seconds of "
+      f"prefill and decoding, weights already loaded). {facts['date']}, commit {facts['commit']}"
+      f"{' (uncommitted changes)' if facts.get('dirty') == 'yes' else ''}, {facts['cpu']}, "
+      f"{facts['cores']} cores ({facts['simd'].strip()}), load {facts['load_start']} at the start "
+      f"and {facts['load_end']} at the end; median of {reps} run(s). \"others\": cores the rest "
+      f"of the machine kept busy meanwhile (timings are only comparable where it is near 0).\n")
+print("Read bandwidth (`bench/bandwidth.c`: the sum of a "
+      f"{facts.get('bw_mib', '1024')} MiB buffer, median of 5 passes per probe): "
+      + ", ".join(f"**{bw[t]:.1f} GB/s** at {t} thread(s)" for t in sorted(bw)) + ".\n")
+print("Bytes/token: the weights one token reads (every matrix once, the head whole, one row of "
+      "positions); GB/s = bytes/token x tokens/s; \"tile path\": the same run with "
+      "`LM_NO_MATVEC=1`, each tile of weights converted to f32 before sgemv, as before the fused "
+      "kernel (common/nn/matvec.c).\n")
+res = {}
+for j in threads:
+    print(f"**{j} thread(s)**:\n")
+    print("| weights (linears, embeddings) | bytes/token | tokens/s | GB/s | % of bandwidth | vs f32 "
+          "| tile path tokens/s | fused / tile | same ids as tile | peak RSS | others |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for m in models:
+        rr = runs(f"gen-{m}-j{j}", "lmeval")
+        if not rr:
+            continue
+        t = tps(rr)
+        by = int(facts[f"bytes_{m}"])
+        gbs = by * t / 1e9
+        res[(m, j)] = (t, gbs)
+        f32 = res.get(("f32", j), (float("nan"),))[0]
+        tr = runs(f"gen-{m}-j{j}", "tile")
+        tt = tps(tr) if tr else float("nan")
+        same = ("yes" if ids(tr) == ids(rr) else "**no**") if tr else "-"
+        pct = 100 * gbs / bw[j] if j in bw else float("nan")
+        print(f"| {m} ({facts['dtype_' + m].replace(' ', ', ')}) | {by / 1e6:.0f} MB | {t:.1f} | "
+              f"{gbs:.1f} | {pct:.0f} % | {t / f32:.2f}x | {tt:.1f} | {t / tt:.2f}x | {same} | "
+              f"{mib(med([r[1] for r in rr]))} | {med([r[3] for r in rr]):.2f} |")
+    tr = runs(f"gen-f32-j{j}", "torch")
+    if tr:
+        t = tps(tr)
+        same = "yes" if ids(tr) == ids(runs(f"gen-f32-j{j}", "lmeval")) else "no"
+        print(f"| PyTorch f32 (`bench/torch_decode.py`, KV cache) | {int(facts['bytes_f32']) / 1e6:.0f} MB "
+              f"| {t:.1f} | {int(facts['bytes_f32']) * t / 1e9:.1f} | "
+              f"{100 * int(facts['bytes_f32']) * t / 1e9 / bw[j] if j in bw else float('nan'):.0f} % | "
+              f"{t / res.get(('f32', j), (float('nan'),))[0]:.2f}x | - | - | {same} (as lm-eval f32) | "
+              f"{mib(med([r[1] for r in tr]))} | {med([r[3] for r in tr]):.2f} |")
+    print()
+j = max(threads, key=int)
+if ("f32", j) in res:
+    f = res[("f32", j)][0]
+    lines = []
+    if ("f16", j) in res:
+        r = res[("f16", j)][0] / f
+        lines.append(f"f16 >= 1.8x f32's tokens/s: **{'met' if r >= 1.8 else 'not met'}** ({r:.2f}x)")
+    if ("q4", j) in res:
+        r = res[("q4", j)][0] / f
+        lines.append(f"q4 with packed embeddings >= 4x f32: **{'met' if r >= 4 else 'not met'}** ({r:.2f}x)")
+    if j in bw:
+        low = [m for m in models if (m, j) in res and res[(m, j)][1] < 0.75 * bw[j]]
+        lines.append("every type at >= 75 % of the bandwidth: **"
+                     + ("met" if not low else "not met") + "**"
+                     + (f" (below: {', '.join(low)})" if low else ""))
+    print(f"Targets of issue #18 at {j} thread(s): " + "; ".join(lines) + ".\n")
+print(f"The section took {facts['total_time']}.")
+PY
