@@ -87,7 +87,7 @@ print([v for k, v in d.items() if k.split(' ')[0] == 'rtn_w4g128'][0])" > "$BATS
 	run -0 "$PYTHON" "$BATS_FILE_TMPDIR/check.py" "$in" "$q" 4 128 embed_tokens.weight
 	assert_line "25 tensors checked"
 	run -0 lm-info "$q"
-	assert_line --regexp '^model.decoder.embed_tokens.weight +q4g128 +50272x256 .* 4\.25$'
+	assert_line --regexp '^model.decoder.embed_tokens.weight +q4g128 +50272x256 .* 4\.25 dense$'  # bits, then the layout column
 	lm-quant -q -b 4 -g 128 "$in" > "$BATS_TEST_TMPDIR/q.lms"
 	# packed embeddings cost perplexity, but not much (opt-micro: 78.96 -> 83.09)
 	qe=$(ppl "$q")

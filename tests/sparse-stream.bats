@@ -1,9 +1,10 @@
 #!/usr/bin/env bats
 # sparse layouts in the stream (lm-stream(5) "Sparse layouts", issue #18): lm-prune writes
 # N:M and bitmap/index records, every program reads them as the dense matrix they encode
-# (same perplexity, same greedy ids, same export, same quantization as --store dense), an
-# independent Python reader decodes them to the dense stream's bytes, lm-retrain keeps
-# them, lm-info shows them, and a corrupt sparse record is one line and exit 1
+# (same perplexity, same greedy ids, same export, same quantization as --store dense),
+# lm-quant keeps N:M of the codes (2:4 + q4), an independent Python reader decodes them
+# to the dense stream's bytes, lm-retrain keeps them, lm-info shows them, and a corrupt
+# sparse record is one line and exit 1
 
 load helper
 
@@ -14,6 +15,9 @@ setup_file() {
 	lm-prune -q -s 0.5 --store dense "$d/micro.lms" > "$d/sd.lms"
 	lm-prune -q --nm 2:4 "$d/micro.lms" > "$d/n.lms"
 	lm-prune -q --nm 2:4 --store dense "$d/micro.lms" > "$d/nd.lms"
+	# prune, then quantize: the 2:4 layout keeps only the kept weights' 4-bit codes
+	lm-quant -q -j 1 -b 4 -g 128 "$d/n.lms" > "$d/nq.lms"
+	lm-quant -q -j 1 -b 4 -g 128 "$d/nd.lms" > "$d/ndq.lms"
 	head -c 20000 "$DATA/novels-eval/novels-test.txt" > "$d/valid.txt"
 	head -c 30000 "$DATA/novels-eval/novels-retrain.txt" > "$d/train.txt"
 	# layouts of every tensor of a stream, one "name layout" a line
@@ -68,9 +72,9 @@ print(\"ok\")'"
 	[ $((a * 100)) -le $((b * 60)) ]
 }
 
-@test "sparse: same perplexity and greedy ids as the dense stream, N:M and bitmap" {
+@test "sparse: same perplexity and greedy ids as the dense stream, N:M, bitmap, N:M of q4 codes" {
 	local d=$BATS_FILE_TMPDIR
-	for p in s:sd n:nd; do
+	for p in s:sd n:nd nq:ndq; do
 		local sp=$d/${p%%:*}.lms de=$d/${p##*:}.lms
 		for f in "$sp" "$de"; do
 			lm-eval -q -j 1 --ppl "$d/valid.txt" --seqlen 64 --windows 8 --json "$f" |
@@ -89,7 +93,7 @@ print(\"ok\")'"
 
 @test "sparse: an independent reader decodes every record to the dense stream's bytes" {
 	local d=$BATS_FILE_TMPDIR
-	run -0 "$PYTHON" - "$d/s.lms" "$d/sd.lms" "$d/n.lms" "$d/nd.lms" <<'PY'
+	run -0 "$PYTHON" - "$d/s.lms" "$d/sd.lms" "$d/n.lms" "$d/nd.lms" "$d/nq.lms" "$d/ndq.lms" <<'PY'
 import os, sys, zlib, msgpack
 sys.path.insert(0, os.path.join(os.environ["TOP"], "tests"))
 from sparse_layout import dense
@@ -107,7 +111,7 @@ def read(path):
         assert zlib.crc32(body) == rec["crc32"]
         out[rec["name"]] = (rec.get("layout", "dense"), dense(rec, body) if rec["kind"] == "tensor" else body)
 
-for sp, de in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+for sp, de in zip(sys.argv[1::2], sys.argv[2::2]):
     a, b = read(sp), read(de)
     assert list(a) == list(b)
     assert sum(v[0] != "dense" for v in a.values()) == 24
@@ -115,6 +119,21 @@ for sp, de in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
         assert a[k][1] == b[k][1], k
 print("ok")
 PY
+	assert_output "ok"
+}
+
+@test "sparse: 2:4 then q4: the linears keep N:M of their codes, 3.25 bits per weight" {
+	local d=$BATS_FILE_TMPDIR
+	[ "$(stat -c %s "$d/nq.lms")" -lt "$(stat -c %s "$d/ndq.lms")" ]
+	run -0 bash -c "lm-info --json '$d/nq.lms' | $PYTHON -c '
+import json, sys
+t = [x for x in json.load(sys.stdin)[\"tensors\"] if x[\"attrs\"].get(\"quant\")]
+assert len(t) == 24
+for x in t:
+    # per 128 inputs: a 4-byte header, 64 codes of 4 bits, 64 positions of 2 bits
+    assert x[\"dtype\"] == \"q4g128\" and x[\"layout\"] == \"2:4\", x[\"name\"]
+    assert x[\"bytes\"] * 128 == x[\"params\"] * (4 + 64 * 4 // 8 + 64 * 2 // 8), x[\"name\"]
+print(\"ok\")'"
 	assert_output "ok"
 }
 

@@ -2,15 +2,42 @@
 the bats tests' Python checks: dense(rec, body) is the payload of a tensor record as the
 dense matrix of its dtype, whatever its "layout" (absent: dense already)."""
 
+import re
+
 SIZE = {"f32": 4, "f16": 2, "bf16": 2}
+
+
+def packed_nm(rec, body, b, G):
+    # N:M of packed codes: per quant group of G inputs its 4-byte header and its kept codes
+    # (b bits each), then the positions as for floats; a dropped code is the zero point
+    rows, cols = rec["shape"]
+    n, m = map(int, rec["layout"].split(":"))
+    pb = max(1, (m - 1).bit_length())
+    kb = (G // m * n * b + 7) // 8
+    ngroups = rows * cols // G
+    pos = body[ngroups * (4 + kb):] + b"\0\0"
+    out, v = bytearray(), 0
+    for g in range(ngroups):
+        grp = body[g * (4 + kb):(g + 1) * (4 + kb)]
+        codes, kept = [grp[2]] * G, int.from_bytes(grp[4:], "little")
+        for k in range(G // m * n):
+            bit = v * pb
+            p = ((pos[bit >> 3] | pos[(bit >> 3) + 1] << 8) >> (bit & 7)) & ((1 << pb) - 1)
+            codes[k // n * m + p] = (kept >> (k * b)) & ((1 << b) - 1)
+            v += 1
+        out += grp[:4] + sum(c << (j * b) for j, c in enumerate(codes)).to_bytes(G * b // 8, "little")
+    return bytes(out)
 
 
 def dense(rec, body):
     lay = rec.get("layout", "dense")
     if lay == "dense":
         return body
-    s = SIZE[rec["dtype"]]
     rows, cols = rec["shape"]
+    q = re.fullmatch(r"q(\d)(?:c|g(\d+))", rec["dtype"])
+    if q:
+        return packed_nm(rec, body, int(q.group(1)), int(q.group(2) or cols))
+    s = SIZE[rec["dtype"]]
     numel = rows * cols
     out = bytearray(numel * s)
     if ":" in lay:

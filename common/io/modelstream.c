@@ -230,8 +230,7 @@ int lm_ms_write_part(struct lm_model_stream *ms, const struct lm_model *m, int p
 		if (lm_ms_part_of(t, L) != part)
 			continue;
 		lm_record_tensor(&r, t->name, ms->dtypes[i], t->ndim, t->shape);
-		if (!lm_dtype_is_packed(r.dtype))
-			r.layout = ms->layouts[i];
+		r.layout = ms->layouts[i];
 		if (ms->attrs[i]) {
 			json_decref(r.attrs);
 			r.attrs = json_incref(ms->attrs[i]);

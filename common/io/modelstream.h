@@ -38,7 +38,7 @@ struct lm_model_stream {
 	json_t **attrs;
 	/* and its sparse layout (sparse.h): the tensor is dense in memory and written back
 	 * in this layout where that is smaller, so a filter keeps a sparse stream sparse (a
-	 * pruner sets the layout it wants; a packed dtype is always written dense) */
+	 * pruner sets the layout it wants; a quantizer's packed codes keep an N:M one) */
 	struct lm_layout *layouts;
 	/* extra tensors (format 1.2): records between the model's last tensor and the end
 	 * record whose names are no model tensor's, such as an early-exit policy

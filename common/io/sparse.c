@@ -69,19 +69,49 @@ static int nm_nbytes(int n, int m, size_t s, size_t rows, size_t cols, size_t *n
 	return lm_add(*nb, bits / 8 + (bits % 8 != 0), nb);
 }
 
+/* a packed type's N:M geometry: G inputs per quant group (m divides it), b bits per code,
+ * the bytes of a group's kept codes; 0 if the layout does not apply */
+static int packed_nm(enum lm_dtype dt, size_t cols, int n, int m, size_t *G, int *b, size_t *kb)
+{
+	const struct lm_dtype_info *in = lm_dtype_info(dt);
+	*G = in->qgroup ? (size_t)in->qgroup : cols, *b = in->qbits;
+	if (!*G || cols % *G || *G % (size_t)m)
+		return 0;
+	*kb = (*G / (size_t)m * (size_t)n * (size_t)*b + 7) / 8;
+	return 1;
+}
+
+/* packed N:M payload: per row, per quant group its 4-byte header and its kept codes, then
+ * the positions as for floats */
+static int packed_nm_nbytes(enum lm_dtype dt, int n, int m, size_t rows, size_t cols, size_t *nb)
+{
+	size_t G, kb, groups, kept, bits;
+	int b;
+	if (!packed_nm(dt, cols, n, m, &G, &b, &kb))
+		return lm_seterr("layout %d:%d: groups of %d do not hold whole quant groups of %s", n, m,
+		                 m, lm_dtype_name(dt));
+	if (lm_mul(rows, cols / G, &groups) < 0 || lm_mul(groups, 4 + kb, nb) < 0 ||
+	    lm_mul(rows, cols / (size_t)m * (size_t)n, &kept) < 0 ||
+	    lm_mul(kept, (size_t)pos_bits(m), &bits) < 0)
+		return -1;
+	return lm_add(*nb, bits / 8 + (bits % 8 != 0), nb);
+}
+
 int lm_sparse_check(const struct lm_layout *l, enum lm_dtype dt, int ndim, const int64_t *shape,
                     size_t nbytes)
 {
 	size_t s = lm_dtype_size(dt), rows, cols, numel, dense, fixed, per, nb;
 	char nm[32];
-	if (dt != LM_F32 && dt != LM_F16 && dt != LM_BF16)
-		return lm_seterr("layout %s is for f32, f16 and bf16 values, not %s",
-		                 lm_layout_name(l, nm, sizeof nm), lm_dtype_name(dt));
+	const int packed = lm_dtype_is_packed(dt) && l->kind == LM_LAYOUT_NM;
+	if (dt != LM_F32 && dt != LM_F16 && dt != LM_BF16 && !packed)
+		return lm_seterr("layout %s is for f32, f16 and bf16 values%s, not %s",
+		                 lm_layout_name(l, nm, sizeof nm),
+		                 l->kind == LM_LAYOUT_NM ? " and packed codes" : "", lm_dtype_name(dt));
 	if (ndim != 2)
 		return lm_seterr("layout %s is for matrices, not %d dimensions",
 		                 lm_layout_name(l, nm, sizeof nm), ndim);
 	rows = (size_t)shape[0], cols = (size_t)shape[1];
-	if (lm_mul(rows, cols, &numel) < 0 || lm_mul(numel, s, &dense) < 0)
+	if (lm_mul(rows, cols, &numel) < 0 || lm_dtype_nbytes(dt, ndim, shape, &dense) < 0)
 		return -1;
 	if (nbytes >= dense)
 		return lm_seterr("layout %s: nbytes %zu is not smaller than the dense %zu",
@@ -91,7 +121,8 @@ int lm_sparse_check(const struct lm_layout *l, enum lm_dtype dt, int ndim, const
 		if (cols % (size_t)l->m)
 			return lm_seterr("layout %d:%d: rows of %zu weights are not groups of %d", l->n, l->m,
 			                 cols, l->m);
-		if (nm_nbytes(l->n, l->m, s, rows, cols, &nb) < 0)
+		if ((packed ? packed_nm_nbytes(dt, l->n, l->m, rows, cols, &nb)
+		            : nm_nbytes(l->n, l->m, s, rows, cols, &nb)) < 0)
 			return -1;
 		if (nb != nbytes)
 			return lm_seterr("layout %d:%d: nbytes %zu, the shape gives %zu", l->n, l->m, nbytes, nb);
@@ -166,6 +197,48 @@ static int decode_nm(unsigned char *dst, const unsigned char *src, const struct 
 	return 0;
 }
 
+/* packed N:M: each quant group's header copied, its codes the zero point (an exact 0)
+ * but at the kept positions */
+static int decode_nm_packed(unsigned char *dst, const unsigned char *src, const struct lm_layout *l,
+                            enum lm_dtype dt, size_t rows, size_t cols)
+{
+	const int n = l->n, m = l->m, pb = pos_bits(m);
+	size_t G = 1, kb = 0, bit = 0, v = 0;
+	int b = 0;
+	packed_nm(dt, cols, n, m, &G, &b, &kb); /* checked with the claim */
+	const size_t ngroups = rows * (cols / G), gbytes = 4 + (G * (size_t)b + 7) / 8;
+	const size_t kcodes = G / (size_t)m * (size_t)n;
+	const unsigned char *pos = src + ngroups * (4 + kb);
+	for (size_t q = 0; q < ngroups; q++) {
+		const unsigned char *in = src + q * (4 + kb);
+		unsigned char *out = dst + q * gbytes;
+		const uint32_t z = in[2];
+		memcpy(out, in, 4);
+		memset(out + 4, 0, gbytes - 4);
+		for (size_t j = 0; j < G; j++)
+			put_bits(out + 4, j * (size_t)b, b, z);
+		for (size_t k = 0; k < kcodes; k++, v++, bit += (size_t)pb) {
+			int p = (int)get_bits(pos, bit, pb), prev = k % (size_t)n ? (int)get_bits(pos, bit - (size_t)pb, pb) : -1;
+			size_t j = k / (size_t)n * (size_t)m + (size_t)p;
+			if (p >= m || p <= prev)
+				return lm_seterr("layout %d:%d: group %zu (row %zu): position %d %s", n, m,
+				                 v / (size_t)n, q / (cols / G), p, p >= m ? "out of range" :
+				                 "not after the one before");
+			/* clear the zero point's bits there, then set the kept code */
+			for (int t = 0; t < b; t++)
+				out[4 + (j * (size_t)b + (size_t)t) / 8] &=
+					(unsigned char)~(1u << ((j * (size_t)b + (size_t)t) % 8));
+			put_bits(out + 4, j * (size_t)b, b, get_bits(in + 4, k * (size_t)b, b));
+		}
+		if (!pad_clear(in + 4, kcodes * (size_t)b))
+			return lm_seterr("layout %d:%d: padding bits set after the codes of quant group %zu",
+			                 n, m, q);
+	}
+	if (!pad_clear(pos, bit))
+		return lm_seterr("layout %d:%d: padding bits set after the last position", n, m);
+	return 0;
+}
+
 static int decode_bitmap(unsigned char *dst, const unsigned char *src, size_t nbytes, size_t s,
                          size_t numel)
 {
@@ -229,6 +302,9 @@ int lm_sparse_decode(void *dst, const void *src, size_t nbytes, const struct lm_
                      enum lm_dtype dt, int64_t rows, int64_t cols)
 {
 	const size_t s = lm_dtype_size(dt), numel = (size_t)rows * (size_t)cols;
+	if (lm_dtype_is_packed(dt))
+		return l->kind == LM_LAYOUT_NM ? decode_nm_packed(dst, src, l, dt, (size_t)rows, (size_t)cols)
+		                               : lm_seterr("layout id %d is not for packed types", (int)l->kind);
 	memset(dst, 0, numel * s);
 	switch (l->kind) {
 	case LM_LAYOUT_NM: return decode_nm(dst, src, l, s, (size_t)rows, (size_t)cols);
@@ -316,6 +392,59 @@ static void encode_index(unsigned char *out, const unsigned char *a, size_t s, s
 	}
 }
 
+/* packed N:M: a code is a zero when it is its group's zero point; NULL when a group of m
+ * holds more than n others or the layout does not apply */
+static void *encode_nm_packed(const unsigned char *a, enum lm_dtype dt, size_t rows, size_t cols,
+                              int n, int m, size_t *len)
+{
+	size_t G, kb, nb;
+	int b, pb = pos_bits(m);
+	if (!packed_nm(dt, cols, n, m, &G, &b, &kb) || packed_nm_nbytes(dt, n, m, rows, cols, &nb) < 0)
+		return NULL;
+	const size_t ngroups = rows * (cols / G), gbytes = 4 + (G * (size_t)b + 7) / 8;
+	for (size_t q = 0; q < ngroups; q++) {
+		const unsigned char *in = a + q * gbytes;
+		for (size_t j0 = 0; j0 < G; j0 += (size_t)m) {
+			int c = 0;
+			for (int k = 0; k < m; k++)
+				c += get_bits(in + 4, (j0 + (size_t)k) * (size_t)b, b) != in[2];
+			if (c > n)
+				return NULL;
+		}
+	}
+	unsigned char *out = lm_alloc(nb), *pos;
+	size_t bit = 0;
+	if (!out)
+		return NULL;
+	memset(out, 0, nb);
+	pos = out + ngroups * (4 + kb);
+	for (size_t q = 0; q < ngroups; q++) {
+		const unsigned char *in = a + q * gbytes;
+		unsigned char *o = out + q * (4 + kb);
+		size_t kc = 0;
+		memcpy(o, in, 4);
+		for (size_t j0 = 0; j0 < G; j0 += (size_t)m) {
+			int nz = 0, fill;
+			for (int k = 0; k < m; k++)
+				nz += get_bits(in + 4, (j0 + (size_t)k) * (size_t)b, b) != in[2];
+			fill = n - nz;
+			for (int k = 0; k < m; k++) {
+				uint32_t code = get_bits(in + 4, (j0 + (size_t)k) * (size_t)b, b);
+				if (code == in[2]) {
+					if (fill <= 0)
+						continue;
+					fill--;
+				}
+				put_bits(o + 4, kc++ * (size_t)b, b, code);
+				put_bits(pos, bit, pb, (uint32_t)k);
+				bit += (size_t)pb;
+			}
+		}
+	}
+	*len = nb;
+	return out;
+}
+
 int lm_sparse_encode(const void *dense, enum lm_dtype dt, int64_t rows, int64_t cols,
                      const struct lm_layout *want, struct lm_layout *got, void **out,
                      size_t *outlen)
@@ -327,8 +456,22 @@ int lm_sparse_encode(const void *dense, enum lm_dtype dt, int64_t rows, int64_t 
 
 	memset(got, 0, sizeof *got);
 	*out = NULL, *outlen = 0;
-	if (want->kind == LM_LAYOUT_DENSE || (dt != LM_F32 && dt != LM_F16 && dt != LM_BF16) ||
-	    rows <= 0 || cols <= 0)
+	if (want->kind == LM_LAYOUT_DENSE || rows <= 0 || cols <= 0)
+		return 0;
+	if (lm_dtype_is_packed(dt)) {
+		/* the codes of N:M, where every group fits; bitmap and index are not for them */
+		size_t full_packed, len = 0;
+		int64_t shape[2] = {rows, cols};
+		if (want->kind != LM_LAYOUT_NM || lm_dtype_nbytes(dt, 2, shape, &full_packed) < 0)
+			return 0;
+		void *p = encode_nm_packed(a, dt, R, Cn, want->n, want->m, &len);
+		if (p && len < full_packed)
+			*out = p, *outlen = len, *got = *want;
+		else
+			lm_free(p);
+		return 0;
+	}
+	if (dt != LM_F32 && dt != LM_F16 && dt != LM_BF16)
 		return 0;
 	if (want->kind == LM_LAYOUT_NM && Cn % (size_t)want->m == 0 &&
 	    fits_nm(a, s, numel, want->n, want->m) &&

@@ -3,9 +3,10 @@
  * bitmap (a bit per weight, then the kept values) and index (the kept values, their
  * column indices, the count of each row).
  *
- * A layout composes with the value dtypes f32, f16 and bf16 of 2-D tensors. A weight is
- * "zero" when all its bits are: -0.0 is a value like any other, so decoding an encoding
- * gives back the matrix bit for bit. The ids are stable forever, as dtype ids are; the
+ * A layout composes with the value dtypes f32, f16 and bf16 of 2-D tensors, and N:M also
+ * with the packed quantized types (the kept codes per quant group, a dropped code being the
+ * group's zero point). A float weight is "zero" when all its bits are: -0.0 is a value like
+ * any other, so decoding an encoding gives back the matrix bit for bit. The ids are stable forever, as dtype ids are; the
  * wire carries the name ("2:4", "bitmap", "index"; absent for dense). */
 #ifndef LM_SPARSE_H
 #define LM_SPARSE_H
@@ -38,7 +39,7 @@ const char *lm_layout_name(const struct lm_layout *l, char *buf, size_t sz);
 int lm_layout_is_sparse(const struct lm_layout *l);
 
 /* a record's claim checked before anything is allocated: the layout applies to the
- * dtype (f32, f16, bf16) and shape ([rows, cols], m dividing cols for N:M), nbytes is
+ * dtype (f32, f16, bf16; packed for N:M, m dividing its group) and shape ([rows, cols], m dividing cols for N:M), nbytes is
  * what the layout gives for some count of kept values, and smaller than the dense
  * payload (so a reader that does not know layouts refuses the record by its nbytes).
  * -1 + error (no name: the caller adds it) */
@@ -51,7 +52,7 @@ int lm_sparse_decode(void *dst, const void *src, size_t nbytes, const struct lm_
                      enum lm_dtype dt, int64_t rows, int64_t cols);
 /* the payload of dense [rows, cols] in the layout want asks for, where it is smaller than
  * dense: N:M when every group has at most n weights that are not zero, else the smaller of
- * bitmap and index. *got: the layout used; dense (*out NULL, 0 returned) when nothing
+ * bitmap and index (packed codes: N:M or dense). *got: the layout used; dense (*out NULL, 0 returned) when nothing
  * sparse is smaller. *out is lm_alloc'd. -1 + error only for an allocation failure. */
 int lm_sparse_encode(const void *dense, enum lm_dtype dt, int64_t rows, int64_t cols,
                      const struct lm_layout *want, struct lm_layout *got, void **out,

@@ -1,6 +1,6 @@
 /* test_sparse.c: the sparse layouts of lm-stream(5): decode(encode(W)) == W bit for bit
  * for N:M (2:4, 4:8, 1:4, 3:8), bitmap and index at several densities, odd shapes and
- * every value dtype; the layout the encoder picks; corrupt payloads refused; a sparse
+ * every value dtype, and N:M of packed quantized codes; the layout the encoder picks; corrupt payloads refused; a sparse
  * record through the stream writer and reader. */
 #include "rng.h"
 #include "sparse.h"
@@ -100,6 +100,88 @@ static void test_nm(struct lm_rng *g)
 				round_trip(a, dts[d], R, C, want, &nb);
 				lm_free(a);
 			}
+}
+
+static void put_code(unsigned char *p, size_t j, int b, unsigned v)
+{
+	for (int k = 0; k < b; k++, v >>= 1)
+		if (v & 1)
+			p[(j * (size_t)b + (size_t)k) / 8] |= (unsigned char)(1u << ((j * (size_t)b + (size_t)k) % 8));
+}
+
+/* packed codes (prune, then quantize): per quant group a random header with its zero point,
+ * then of each group of m inputs n random codes at random places and the zero point
+ * elsewhere; N:M keeps the codes, decodes to the same bytes, and nothing else applies */
+static void test_packed(struct lm_rng *g)
+{
+	static const int q[][2] = {{4, 128}, {4, 0}, {3, 32}, {2, 64}, {8, 32}};
+	static const int pat[][2] = {{2, 4}, {4, 8}, {1, 4}};
+	for (size_t qi = 0; qi < sizeof q / sizeof *q; qi++)
+		for (size_t p = 0; p < sizeof pat / sizeof *pat; p++) {
+			enum lm_dtype dt = (enum lm_dtype)lm_dtype_q(q[qi][0], q[qi][1]);
+			const size_t R = 6, C = 256, G = q[qi][1] ? (size_t)q[qi][1] : C;
+			const int b = q[qi][0], n = pat[p][0], m = pat[p][1];
+			const size_t rb = lm_dtype_row_bytes(dt, C), gb = 4 + G * (size_t)b / 8;
+			int64_t shape[2] = {(int64_t)R, (int64_t)C};
+			unsigned char *a = lm_alloc(R * rb), *d = lm_alloc(R * rb);
+			memset(a, 0, R * rb);
+			for (size_t k = 0; k < R * C / G; k++) {
+				unsigned char *grp = a + k * gb;
+				unsigned z = (unsigned)lm_rng_below(g, 1u << b);
+				grp[0] = (unsigned char)lm_rng_below(g, 256), grp[1] = (unsigned char)lm_rng_below(g, 0x7c);
+				grp[2] = (unsigned char)z;
+				for (size_t j0 = 0; j0 < G; j0 += (size_t)m) {
+					int keep[256] = {0};
+					for (int t = 0; t < n; t++) {
+						size_t j;
+						do
+							j = (size_t)lm_rng_below(g, (uint64_t)m);
+						while (keep[j]);
+						keep[j] = 1;
+					}
+					for (int t = 0; t < m; t++)
+						put_code(grp + 4, j0 + (size_t)t, b,
+						         keep[t] ? (unsigned)lm_rng_below(g, 1u << b) : z);
+				}
+			}
+			struct lm_layout want = {LM_LAYOUT_NM, n, m}, got;
+			void *enc = NULL;
+			size_t len = 0;
+			/* per quant group its header and G n/m codes, then 2 or 3 bits a position; dense
+			 * where that is not smaller (q2g64 2:4, q3g32 4:8) */
+			size_t kept = R * C / (size_t)m * (size_t)n, pb = m == 4 ? 2 : 3;
+			size_t want_len = R * C / G * (4 + (G / (size_t)m * (size_t)n * (size_t)b + 7) / 8) +
+			                  (kept * pb + 7) / 8;
+			CHECK(lm_sparse_encode(a, dt, (int64_t)R, (int64_t)C, &want, &got, &enc, &len) == 0);
+			CHECKF((got.kind == LM_LAYOUT_NM && enc) == (want_len < R * rb), "%s %d:%d",
+			       lm_dtype_name(dt), n, m);
+			if (enc) {
+				CHECK(len == want_len);
+				CHECKF(lm_sparse_check(&got, dt, 2, shape, len) == 0, "%s", lm_errmsg());
+				memset(d, 0x5a, R * rb);
+				CHECKF(lm_sparse_decode(d, enc, len, &got, dt, (int64_t)R, (int64_t)C) == 0, "%s",
+				       lm_errmsg());
+				CHECKF(!memcmp(d, a, R * rb), "%s %d:%d", lm_dtype_name(dt), n, m);
+				lm_free(enc);
+			}
+			/* bitmap and index are not for packed codes: dense */
+			CHECK(lm_sparse_encode(a, dt, (int64_t)R, (int64_t)C,
+			                       &(struct lm_layout){LM_LAYOUT_UNSTRUCTURED, 0, 0}, &got, &enc,
+			                       &len) == 0 && got.kind == LM_LAYOUT_DENSE && !enc);
+			CHECK(lm_sparse_check(&(struct lm_layout){LM_LAYOUT_BITMAP, 0, 0}, dt, 2, shape, 100) < 0);
+			/* a code other than the zero point in a dropped place: the pattern does not fit */
+			if (n < m) {
+				unsigned char *grp = a;
+				for (size_t bit = 0; bit < (size_t)(m * b); bit++)
+					grp[4 + bit / 8] &= (unsigned char)~(1u << (bit % 8));
+				for (int t = 0; t < m; t++)
+					put_code(grp + 4, (size_t)t, b, (grp[2] + 1u) & ((1u << b) - 1));
+			}
+			CHECK(lm_sparse_encode(a, dt, (int64_t)R, (int64_t)C, &want, &got, &enc, &len) == 0 &&
+			      got.kind == LM_LAYOUT_DENSE && !enc);
+			lm_free(a);
+			lm_free(d);
+		}
 }
 
 /* an N:M request the matrix does not fit falls back to the unstructured layouts */
@@ -265,6 +347,7 @@ int main(void)
 	lm_rng_seed(&g, 18);
 	test_nm(&g);
 	test_nm_fallback(&g);
+	test_packed(&g);
 	test_unstructured(&g);
 	test_corrupt(&g);
 	test_stream(&g);
