@@ -156,12 +156,20 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def js(r):
+    """a run's JSON line, or None: lm-eval --json prints an empty line when the generated text
+    is not valid UTF-8 (a random q2 model may pick such a byte sequence)"""
+    lines = r[4].splitlines()
+    return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+
+
 def tps(rr):
-    return med([json.loads(r[4].splitlines()[-1])["tokens_per_second"] for r in rr])
+    return med([js(r)["tokens_per_second"] for r in rr if js(r)])
 
 
 def ids(rr):
-    return json.loads(rr[0][4].splitlines()[-1])["ids"] if rr else None
+    got = [js(r) for r in rr if js(r)]
+    return got[0]["ids"] if got else None
 
 
 def mib(b):
@@ -217,7 +225,7 @@ for j in threads:
         f32 = res.get(("f32", j), (float("nan"),))[0]
         tr = runs(f"gen-{m}-j{j}", "tile")
         tt = tps(tr) if tr else float("nan")
-        same = ("yes" if ids(tr) == ids(rr) else "**no**") if tr else "-"
+        same = ("-" if ids(rr) is None else "yes" if ids(tr) == ids(rr) else "**no**") if tr else "-"
         pct = 100 * gbs / bw[j] if j in bw else float("nan")
         print(f"| {m} ({facts['dtype_' + m].replace(' ', ', ')}) | {by / 1e6:.0f} MB | {t:.1f} | "
               f"{gbs:.1f} | {pct:.0f} % | {t / f32:.2f}x | {tt:.1f} | {t / tt:.2f}x | {same} | "

@@ -188,7 +188,9 @@ static MV_TARGET void MV(rows_bf16)(const struct mv_args *a, const float *x, flo
 	}
 MV_ROWS_Q(2)
 MV_ROWS_Q(3)
+#ifndef MV_OWN_Q4 /* a set with 4-bit rows of its own (AVX-512's table) */
 MV_ROWS_Q(4)
+#endif
 MV_ROWS_Q(8)
 #undef MV_ROWS_Q
 #undef MV_NB_SWITCH
