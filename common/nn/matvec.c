@@ -266,9 +266,11 @@ pair4_avx512(const uint8_t *p, __m128i z8, __m512 *w0, __m512 *w1)
 #undef MV_OWN_Q4
 
 /* 4-bit rows on AVX-512 by table: a group's 16 values scale * (q - zero) in one register,
- * each code picks its value with vpermps (which reads only an index's low 4 bits, so the
- * high nibble needs no mask). Half the instructions of widening and converting every code,
- * and each weight is exactly its dequantized value, as in the tile path. */
+ * each code picks its value with vpermps (which reads only an index's low 4 bits). 16 code
+ * bytes widened to 16 lanes give the 16 even codes (low nibbles) and, shifted by 4, the 16
+ * odd ones; x comes split to match (split_x: per 32 inputs, the even ones then the odd
+ * ones), so no instruction puts the codes back in order. Each weight is exactly its
+ * dequantized value, as in the tile path. */
 static inline __attribute__((always_inline)) AVX512_T void
 dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const float *x,
            size_t IN, size_t nb)
@@ -289,11 +291,9 @@ dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const f
 		                                 _mm512_sub_ps(iota, _mm512_set1_ps((float)zero)));
 		size_t i = 0;
 		for (; i + 32 <= G; i += 32) {
-			/* bytes b0 b1 ... -> b0, b0 >> 4, b1, b1 >> 4, ...: code order, junk above bit 4 */
-			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(c + i / 2));
-			__m128i h = _mm_srli_epi16(v, 4);
-			__m512 w0 = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(v, h)), lut);
-			__m512 w1 = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(v, h)), lut);
+			__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(c + i / 2)));
+			__m512 w0 = _mm512_permutexvar_ps(v, lut);                        /* codes i, i+2, ... */
+			__m512 w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);  /* i+1, i+3, ... */
 			for (size_t n = 0; n < nb; n++) {
 				a0[n] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xg + n * IN + i), a0[n]);
 				a1[n] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xg + n * IN + i + 16), a1[n]);
@@ -331,6 +331,23 @@ static AVX512_T void rows_q4_lut_avx512(const struct mv_args *a, const float *x,
 }
 
 #endif /* MV_X86 */
+
+/* x [N, IN] as dot_q4_lut reads it: within each group, per block of 32 inputs, the 16 even
+ * ones then the 16 odd ones; a group's last G % 32 (per-row groups only) as they are */
+static void split_x(float *xs, const float *x, size_t N, size_t IN, size_t G, size_t ng)
+{
+	for (size_t n = 0; n < N; n++)
+		for (size_t g = 0; g < ng; g++) {
+			const float *s = x + n * IN + g * G;
+			float *d = xs + n * IN + g * G;
+			size_t i = 0;
+			for (; i + 32 <= G; i += 32)
+				for (size_t k = 0; k < 16; k++)
+					d[i + k] = s[i + 2 * k], d[i + 16 + k] = s[i + 2 * k + 1];
+			for (; i < G; i++)
+				d[i] = s[i];
+		}
+}
 
 /* ---- dispatch ---- */
 
@@ -472,7 +489,20 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1};
 	if (j.chunk < 1)
 		j.chunk = 1;
+	/* x split for the 4-bit table kernel: on the stack up to 64 KiB (decoding up to
+	 * IN = 16384), else allocated (a few rows of a wider model) */
+	float stack[16384], *xs = NULL;
+#ifdef MV_X86
+	if (fn == rows_q4_lut_avx512) {
+		if (N * a.IN > sizeof stack / sizeof *stack &&
+		    !(xs = lm_alloc(N * a.IN * sizeof *xs)))
+			return -1;
+		split_x(xs ? xs : stack, x, N, a.IN, a.G, a.ng);
+		j.x = xs ? xs : stack;
+	}
+#endif
 	/* at least ~64k weights per thread: below that a wake-up costs more than it saves */
 	lm_parallel_for(nr, 1 + ((size_t)1 << 16) / (a.IN + 1), lm_threads(), mv_part, &j);
+	lm_free(xs);
 	return 0;
 }
