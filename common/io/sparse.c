@@ -116,6 +116,10 @@ int lm_sparse_check(const struct lm_layout *l, enum lm_dtype dt, int ndim, const
 	if (nbytes >= dense)
 		return lm_seterr("layout %s: nbytes %zu is not smaller than the dense %zu",
 		                 lm_layout_name(l, nm, sizeof nm), nbytes, dense);
+	/* the reader allocates the dense matrix: the limit of any payload holds for it */
+	if (dense > ((size_t)1 << 42))
+		return lm_seterr("layout %s: absurd dense size %zu bytes", lm_layout_name(l, nm, sizeof nm),
+		                 dense);
 	switch (l->kind) {
 	case LM_LAYOUT_NM:
 		if (cols % (size_t)l->m)

@@ -343,9 +343,8 @@ static int parse_record(struct lm_reader *rd, json_t *m, struct lm_record *r)
 		     lm_sparse_check(&r->layout, r->dtype, r->ndim, r->shape, r->nbytes) < 0))
 			return lm_preerr("tensor '%s'", name);
 	}
-	if (lm_layout_is_sparse(&r->layout))
-		; /* r->nbytes stays the wire's until the payload is read */
-	else if (nbytes != r->nbytes)
+	/* a sparse record's nbytes, checked above, stays the wire's until the payload is read */
+	if (!lm_layout_is_sparse(&r->layout) && nbytes != r->nbytes)
 		return lm_seterr("tensor '%s': nbytes %zu does not match shape and dtype (%zu)", name,
 		                 r->nbytes, nbytes);
 	attrs = json_object_get(m, "attrs");

@@ -292,6 +292,10 @@ static void test_corrupt(struct lm_rng *g)
 	CHECK(lm_sparse_check(&bm, LM_F16, 2, shape, 8 + 2 * 10 + 1) < 0);
 	CHECK(lm_sparse_check(&bm, LM_F16, 2, shape, 7) < 0);
 	CHECK(lm_sparse_check(&bm, LM_F16, 2, shape, 4 * 16 * 2) < 0); /* not smaller than dense */
+	/* an empty index claiming a matrix of 2^43 bytes: refused before the reader allocates it */
+	int64_t huge[2] = {2, (int64_t)1 << 41};
+	CHECK(lm_sparse_check(&(struct lm_layout){LM_LAYOUT_INDEX, 0, 0}, LM_F16, 2, huge, 8) < 0);
+	CHECK(strstr(lm_errmsg(), "absurd") != NULL);
 	struct lm_layout l;
 	CHECK(lm_layout_parse("2:4", &l) == 0 && l.kind == LM_LAYOUT_NM && l.n == 2 && l.m == 4);
 	CHECK(lm_layout_parse("4:4", &l) < 0 && lm_layout_parse("2:4x", &l) < 0);
