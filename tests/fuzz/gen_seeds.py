@@ -46,9 +46,12 @@ def mstream(records, hdr_model=None, blobs=()):
     for name, body in blobs:
         b += msgpack.packb({"kind": "blob", "name": name, "nbytes": len(body), "crc32": zlib.crc32(body)})
         b += msgpack.packb(body, use_bin_type=True); payload += len(body)
-    for name, dtype, shape, body in records:
-        b += msgpack.packb({"kind": "tensor", "name": name, "dtype": dtype, "shape": shape, "nbytes": len(body),
-                            "crc32": zlib.crc32(body), "attrs": {}})
+    for name, dtype, shape, body, *layout in records:
+        rec = {"kind": "tensor", "name": name, "dtype": dtype}
+        if layout:  # a sparse layout (lm-stream 1.3)
+            rec["layout"] = layout[0]
+        rec.update({"shape": shape, "nbytes": len(body), "crc32": zlib.crc32(body), "attrs": {}})
+        b += msgpack.packb(rec)
         if body:
             b += msgpack.packb(body, use_bin_type=True)
         nt += 1; payload += len(body)
@@ -80,6 +83,15 @@ put("stream", "mv-nan", mstream(whole[:4] + [(whole[4][0], "f32", [8, 8], f32([8
 put("stream", "mv-extra-first", mstream([("exit_policy.w", "f32", [2], f32([2]))] + whole))
 # q4c [8, 8]: per row one group, 4-byte header (f16 scale, zero point 16 > 15, reserved 1) and 4 code bytes
 put("stream", "mv-packed-zero", mstream(whole[:4] + [(whole[4][0], "q4c", [8, 8], (b"\x00\x3c\x10\x01" + bytes(4)) * 8)] + whole[5:]))
+# sparse layouts (#18) of q_proj [8, 8] f32: 2:4 (32 values, 32 two-bit positions: 0 and 2 of
+# each group), bitmap (the first half of each row kept), index (column 3 of each row), and a
+# 2:4 whose first group repeats a position
+def sp(layout, body):
+    return mstream(whole[:4] + [(whole[4][0], "f32", [8, 8], body, layout)] + whole[5:])
+put("stream", "sp-nm", sp("2:4", f32([32]) + bytes([0b10001000]) * 8))
+put("stream", "sp-bitmap", sp("bitmap", f32([32]) + bytes([0x0f]) * 8))
+put("stream", "sp-index", sp("index", f32([8]) + struct.pack("<8H", *[3] * 8) + struct.pack("<8I", *[1] * 8)))
+put("stream", "sp-bad-pos", sp("2:4", f32([32]) + bytes([0b10000101]) + bytes([0b10001000]) * 7))
 put("stream", "nul-name", mstream([("model.decoder.embed_tokens.weight\0evil", "f32", [10, 8], f32([10, 8]))] + whole[1:]))
 put("stream", "nul-blob", mstream(whole, blobs=[("tokenizer/vocab.json\0x", b"{}")]))
 
