@@ -10,6 +10,8 @@
  * Build (from the repository root, after make):
  *   cc -O2 -std=c11 -Icommon/nn -o gemm_bf16_shapes bench/gemm_bf16_shapes.c \
  *      build/libcommon.a -lopenblas -lpthread -lm
+ * or, to try another tiling, with common/nn/gemm_bf16.c itself and -DMR=6 -DNV=4 -DKC=384
+ * (and -Icommon/base) before build/libcommon.a.
  * usage: gemm_bf16_shapes [-n ROWS] [-r RUNS] [-t THREADS,...]   (default -n 2048 -r 7 -t 1) */
 #define _POSIX_C_SOURCE 200809L
 #include "gemm_bf16.h"

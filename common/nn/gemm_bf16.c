@@ -1,10 +1,9 @@
 /* gemm_bf16.c: a bf16 GEMM of our own for nn.Linear shapes, on vdpbf16ps, since Debian's OpenBLAS has no sbgemm.
  *
  * C = beta*C + A * B^T with A [M x K] activations and B [N x K] weights (or C = A * B with
- * B [K x N], attention's P * V), both rounded to bf16
- * (round to nearest even, by vcvtne2ps2bf16) while packed, products summed in fp32 by
- * _mm512_dpbf16_ps, which multiplies a pair of bf16 per 32-bit lane. So both operands are
- * packed as K pairs:
+ * B [K x N], attention's P * V), both rounded to bf16 (nearest even, by vcvtne2ps2bf16) while
+ * packed, products summed in fp32 by _mm512_dpbf16_ps, which multiplies a pair of bf16 per
+ * 32-bit lane. So both operands are packed as K pairs:
  *   A: per row, one uint32 per pair, rows KP apart (broadcast to all lanes by the kernel);
  *      a plain vector conversion, no reordering;
  *   B: panels of NR = 16*NV columns, each pair p a row of NR uint32 (NV zmm loads).
@@ -30,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* overridable (-D) so that bench/gemm_bf16_shapes.c can be built against other tilings */
 #ifndef MR
 #define MR 8 /* rows per micro-tile */
 #endif
