@@ -145,22 +145,19 @@ static inline __attribute__((always_inline)) AVX2_T __m256i codes_avx2(const uin
 	                        _mm256_set1_epi32((1 << b) - 1));
 }
 
-/* 16 4-bit codes from 8 bytes: low and high nibbles interleaved back into code order as
- * bytes, the zero point taken off while they are bytes (q - zero fits in an int8 for 4
- * bits), then widened; cheaper than a shift per lane */
-static inline __attribute__((always_inline)) AVX2_T void pair4_avx2(const uint8_t *p, __m128i z8,
+/* 16 4-bit codes from 8 bytes, minus the zero point z: each byte widened to a lane, its low
+ * nibble the even code and its high nibble the odd one, so w0 holds codes 0, 2, .., 14 and
+ * w1 codes 1, 3, .., 15; x comes split to match (split_x, blocks of 16) */
+static inline __attribute__((always_inline)) AVX2_T void pair4_avx2(const uint8_t *p, __m256i z,
                                                                    __m256 *w0, __m256 *w1)
 {
-	const __m128i m = _mm_set1_epi8(15);
-	__m128i x = _mm_loadl_epi64((const __m128i *)(const void *)p);
-	__m128i lo = _mm_and_si128(x, m), hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
-	__m128i q = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), z8);
-	*w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-	*w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+	__m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+	*w0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(v, _mm256_set1_epi32(15)), z));
+	*w1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), z));
 }
 
 #define MV(name) name##_avx2
-#define VPAIR4(p, z8, w0, w1) pair4_avx2(p, z8, w0, w1)
+#define VPAIR4(p, z, w0, w1) pair4_avx2(p, z, w0, w1)
 #define MV_TARGET AVX2_T
 #define VL 8
 #define vf __m256
@@ -213,19 +210,18 @@ static inline __attribute__((always_inline)) AVX512_T __m512i codes_avx512(const
 	return _mm512_and_si512(_mm512_srlv_epi32(v, sh), _mm512_set1_epi32((1 << b) - 1));
 }
 
-/* 32 4-bit codes from 16 bytes, as pair4_avx2 does it */
+/* 32 4-bit codes from 16 bytes, as pair4_avx2 does it (x split in blocks of 32); unused
+ * while AVX-512 has its own 4-bit rows (MV_OWN_Q4), kept so the shared loops compile */
 static inline __attribute__((always_inline)) AVX512_T void
-pair4_avx512(const uint8_t *p, __m128i z8, __m512 *w0, __m512 *w1)
+pair4_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1)
 {
-	const __m128i m = _mm_set1_epi8(15);
-	__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-	__m128i lo = _mm_and_si128(x, m), hi = _mm_and_si128(_mm_srli_epi16(x, 4), m);
-	*w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), z8)));
-	*w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), z8)));
+	__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+	*w0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, _mm512_set1_epi32(15)), z));
+	*w1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), z));
 }
 
 #define MV(name) name##_avx512
-#define VPAIR4(p, z8, w0, w1) pair4_avx512(p, z8, w0, w1)
+#define VPAIR4(p, z, w0, w1) pair4_avx512(p, z, w0, w1)
 #define MV_OWN_Q4 /* rows_q4_lut_avx512 below */
 #define MV_TARGET AVX512_T
 #define VL 16
@@ -332,18 +328,21 @@ static AVX512_T void rows_q4_lut_avx512(const struct mv_args *a, const float *x,
 
 #endif /* MV_X86 */
 
-/* x [N, IN] as dot_q4_lut reads it: within each group, per block of 32 inputs, the 16 even
- * ones then the 16 odd ones; a group's last G % 32 (per-row groups only) as they are */
-static void split_x(float *xs, const float *x, size_t N, size_t IN, size_t G, size_t ng)
+/* x [N, IN] as the 4-bit kernels read it: within each group, per block of blk inputs (two
+ * vectors), the blk/2 even ones then the blk/2 odd ones; a group's last G % blk (per-row
+ * groups only) as they are */
+static void split_x(float *xs, const float *x, size_t N, size_t IN, size_t G, size_t ng,
+                    size_t blk)
 {
+	const size_t h = blk / 2;
 	for (size_t n = 0; n < N; n++)
 		for (size_t g = 0; g < ng; g++) {
 			const float *s = x + n * IN + g * G;
 			float *d = xs + n * IN + g * G;
 			size_t i = 0;
-			for (; i + 32 <= G; i += 32)
-				for (size_t k = 0; k < 16; k++)
-					d[i + k] = s[i + 2 * k], d[i + 16 + k] = s[i + 2 * k + 1];
+			for (; i + blk <= G; i += blk)
+				for (size_t k = 0; k < h; k++)
+					d[i + k] = s[i + 2 * k], d[i + h + k] = s[i + 2 * k + 1];
 			for (; i < G; i++)
 				d[i] = s[i];
 		}
@@ -489,15 +488,15 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1};
 	if (j.chunk < 1)
 		j.chunk = 1;
-	/* x split for the 4-bit table kernel: on the stack up to 64 KiB (decoding up to
-	 * IN = 16384), else allocated (a few rows of a wider model) */
+	/* x split for the 4-bit kernels: on the stack up to 64 KiB (decoding up to IN = 16384),
+	 * else allocated (a few rows of a wider model) */
 	float stack[16384], *xs = NULL;
 #ifdef MV_X86
-	if (fn == rows_q4_lut_avx512) {
+	if (fn == rows_q4_lut_avx512 || fn == rows_q4_avx2) {
 		if (N * a.IN > sizeof stack / sizeof *stack &&
 		    !(xs = lm_alloc(N * a.IN * sizeof *xs)))
 			return -1;
-		split_x(xs ? xs : stack, x, N, a.IN, a.G, a.ng);
+		split_x(xs ? xs : stack, x, N, a.IN, a.G, a.ng, fn == rows_q4_avx2 ? 16 : 32);
 		j.x = xs ? xs : stack;
 	}
 #endif

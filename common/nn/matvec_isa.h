@@ -7,8 +7,8 @@
  *   VF16(p) VBF16(p): VL stored halves -> vf    VU8(p): VL bytes -> vi
  *   VCODES(p, b): the VL codes of b (2, 3, 4) bits starting at byte p, masked -> vi
  *   VQF(q, z): (float)(q - z) for vi q and int32 vector z (VZI(z) makes one)
- *   VPAIR4(p, z8, &w0, &w1): the 2 VL 4-bit codes of the VL bytes at p, minus the zero
- *     point z8 (16 bytes of it), as two vf
+ *   VPAIR4(p, z, &w0, &w1): the 2 VL 4-bit codes of the VL bytes at p, minus the zero
+ *     point z, as two vf: the even codes, then the odd ones (x comes split to match)
  * Tails (IN or a per-row group not a multiple of VL) are summed in scalar code. */
 
 /* ---- f32 / f16 / bf16 rows ---- */
@@ -73,15 +73,14 @@ MV(dot_packed)(float *s, const uint8_t *row, int bits, size_t G, size_t ng, size
 		int zero;
 		mv_group_grid(grp, &scale, &zero);
 		vi z = VZI(zero);
-		__m128i z8 = _mm_set1_epi8((char)zero);
 		vf a0[MV_NB], a1[MV_NB];
 		size_t i = 0;
 		for (size_t n = 0; n < nb; n++)
 			a0[n] = a1[n] = VZERO();
 		for (; i + 2 * VL <= G; i += 2 * VL) {
 			vf w0, w1;
-			if (bits == 4) { /* the common case: nibbles split in bytes, VL bytes at once */
-				VPAIR4(c + i / 2, z8, &w0, &w1);
+			if (bits == 4) { /* even codes, odd codes: x comes split (matvec.c) */
+				VPAIR4(c + i / 2, z, &w0, &w1);
 			} else {
 				w0 = VQF(MV_CODES(bits, c, i), z);
 				w1 = VQF(MV_CODES(bits, c, i + VL), z);
