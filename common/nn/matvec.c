@@ -128,6 +128,17 @@ static inline __attribute__((always_inline)) uint64_t mv_le(const uint8_t *p, in
 /* ---- AVX2 + FMA + F16C ---- */
 #define AVX2_T __attribute__((target("avx2,fma,f16c")))
 
+/* a group's header (struct lm_qgroup) with F16C: once per 32 .. 2048 weights, where the
+ * branch-free scalar f16 conversion was a fifth of a 4-bit loop over groups of 128 */
+static inline __attribute__((always_inline)) AVX2_T void mv_grid_f16c(const uint8_t *grp,
+                                                                     float *scale, int *zero)
+{
+	uint32_t hd;
+	memcpy(&hd, grp, sizeof hd); /* scale (f16), zero, reserved; little-endian */
+	*scale = _cvtsh_ss((unsigned short)(hd & 0xffffu));
+	*zero = (int)((hd >> 16) & 0xffu);
+}
+
 static inline AVX2_T float hsum_avx2(__m256 v)
 {
 	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -281,7 +292,7 @@ dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const f
 		const float *xg = x + g * G;
 		float scale;
 		int zero;
-		mv_group_grid(grp, &scale, &zero);
+		mv_grid_f16c(grp, &scale, &zero);
 		/* scale * (q - zero): (q - zero) is exact, so one rounding, as lm_q_value */
 		const __m512 lut = _mm512_mul_ps(_mm512_set1_ps(scale),
 		                                 _mm512_sub_ps(iota, _mm512_set1_ps((float)zero)));

@@ -71,7 +71,7 @@ MV(dot_packed)(float *s, const uint8_t *row, int bits, size_t G, size_t ng, size
 		const float *xg = x + g * G;
 		float scale;
 		int zero;
-		mv_group_grid(grp, &scale, &zero);
+		mv_grid_f16c(grp, &scale, &zero);
 		vi z = VZI(zero);
 		vf a0[MV_NB], a1[MV_NB];
 		size_t i = 0;
