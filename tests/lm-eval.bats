@@ -53,6 +53,22 @@ PY
 	assert_output --regexp "^The history of the "
 }
 
+@test "lm-eval --generate --json: bytes that are not UTF-8 come out as U+FFFD, as Python's decode(errors=\"replace\") gives" {
+	# a prompt of invalid sequences (overlong, surrogate, cut-off, stray continuation): the
+	# JSON must be valid and its prompt what Python makes of the same bytes
+	p=$(printf 'a\361\200\200\341\200\302b\200c\355\240\200d\342\202')
+	run -0 --separate-stderr lm-eval --generate "$p" -n 2 --json "$BATS_FILE_TMPDIR/micro.lms"
+	[ -n "$output" ]
+	printf '%s' "$p" > "$BATS_TEST_TMPDIR/p"
+	echo "$output" | "$PYTHON" -c "
+import json, sys
+got = json.load(sys.stdin)
+want = open(sys.argv[1], 'rb').read().decode('utf-8', 'replace')
+assert got['prompt'] == want, (got['prompt'], want)
+assert isinstance(got['text'], str) and len(got['ids']) > 2
+" "$BATS_TEST_TMPDIR/p"
+}
+
 @test "lm-eval --generate: the fused decode product gives the tile path's greedy ids (f16, q4 with packed embeddings, q3 per row; -j 1, 2)" {
 	# opt-micro is f16 as imported; LM_NO_MATVEC=1 sends every product back through the f32
 	# tiles and sgemv/sgemm (the path before nn/matvec), which computes the ids to compare with

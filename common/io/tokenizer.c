@@ -220,6 +220,54 @@ static size_t lm_utf8_valid(const unsigned char *s, size_t n)
 	return n;
 }
 
+/* Length of the invalid sequence at s[0..n) (s does not start valid UTF-8): its lead byte
+ * and the continuation bytes that still fitted, at least 1 -- the "maximal subpart" that
+ * Unicode (and Python's errors="replace", which transformers' decode uses) turns into one
+ * U+FFFD. */
+static size_t utf8_bad_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0], lo = 0x80, hi = 0xbf;
+	size_t k, j;
+	if (c >= 0xc2 && c <= 0xdf)
+		k = 1;
+	else if (c >= 0xe0 && c <= 0xef)
+		k = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+	else if (c >= 0xf0 && c <= 0xf4)
+		k = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+	else
+		return 1;
+	for (j = 1; j <= k && j < n; j++) {
+		if (s[j] < lo || s[j] > hi)
+			break;
+		lo = 0x80, hi = 0xbf;
+	}
+	return j;
+}
+
+char *lm_utf8_replace(const char *text, size_t n, size_t *len)
+{
+	const unsigned char *s = (const unsigned char *)text;
+	char *out = malloc(3 * n + 1); /* a byte becomes at most the 3 bytes of U+FFFD */
+	size_t i = 0, o = 0;
+	if (!out) {
+		lm_seterr("out of memory");
+		return NULL;
+	}
+	while (i < n) {
+		size_t v = lm_utf8_valid(s + i, n - i);
+		memcpy(out + o, s + i, v);
+		o += v, i += v;
+		if (i < n) {
+			i += utf8_bad_len(s + i, n - i);
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+		}
+	}
+	out[o] = 0;
+	*len = o;
+	return out;
+}
+
 /* ---- loading ---- */
 
 void lm_tokenizer_free(struct lm_tokenizer *t)

@@ -40,6 +40,10 @@ int32_t lm_tokenizer_vocab_size(const struct lm_tokenizer *t); /* max id + 1 */
  * which a random or damaged model may pick; they have no text, so they print as nothing */
 char *lm_detokenize_known(const struct lm_tokenizer *t, const int32_t *ids, size_t n, int32_t stop,
                           size_t *len);
+/* text[0..n) with every invalid UTF-8 sequence replaced by U+FFFD, as Python's
+ * bytes.decode(errors="replace") does: malloc'd, NUL-terminated, *len set (JSON needs valid
+ * UTF-8; generated text from a damaged or random model may not be) */
+char *lm_utf8_replace(const char *text, size_t n, size_t *len);
 int32_t lm_token_id(const struct lm_tokenizer *t, const char *token); /* -1 if absent, token in vocab's byte-level form */
 
 #endif

@@ -169,9 +169,15 @@ void lm_eval_generate(struct lm_model_stream *ms, const struct lm_eval_opts *o)
 		json_t *jids = json_array();
 		for (size_t i = 0; i < nout; i++)
 			json_array_append_new(jids, json_integer(out[i]));
-		json_t *j = json_pack("{s:s, s:o, s:s%, s:f}", "prompt", o->gen, "ids", jids, "text", text, tl,
+		/* JSON strings are UTF-8; a random or damaged model can generate bytes that are not */
+		size_t sl, pl;
+		char *st = lm_utf8_replace(text, tl, &sl), *sp = lm_utf8_replace(o->gen, strlen(o->gen), &pl);
+		if (!st || !sp)
+			die_lm("generate");
+		json_t *j = json_pack("{s:s%, s:o, s:s%, s:f}", "prompt", sp, pl, "ids", jids, "text", st, sl,
 		                      "tokens_per_second", (double)(nout - nb - 1) / el);
 		lm_json_line(stdout, j);
+		free(st), free(sp);
 	} else {
 		fwrite(text, 1, tl, stdout);
 		putchar('\n');

@@ -1,8 +1,13 @@
 /* report.c: a report's fields as text or as one JSON object (see report.h) */
 #include "report.h"
+#include "util.h"
 
 void lm_json_line(FILE *f, json_t *j)
 {
+	/* jansson builds NULL from bad input (a string not UTF-8, a NaN): say so, never print an
+	 * empty line and exit 0 */
+	if (!j)
+		die("JSON output: a value could not be encoded");
 	json_dumpf(j, f, JSON_PRESERVE_ORDER);
 	fputc('\n', f);
 	json_decref(j);

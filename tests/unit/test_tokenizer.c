@@ -383,6 +383,31 @@ static void test_bad(void)
 	lm_tokenizer_free(NULL);
 }
 
+/* U+FFFD for each maximal invalid subpart, as Unicode 3.9 (Table 3-8's example) and Python's
+ * errors="replace" do; valid text is copied unchanged */
+static void test_utf8_replace(void)
+{
+	static const char in[] = "a\xf1\x80\x80\xe1\x80\xc2" "b\x80" "c\x80\xbf" "d";
+	static const char want[] = "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "b\xef\xbf\xbd"
+	                           "c\xef\xbf\xbd\xef\xbf\xbd" "d";
+	static const char ok[] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+	size_t n;
+	char *s = lm_utf8_replace(in, sizeof in - 1, &n);
+	CHECK(s && n == sizeof want - 1 && memcmp(s, want, n) == 0);
+	free(s);
+	s = lm_utf8_replace(ok, sizeof ok - 1, &n);
+	CHECK(s && n == sizeof ok - 1 && strcmp(s, ok) == 0);
+	free(s);
+	/* overlong, surrogate, above U+10FFFF, truncated at the end: one U+FFFD per byte that
+	 * cannot start or continue a sequence, one for a valid but cut-off prefix */
+	s = lm_utf8_replace("\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82", 11, &n);
+	CHECK(s && n == 10 * 3); /* 10 U+FFFD, as Python gives */
+	free(s);
+	s = lm_utf8_replace("", 0, &n);
+	CHECK(s && n == 0 && s[0] == 0);
+	free(s);
+}
+
 int main(void)
 {
 	struct lm_tokenizer *t;
@@ -405,6 +430,7 @@ int main(void)
 		lm_tokenizer_free(t);
 	}
 	test_bad();
+	test_utf8_replace();
 	free(vocab);
 	free(merges);
 	return unit_done("tokenizer");
