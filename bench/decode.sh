@@ -157,8 +157,7 @@ def med(xs):
 
 
 def js(r):
-    """a run's JSON line, or None: lm-eval --json prints an empty line when the generated text
-    is not valid UTF-8 (a random q2 model may pick such a byte sequence)"""
+    """a run's JSON line, or None when the run printed none (it failed)"""
     lines = r[4].splitlines()
     return json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
 

@@ -36,7 +36,9 @@ bin/lm-init --like opt-125m --seed 1 > "$B/m125.lms"
 bin/lm-eval --ppl data/novels-eval/novels-calib.txt --windows 1 --seqlen 512 -q --json \
 	--save-ids "$B/calib.lms" "$B/m125.lms" > /dev/null
 
-LMP='bin/lm-prune -s 0.5 -m %s %s-j %s -q $B/m125.lms > $B/out-%s-j%s.lms'
+# --store dense: the output is compared with torch's by torch_prune.py, whose reader knows no
+# sparse layout (and the writing costs the same as before the layouts, for the history)
+LMP='bin/lm-prune -s 0.5 -m %s %s-j %s -q --store dense $B/m125.lms > $B/out-%s-j%s.lms'
 # torch waits in its OpenMP barriers without spinning: libgomp's default spinning, with other
 # work on the same 2 cores, made torch's small-op loops (SparseGPT's columns) ten times slower
 TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_prune.py $B/m125.lms -m %s -s 0.5 %s--threads %s --json --save $B/torch-%s-j%s.f32'

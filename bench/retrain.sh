@@ -29,8 +29,9 @@ fact reps "$REPS"
 fact data "$DATA"
 
 say "retrain: magnitude-pruned models and the ids of $DATA"
-bin/lm-import models/opt-micro | bin/lm-prune -s 0.5 -q > "$B/micro.lms"
-bin/lm-init --like opt-125m -t f16 --seed 1 | bin/lm-prune -s 0.5 -q > "$B/m125.lms"
+# dense streams: torch_train.py reads the same files, and its reader knows no sparse layout
+bin/lm-import models/opt-micro | bin/lm-prune -s 0.5 -q --store dense > "$B/micro.lms"
+bin/lm-init --like opt-125m -t f16 --seed 1 | bin/lm-prune -s 0.5 -q --store dense > "$B/m125.lms"
 # torch_train.py reads the ids that lm-retrain makes of the text (BOS first, as lm-eval)
 bin/lm-eval --ppl "$DATA" --windows 1 --seqlen 512 -q --json --save-ids "$B/ids.lms" "$B/micro.lms" > /dev/null
 

@@ -24,7 +24,6 @@ bench/contrastive.sh, and the generator of the unit test's reference numbers.
 *pairs_per_second* is steps x P over the training loop's own clock, as lm-embed reports it.
 """
 import argparse
-import json
 import math
 import resource
 import sys
@@ -99,7 +98,7 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "fixture":
         return fixture(sys.argv[2])
     from torch_train import OPT          # the model of the retraining bench
-    from torch_prune import causal_mask, embed, read_model
+    from torch_prune import causal_mask, embed, print_result, read_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
@@ -185,11 +184,7 @@ def main():
          "threads": torch.get_num_threads(), "lora": o.lora, "steps": o.steps, "pairs": o.P,
          "seconds": t2 - t0, "train_seconds": t2 - t1, "pairs_per_second": o.steps * o.P / (t2 - t1),
          "losses": losses, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    if o.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            print(f"{k}: {v}")
+    print_result(r, o.json)
 
 
 if __name__ == "__main__":

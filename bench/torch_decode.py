@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_opt import OPT, read_safetensors  # noqa: E402
+from torch_opt import OPT, print_result, read_safetensors  # noqa: E402
 
 
 class Decoder(OPT):
@@ -111,11 +111,7 @@ def main():
     r = {"program": "torch_decode.py", "torch": torch.__version__, "threads": torch.get_num_threads(),
          "ids": ids, "new_tokens": o.n, "seconds": el, "tokens_per_second": o.n / el,
          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    if o.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            print(f"{k}: {v}")
+    print_result(r, o.json)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ agree, layer by layer. The clock runs from before the model is read to after the
 Peak RSS is getrusage(RUSAGE_SELF).ru_maxrss.
 """
 import argparse
-import json
 import math
 import resource
 import sys
@@ -42,8 +41,8 @@ import time
 import numpy as np
 import torch
 
-from torch_prune import (LINEARS, Layer, SparseGPTStats, causal_mask, die, embed, read_ids,
-                         read_model, records, save)
+from torch_prune import (LINEARS, Layer, SparseGPTStats, causal_mask, die, embed, print_result,
+                         read_ids, read_model, records, save)
 
 
 class Quantizer:
@@ -239,11 +238,7 @@ def main():
              "wbits": o.wbits, "groupsize": o.groupsize, "sym": o.sym, "layers": len(layers),
              "nsamples": o.nsamples, "seqlen": o.seqlen, "seconds": t2 - t0, "load_seconds": t1 - t0,
              "quant_seconds": t2 - t1, "peak_rss_bytes": rss}
-    if o.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            print(f"{k}: {v}")
+    print_result(r, o.json)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,16 @@ ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.
              "I64": np.int64, "I32": np.int32}
 
 
+def print_result(r, as_json):
+    """A run's figures on stdout: one JSON line (--json), or a "key: value" line each. The
+    other bench/torch_*.py print theirs through it too."""
+    if as_json:
+        print(json.dumps(r))
+    else:
+        for k, v in r.items():
+            print(f"{k}: {v}")
+
+
 def read_safetensors(path):
     """name -> float32 torch tensor; the file is parsed by hand (8-byte length, JSON, data).
     Each tensor is read() into its own buffer (no mmap: file pages would count in the RSS)."""
@@ -188,11 +198,7 @@ def main():
          "perplexity": math.exp(mean), "seconds": t2 - t0, "forward_seconds": t2 - t1,
          "tokens_per_second": W * T / (t2 - t0), "forward_tokens_per_second": W * T / (t2 - t1),
          "peak_rss_bytes": rss}
-    if o.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            print(f"{k}: {v}")
+    print_result(r, o.json)
 
 
 if __name__ == "__main__":

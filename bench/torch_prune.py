@@ -33,7 +33,6 @@ The clock runs from before the model is read to after the last matrix is pruned.
 getrusage(RUSAGE_SELF).ru_maxrss. torch_train.py imports the stream reader and the layer.
 """
 import argparse
-import json
 import math
 import resource
 import sys
@@ -43,6 +42,8 @@ import msgpack
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from torch_opt import print_result  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
 LINEARS = {"q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj": "self_attn.v_proj",
            "out_proj": "self_attn.out_proj", "fc1": "fc1", "fc2": "fc2"}
@@ -82,6 +83,8 @@ def records(path):
 def tensor_of(rec, data, path):
     """A float32 (or int64, for ids) torch tensor of a tensor record's payload."""
     dt = rec["dtype"]
+    if rec.get("layout"):  # lm-stream(5) sparse layouts: the bench writes dense streams for torch
+        die(f"{path}: {rec['name']}: sparse layout {rec['layout']} (write it with lm-prune --store dense)")
     if dt not in DTYPES:
         die(f"{path}: {rec['name']}: dtype {dt} not supported")
     a = np.frombuffer(data, dtype=DTYPES[dt])
@@ -384,11 +387,7 @@ def main():
              "method": o.method, "sparsity": o.sparsity, "layers": len(layers),
              "nsamples": o.nsamples if ids is not None else 0, "seqlen": o.seqlen if ids is not None else 0,
              "seconds": t2 - t0, "load_seconds": t1 - t0, "prune_seconds": t2 - t1, "peak_rss_bytes": rss}
-    if o.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            print(f"{k}: {v}")
+    print_result(r, o.json)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ last update), as lm-retrain's log counts it; *seconds* runs from before the mode
 Peak RSS is getrusage(RUSAGE_SELF).ru_maxrss.
 """
 import argparse
-import json
 import math
 import resource
 import sys
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch.nn.utils import prune as tprune
 
 sys.dont_write_bytecode = True  # no bench/__pycache__ from the import below
-from torch_prune import Layer, causal_mask, embed, module, param, read_ids, read_model
+from torch_prune import Layer, causal_mask, embed, module, param, print_result, read_ids, read_model
 
 M64 = (1 << 64) - 1
 
@@ -199,11 +198,7 @@ def main():
          "steps": o.steps, "batch": B, "seqlen": T, "lr": lr, "seconds": t2 - t0, "train_seconds": t2 - t1,
          "tokens_per_second": o.steps * B * T / (t2 - t1), "losses": losses, "grad_norms": norms,
          "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
-    if o.json:
-        print(json.dumps(r))
-    else:
-        for k, v in r.items():
-            print(f"{k}: {v}")
+    print_result(r, o.json)
 
 
 if __name__ == "__main__":
