@@ -1,9 +1,10 @@
 /* gemm_bf16.c: a bf16 GEMM of our own for nn.Linear shapes, on vdpbf16ps, since Debian's OpenBLAS has no sbgemm.
  *
  * C = beta*C + A * B^T with A [M x K] activations and B [N x K] weights (or C = A * B with
- * B [K x N], attention's P * V), both rounded to bf16 (nearest even, by vcvtne2ps2bf16) while
- * packed, products summed in fp32 by _mm512_dpbf16_ps, which multiplies a pair of bf16 per
- * 32-bit lane. So both operands are packed as K pairs:
+ * B [K x N], attention's P * V; A may come transposed, [K x M], as the backward's dY^T in
+ * dW = dY^T X), both rounded to bf16 (nearest even, by vcvtne2ps2bf16) while packed,
+ * products summed in fp32 by _mm512_dpbf16_ps, which multiplies a pair of bf16 per 32-bit
+ * lane. So both operands are packed as K pairs:
  *   A: per row, one uint32 per pair, rows KP apart (broadcast to all lanes by the kernel);
  *      a plain vector conversion, no reordering;
  *   B: panels of NR = 16*NV columns, each pair p a row of NR uint32 (NV zmm loads).
@@ -115,6 +116,34 @@ BF16_TARGET static void pack_b_kn(uint32_t *bp, const float *B, size_t ldb, size
 	}
 }
 
+/* rows [r0, r1) of an A given transposed, stored [K x M] with rows lda apart (the
+ * backward's dY^T in dW = dY^T X, attention's dS^T and P^T), packed as lm_gemm_bf16 packs
+ * A's rows: pair p of row i is A[2p][i] and A[2p+1][i], so two stored rows converted at once
+ * are interleaved by pack_b_kn's permutation into the pairs of 16 rows, which go to those
+ * rows KP apart. The same bf16 values, so the same bits, as packing the untransposed A. */
+BF16_TARGET static void pack_a_km(uint32_t *ap, const float *A, size_t lda, size_t K, size_t KP,
+                                  size_t r0, size_t r1)
+{
+	const __m512i ix = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+	                                    24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+	                                    16, 0);
+	uint32_t tmp[16];
+	for (size_t i0 = r0; i0 < r1; i0 += 16) {
+		size_t n = min_sz(16, r1 - i0);
+		__mmask16 m = n == 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+		uint32_t *out = ap + i0 * KP;
+		for (size_t p = 0; p < KP; p++) {
+			const float *a0 = A + 2 * p * lda + i0;
+			__m512 lo = _mm512_maskz_loadu_ps(m, a0);
+			__m512 hi = 2 * p + 1 < K ? _mm512_maskz_loadu_ps(m, a0 + lda) : _mm512_setzero_ps();
+			__m512i h = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+			_mm512_storeu_si512(tmp, _mm512_permutexvar_epi16(ix, h));
+			for (size_t c = 0; c < n; c++)
+				out[c * KP + p] = tmp[c];
+		}
+	}
+}
+
 /* C[mr x nr] = (first ? beta*C : C) + A rows (packed, lda apart) x the B panel block over kp
  * pairs. mr is a constant where this is inlined, so the row loops unroll to straight code. */
 BF16_TARGET static inline __attribute__((always_inline)) void
@@ -217,6 +246,7 @@ struct gemm_job {
 	const float *A, *B;
 	size_t lda, ldb;
 	int b_kn; /* B is [K x N] rather than [N x K] */
+	int a_km; /* A is [K x M] rather than [M x K] */
 	size_t M, N, K, KP;
 	float beta;
 	const uint32_t *ap;  /* A packed whole (shared), rows KP apart */
@@ -231,6 +261,10 @@ static void pack_part(void *ctx, size_t r0, size_t r1, int part)
 	const struct gemm_job *j = ctx;
 	uint32_t *ap = (uint32_t *)j->ap; /* this job's own buffer while it is being packed */
 	(void)part;
+	if (j->a_km) {
+		pack_a_km(ap, j->A, j->lda, j->K, j->KP, r0, r1);
+		return;
+	}
 	for (size_t i = r0; i < r1; i++)
 		cvt_pairs(ap + i * j->KP, j->A + i * j->lda, j->K, 0, j->KP);
 }
@@ -316,8 +350,8 @@ static int run(struct gemm_job *j)
 	return 0;
 }
 
-int lm_gemm_bf16(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb,
-                 int b_kn, size_t M, size_t N, size_t K, float beta)
+int lm_gemm_bf16_t(float *C, size_t ldc, const float *A, size_t lda, int a_km, const float *B,
+                   size_t ldb, int b_kn, size_t M, size_t N, size_t K, float beta)
 {
 	if (M == 0 || N == 0)
 		return 0;
@@ -325,9 +359,15 @@ int lm_gemm_bf16(float *C, size_t ldc, const float *A, size_t lda, const float *
 		scale_c(C, ldc, M, N, beta);
 		return 0;
 	}
-	struct gemm_job j = {C, ldc, A, B, lda, ldb, b_kn, M, N, K, (K + 1) / 2, beta,
+	struct gemm_job j = {C, ldc, A, B, lda, ldb, b_kn, a_km, M, N, K, (K + 1) / 2, beta,
 	                     NULL, NULL, NULL, 0};
 	return run(&j);
+}
+
+int lm_gemm_bf16(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb,
+                 int b_kn, size_t M, size_t N, size_t K, float beta)
+{
+	return lm_gemm_bf16_t(C, ldc, A, lda, 0, B, ldb, b_kn, M, N, K, beta);
 }
 
 int lm_gemm_bf16_nt(float *C, size_t ldc, const float *A, const float *B, size_t M, size_t N,
@@ -348,7 +388,7 @@ size_t lm_gemm_bf16_packed_b(size_t N, size_t K)
 
 void lm_gemm_bf16_pack_a(uint32_t *ap, const float *A, size_t M, size_t K)
 {
-	struct gemm_job j = {NULL, 0, A, NULL, K, 0, 0, M, 0, K, (K + 1) / 2, 0.0f,
+	struct gemm_job j = {NULL, 0, A, NULL, K, 0, 0, 0, M, 0, K, (K + 1) / 2, 0.0f,
 	                     ap, NULL, NULL, 0};
 	if (K)
 		lm_parallel_for(M, 1 + ((size_t)1 << 18) / K, lm_threads(), pack_part, &j);
@@ -367,7 +407,7 @@ static void pack_b_part(void *ctx, size_t u0, size_t u1, int part)
 
 void lm_gemm_bf16_pack_b(uint32_t *bp, const float *B, size_t N, size_t K)
 {
-	struct gemm_job j = {NULL, 0, NULL, B, 0, K, 0, 0, N, K, (K + 1) / 2, 0.0f,
+	struct gemm_job j = {NULL, 0, NULL, B, 0, K, 0, 0, 0, N, K, (K + 1) / 2, 0.0f,
 	                     NULL, NULL, bp, 0};
 	if (K)
 		lm_parallel_for((N + NR - 1) / NR, 1 + ((size_t)1 << 16) / (NR * K), lm_threads(),
@@ -383,7 +423,7 @@ int lm_gemm_bf16_nt_packed(float *C, size_t ldc, const uint32_t *ap, const uint3
 		scale_c(C, ldc, M, N, beta);
 		return 0;
 	}
-	struct gemm_job j = {C, ldc, NULL, NULL, 0, 0, 0, M, N, K, (K + 1) / 2, beta,
+	struct gemm_job j = {C, ldc, NULL, NULL, 0, 0, 0, 0, M, N, K, (K + 1) / 2, beta,
 	                     ap, bp, NULL, 0};
 	return run(&j);
 }

@@ -15,6 +15,11 @@ int lm_gemm_bf16_nt(float *C, size_t ldc, const float *A, const float *B, size_t
 /* the same with A's rows lda apart and B's ldb apart; b_kn: B is [K x N] and C = A * B */
 int lm_gemm_bf16(float *C, size_t ldc, const float *A, size_t lda, const float *B, size_t ldb,
                  int b_kn, size_t M, size_t N, size_t K, float beta);
+/* the same with A given transposed when a_km: A is [K x M] (rows lda apart) and
+ * C = beta*C + A^T * B (or A^T * B^T), the backward's dW = dY^T X; the same bits as the
+ * untransposed A would give */
+int lm_gemm_bf16_t(float *C, size_t ldc, const float *A, size_t lda, int a_km, const float *B,
+                   size_t ldb, int b_kn, size_t M, size_t N, size_t K, float beta);
 /* Operands packed once for many products. A packed (lm_gemm_bf16_packed_a(M, K) uint32) is
  * one row per (K + 1) / 2 uint32, so rows from n on start at ap + n * ((K + 1) / 2); B packed
  * (lm_gemm_bf16_packed_b(N, K) uint32) is used whole. _nt_packed gives the bits

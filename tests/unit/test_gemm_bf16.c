@@ -21,33 +21,49 @@ static float rnd(void)
 	return (float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* C = A*B^T + 0.5*C0: checks against rounded (tight) and unrounded (bf16-size) references */
-static void one(size_t M, size_t N, size_t K)
+/* C = A*B^T + 0.5*C0, A given [M x K] or (a_km) [K x M], B [N x K] or (b_kn) [K x N]:
+ * checks against rounded (tight) and unrounded (bf16-size) references */
+static void one_t(size_t M, size_t N, size_t K, int a_km, int b_kn)
 {
 	float *A = malloc(M * K * 4), *B = malloc(N * K * 4), *C = malloc(M * N * 4);
 	float *C0 = malloc(M * N * 4);
 	for (size_t i = 0; i < M * K; i++) A[i] = rnd();
 	for (size_t i = 0; i < N * K; i++) B[i] = rnd();
 	for (size_t i = 0; i < M * N; i++) C[i] = C0[i] = rnd();
-	CHECK(lm_gemm_bf16_nt(C, N, A, B, M, N, K, 0.5f) == 0);
+	/* element (i, k) of A and (j, k) of B as stored */
+#define AT(i, k) A[a_km ? (k) * M + (i) : (i) * K + (k)]
+#define BT(j, k) B[b_kn ? (k) * N + (j) : (j) * K + (k)]
+	if (!a_km && !b_kn)
+		CHECK(lm_gemm_bf16_nt(C, N, A, B, M, N, K, 0.5f) == 0);
+	else
+		CHECK(lm_gemm_bf16_t(C, N, A, a_km ? M : K, a_km, B, b_kn ? N : K, b_kn, M, N, K,
+		                     0.5f) == 0);
 	double worst = 0, worst_raw = 0;
 	for (size_t i = 0; i < M; i++)
 		for (size_t j = 0; j < N; j++) {
 			double s = 0.5 * C0[i * N + j], abs = fabs(s), raw = s;
 			for (size_t k = 0; k < K; k++) {
-				double p = (double)round_bf16(A[i * K + k]) * round_bf16(B[j * K + k]);
+				double p = (double)round_bf16(AT(i, k)) * round_bf16(BT(j, k));
 				s += p;
 				abs += fabs(p);
-				raw += (double)A[i * K + k] * B[j * K + k];
+				raw += (double)AT(i, k) * BT(j, k);
 			}
 			double e = fabs(C[i * N + j] - s) / (abs > 0 ? abs : 1);
 			double er = fabs(C[i * N + j] - raw) / (abs > 0 ? abs : 1);
 			if (e > worst) worst = e;
 			if (er > worst_raw) worst_raw = er;
 		}
-	CHECKF(worst <= 1e-5, "%zu x %zu x %zu: %g", M, N, K, worst);
-	CHECKF(worst_raw <= 1e-2, "%zu x %zu x %zu unrounded: %g", M, N, K, worst_raw);
+#undef AT
+#undef BT
+	CHECKF(worst <= 1e-5, "%zu x %zu x %zu (a_km %d, b_kn %d): %g", M, N, K, a_km, b_kn, worst);
+	CHECKF(worst_raw <= 1e-2, "%zu x %zu x %zu (a_km %d, b_kn %d) unrounded: %g", M, N, K, a_km,
+	       b_kn, worst_raw);
 	free(A); free(B); free(C); free(C0);
+}
+
+static void one(size_t M, size_t N, size_t K)
+{
+	one_t(M, N, K, 0, 0);
 }
 
 /* the other entry points against lm_gemm_bf16_nt: rows further apart (lda, ldb, ldc past
@@ -68,7 +84,8 @@ static void forms(size_t M, size_t N, size_t K)
 	for (size_t k = 0; k < K; k++)
 		for (size_t n = 0; n < N; n++)
 			Bt[k * (N + 7) + n] = B[n * ldb + k];
-	for (size_t i = 0; i < M * N; i++) C0[i] = C2[i] = C3[i] = rnd();
+	float *Cs = malloc(M * N * 4); /* C's start, for the transposed forms */
+	for (size_t i = 0; i < M * N; i++) Cs[i] = C0[i] = C2[i] = C3[i] = rnd();
 	for (size_t i = 0; i < M; i++) memcpy(C1 + i * ldc, C0 + i * N, N * 4);
 	CHECK(lm_gemm_bf16_nt(C0, N, Ad, Bd, M, N, K, 0.5f) == 0);
 	CHECK(lm_gemm_bf16(C1, ldc, A, lda, B, ldb, 0, M, N, K, 0.5f) == 0);
@@ -76,6 +93,18 @@ static void forms(size_t M, size_t N, size_t K)
 	lm_gemm_bf16_pack_a(ap, Ad, M, K);
 	lm_gemm_bf16_pack_b(bp, Bd, N, K);
 	CHECK(lm_gemm_bf16_nt_packed(C3, N, ap, bp, M, N, K, 0.5f) == 0);
+	/* A given transposed ([K x M], rows M + 3 apart), with B either way */
+	float *At = malloc(K * (M + 3) * 4 + 4), *C4 = malloc(M * N * 4), *C5 = malloc(M * N * 4);
+	for (size_t k = 0; k < K; k++)
+		for (size_t i = 0; i < M; i++)
+			At[k * (M + 3) + i] = A[i * lda + k];
+	for (size_t i = 0; i < M * N; i++) C4[i] = C5[i] = Cs[i];
+	CHECK(lm_gemm_bf16_t(C4, N, At, M + 3, 1, B, ldb, 0, M, N, K, 0.5f) == 0);
+	CHECK(lm_gemm_bf16_t(C5, N, At, M + 3, 1, Bt, N + 7, 1, M, N, K, 0.5f) == 0);
+	CHECKF(!memcmp(C4, C0, M * N * 4), "%zu x %zu x %zu: A as [K x M] differs", M, N, K);
+	CHECKF(!memcmp(C5, C0, M * N * 4), "%zu x %zu x %zu: A as [K x M], B as [K x N] differ", M,
+	       N, K);
+	free(At); free(C4); free(C5); free(Cs);
 	int same1 = 1;
 	for (size_t i = 0; i < M; i++)
 		same1 &= !memcmp(C1 + i * ldc, C0 + i * N, N * 4);
@@ -140,6 +169,17 @@ int main(void)
 	                               {333, 17, 513}, {128, 64, 511}};
 	for (size_t i = 0; i < sizeof fm / sizeof *fm; i++)
 		forms(fm[i][0], fm[i][1], fm[i][2]);
+	/* the transposed forms (the backward's dW = dY^T X, dX = dY W, attention's dS^T Q) on
+	 * odd shapes against the double reference */
+	static const size_t ts[] = {1, 7, 17, 768, 3072};
+	for (size_t a = 0; a < 5; a++)
+		for (size_t b = 0; b < 5; b++)
+			for (size_t c = 0; c < 5; c++)
+				if (ts[a] * ts[b] * ts[c] <= 17 * 768 * 768)
+					for (int f = 1; f < 4; f++)
+						one_t(ts[a], ts[b], ts[c], f & 1, f >> 1);
+	one_t(64, 768, 3072, 1, 1);    /* wgrad rows of a layer: K = tokens, past a K block */
+	one_t(3072, 7, 768, 1, 1);
 	threads_same(64, 768, 600);  /* 24 column panels */
 	threads_same(333, 17, 513);  /* one panel: row blocks */
 	threads_same(1, 3072, 768);  /* decoding: one row */
