@@ -35,6 +35,7 @@ void lm_record_clear(struct lm_record *r)
 {
 	json_decref(r->attrs);
 	lm_free(r->data);
+	lm_free(r->wire);
 	memset(r, 0, sizeof *r);
 }
 
@@ -67,7 +68,7 @@ struct lm_reader {
 	char *name;
 	unsigned char *buf;
 	size_t start, end;       /* unread bytes are buf[start..end) */
-	int eof, verify, have_header, have_end, pending;
+	int eof, verify, have_header, have_end, pending, keep_sparse;
 	uint64_t nrec, ntensors, nblobs, payload;
 	uint64_t remaining;      /* bytes left in a regular file, UINT64_MAX for pipes */
 };
@@ -99,6 +100,7 @@ void lm_reader_close(struct lm_reader *rd)
 }
 
 void lm_reader_set_verify(struct lm_reader *rd, int verify) { rd->verify = verify; }
+void lm_reader_keep_sparse(struct lm_reader *rd, int keep) { rd->keep_sparse = keep; }
 const char *lm_reader_name(const struct lm_reader *rd) { return rd->name; }
 uint64_t lm_reader_count(const struct lm_reader *rd) { return rd->nrec; }
 
@@ -443,8 +445,9 @@ static int reserve(struct lm_reader *rd, struct lm_record *r, size_t *cap, size_
 	return 0;
 }
 
-/* a sparse payload, read and CRC-checked as it came, replaced by the dense matrix */
-static int expand(struct lm_record *r)
+/* a sparse payload, read and CRC-checked as it came, replaced by the dense matrix (and
+ * kept in r->wire when keep) */
+static int expand(struct lm_record *r, int keep)
 {
 	size_t dense;
 	void *d;
@@ -455,7 +458,10 @@ static int expand(struct lm_record *r)
 		lm_free(d);
 		return lm_preerr("tensor '%s'", r->name);
 	}
-	lm_free(r->data);
+	lm_free(r->wire);
+	r->wire = keep ? r->data : NULL;
+	if (!keep)
+		lm_free(r->data);
 	r->data = d, r->nbytes = dense;
 	return 0;
 }
@@ -506,7 +512,7 @@ int lm_read_payload(struct lm_reader *rd, struct lm_record *r)
 	else if (r->kind == LM_REC_BLOB)
 		rd->nblobs++;
 	rd->payload += r->nbytes;
-	if (r->kind == LM_REC_TENSOR && lm_layout_is_sparse(&r->layout) && expand(r) < 0)
+	if (r->kind == LM_REC_TENSOR && lm_layout_is_sparse(&r->layout) && expand(r, rd->keep_sparse) < 0)
 		return -1;
 	return 0;
 truncated:

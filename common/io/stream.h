@@ -49,6 +49,9 @@ struct lm_record {
 	 * smaller (sparse.h), and sets both to what it wrote */
 	struct lm_layout layout;
 	size_t wire_nbytes;
+	/* the payload as it came (wire_nbytes), kept next to the dense data when the reader
+	 * was asked to (lm_reader_keep_sparse), else NULL; owned (lm_free) */
+	void *wire;
 	uint32_t crc32;
 	json_t *attrs;              /* tensors: object (owned, never NULL after a read) */
 	void *data;                 /* payload, LM_ALIGN aligned, owned (lm_free) */
@@ -70,6 +73,10 @@ struct lm_reader;
 struct lm_reader *lm_reader_open(int fd, const char *name);
 void lm_reader_close(struct lm_reader *rd);   /* does not close fd */
 void lm_reader_set_verify(struct lm_reader *rd, int verify);  /* CRC check (default on) */
+/* keep a sparse tensor's payload in r->wire besides expanding it (default off): a program
+ * that multiplies by the sparse layout itself (lm-eval) takes it after the dense values
+ * were checked */
+void lm_reader_keep_sparse(struct lm_reader *rd, int keep);
 const char *lm_reader_name(const struct lm_reader *rd);
 int lm_read_header(struct lm_reader *rd, struct lm_header *h);
 /* next record with its payload loaded (r->data) and checked; after LM_REC_END the

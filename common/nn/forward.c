@@ -42,7 +42,7 @@ int lm_fwd_init(struct lm_fwd *s, const struct lm_opt_config *cfg, size_t B, siz
 
 	/* one workspace for whichever kernel runs: converted weight tiles, attention scores
 	 * (a block of queries x T keys), the fused cross-entropy's tiles */
-	struct lm_mat head = {LM_F16, (int64_t)V, (int64_t)E, NULL};
+	struct lm_mat head = {.dtype = LM_F16, .rows = (int64_t)V, .cols = (int64_t)E};
 	size_t ws = lm_attention_ws(T, T, lm_threads());
 	ws = max_sz(ws, lm_matmul_ws_max((int64_t)C, (int64_t)C));
 	ws = max_sz(ws, lm_matmul_ws_max((int64_t)F, (int64_t)C));

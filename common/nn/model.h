@@ -18,7 +18,20 @@ struct lm_mat {
 	enum lm_dtype dtype;
 	int64_t rows, cols;
 	void *data;        /* owned by whoever filled it (see lm_layer/lm_model) */
+	/* Kept sparse (only where a program asks for it: lm-eval, see modelstream.h): data is
+	 * the stream's payload in this layout (sparse.h), nbytes long; rowoff [rows + 1] the
+	 * first kept value of each row for bitmap (lm_alloc'd, NULL otherwise). Dense (the
+	 * zero layout) everywhere else. The decode product reads it as it is (matvec.h); the
+	 * tile path expands rows of it (lm_mat_rows_f32), so matrix products see dense values. */
+	struct lm_layout layout;
+	size_t nbytes;
+	size_t *rowoff;
 };
+
+static inline int lm_mat_is_sparse(const struct lm_mat *w)
+{
+	return w->layout.kind != LM_LAYOUT_DENSE;
+}
 
 struct lm_layer {
 	float *ln1_w, *ln1_b;   /* self_attn_layer_norm [C] */

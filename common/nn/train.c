@@ -174,7 +174,7 @@ static const float *base_row(struct lm_train *tr, const struct lm_tmat *t, size_
 	if (dt == LM_F32)
 		return (const float *)data + i * IN;
 	if (lm_dtype_is_packed(dt)) {
-		struct lm_mat w = {dt, t->mt->rows, t->mt->cols, (void *)data};
+		struct lm_mat w = {.dtype = dt, .rows = t->mt->rows, .cols = t->mt->cols, .data = (void *)data};
 		lm_mat_rows_f32(tr->row, &w, i, 1);
 		return tr->row;
 	}
@@ -487,7 +487,7 @@ static int train_init(struct lm_train *tr, struct lm_model *m, const struct lm_t
 			lm_preerr("LoRA");
 			goto out;
 		}
-		tm->eff = (struct lm_mat){LM_F32, tm->mt->rows, tm->mt->cols, tm->own};
+		tm->eff = (struct lm_mat){.dtype = LM_F32, .rows = tm->mt->rows, .cols = tm->mt->cols, .data = tm->own};
 		if (i == L * NLIN && !(tm->G = lm_alloc(n * sizeof(float)))) {
 			lm_preerr("LoRA");
 			goto out;

@@ -82,7 +82,7 @@ static void test_layernorm(void)
 /* w f32 [OUT, IN] converted to dt and back, so both sides see identical weights */
 static struct lm_mat make_mat(float *w, size_t OUT, size_t IN, enum lm_dtype dt)
 {
-	struct lm_mat m = {dt, (int64_t)OUT, (int64_t)IN, NULL};
+	struct lm_mat m = {.dtype = dt, .rows = (int64_t)OUT, .cols = (int64_t)IN, .data = NULL};
 	m.data = lm_alloc(OUT * IN * lm_dtype_size(dt));
 	lm_convert(m.data, dt, w, LM_F32, OUT * IN);
 	lm_to_f32(w, m.data, dt, OUT * IN);
@@ -122,7 +122,7 @@ static void test_matmul(void)
 	lm_set_threads(nt);
 
 	/* an unsupported dtype is an error, not a crash */
-	struct lm_mat bad = {LM_I8, 2, 2, NULL};
+	struct lm_mat bad = {.dtype = LM_I8, .rows = 2, .cols = 2, .data = NULL};
 	float x[4] = {0}, y[4];
 	CHECK(lm_matmul_forward(y, x, &bad, NULL, 2, NULL) < 0);
 }
@@ -262,7 +262,7 @@ static void test_packed_head(void)
 	void *packed = lm_alloc(nb);
 	CHECK(lm_q_rtn(packed, q, w, V, E, 0) == 0);
 	CHECK(lm_q_dequant_rows(wd, packed, q, V, E) == 0);
-	struct lm_mat hp = {q, (int64_t)V, (int64_t)E, packed}, hd = {LM_F32, (int64_t)V, (int64_t)E, wd};
+	struct lm_mat hp = {.dtype = q, .rows = (int64_t)V, .cols = (int64_t)E, .data = packed}, hd = {.dtype = LM_F32, .rows = (int64_t)V, .cols = (int64_t)E, .data = wd};
 	CHECK(lm_logits_ce_forward(nll, NULL, x, &hp, t, N, NULL) == 0);
 	CHECK(lm_logits_ce_forward(nll2, NULL, x, &hd, t, N, NULL) == 0);
 	CHECKF(unit_relerr(nll, nll2, N) < 1e-6, "packed head nll: %g", unit_relerr(nll, nll2, N));
@@ -284,7 +284,7 @@ static void test_ce(void)
 
 	/* a huge logit must not overflow: logsumexp of {1000, 0} is 1000 + log1p(e^-1000) */
 	float x[2] = {1.0f, 0.0f}, w[4] = {1000.0f, 0.0f, 0.0f, 0.0f}, nll[1];
-	struct lm_mat h = {LM_F32, 2, 2, w};
+	struct lm_mat h = {.dtype = LM_F32, .rows = 2, .cols = 2, .data = w};
 	int32_t t[1] = {1};
 	CHECK(lm_logits_ce_forward(nll, NULL, x, &h, t, 1, NULL) == 0);
 	CHECKF(fabsf(nll[0] - 1000.0f) < 1e-3f, "nll %g", nll[0]);

@@ -62,7 +62,7 @@ static void one(enum lm_dtype t, size_t IN, size_t OUT, size_t N, struct stats *
 	void *data = make_weights(t, OUT, IN);
 	if (!data)
 		return;
-	struct lm_mat w = {t, (int64_t)OUT, (int64_t)IN, data};
+	struct lm_mat w = {.dtype = t, .rows = (int64_t)OUT, .cols = (int64_t)IN, .data = data};
 	float *deq = malloc(OUT * IN * sizeof *deq);
 	CHECK(lm_mat_rows_f32(deq, &w, 0, OUT) == 0);
 	float *x = malloc(N * IN * sizeof *x);
@@ -161,8 +161,8 @@ int main(void)
 	CHECK(st.cases > 0);
 
 	/* the switch: lm_matvec_use says yes for every dtype above, no for one it cannot read */
-	struct lm_mat f16 = {LM_F16, 2, 3, NULL}, i32 = {LM_I32, 2, 3, NULL};
-	struct lm_mat q4g = {LM_Q4_G128, 2, 100, NULL}; /* 128 does not divide 100 */
+	struct lm_mat f16 = {.dtype = LM_F16, .rows = 2, .cols = 3, .data = NULL}, i32 = {.dtype = LM_I32, .rows = 2, .cols = 3, .data = NULL};
+	struct lm_mat q4g = {.dtype = LM_Q4_G128, .rows = 2, .cols = 100, .data = NULL}; /* 128 does not divide 100 */
 	CHECK(lm_matvec_use(&f16) == (getenv("LM_NO_MATVEC") == NULL));
 	CHECK(!lm_matvec_use(&i32) && !lm_matvec_use(&q4g));
 	float yy[2];

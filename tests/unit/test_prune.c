@@ -23,7 +23,7 @@
 
 static struct lm_mat mat_f32(float *d, int64_t rows, int64_t cols)
 {
-	struct lm_mat m = {LM_F32, rows, cols, d};
+	struct lm_mat m = {.dtype = LM_F32, .rows = rows, .cols = cols, .data = d};
 	return m;
 }
 
@@ -97,7 +97,7 @@ static void test_magnitude(void)
 	const float a[4] = {1, -2, 3, -4}, b[4] = {0.5f, 5, -6, 2.5f};
 	lm_convert(h1, LM_F16, a, LM_F32, 4);
 	lm_convert(h2, LM_F16, b, LM_F32, 4);
-	struct lm_mat m1 = {LM_F16, 2, 2, h1}, m2 = {LM_F16, 1, 4, h2}, *both[2] = {&m1, &m2};
+	struct lm_mat m1 = {.dtype = LM_F16, .rows = 2, .cols = 2, .data = h1}, m2 = {.dtype = LM_F16, .rows = 1, .cols = 4, .data = h2}, *both[2] = {&m1, &m2};
 	/* all |w|: .5 1 2 2.5 3 4 5 6; k = floor(0.5 * 8) = 4 -> 2.5 */
 	CHECK(lm_prune_kth_abs(both, 2, lm_prune_count(0.5, 8), &thr) == 0 && thr == 2.5f);
 	CHECK(lm_prune_abs_below(&m1, thr) == 0 && lm_prune_abs_below(&m2, thr) == 0);
@@ -127,7 +127,7 @@ static void test_magnitude(void)
 		CHECKF(lm_prune_kth_abs(&px, 1, k, &thr) == 0 && thr == s[k - 1], "n %zu k %zu", n, k);
 		/* bf16 of the same values: rank of the rounded values */
 		lm_convert(hb, LM_BF16, x, LM_F32, n);
-		struct lm_mat mb = {LM_BF16, 1, (int64_t)n, hb}, *pb = &mb;
+		struct lm_mat mb = {.dtype = LM_BF16, .rows = 1, .cols = (int64_t)n, .data = hb}, *pb = &mb;
 		float kb;
 		lm_to_f32(s, hb, LM_BF16, n);
 		size_t below = 0, upto = 0;
@@ -185,7 +185,7 @@ static void test_masks(void)
 	for (size_t j = 0; j < C; j++)
 		ss[j] = (double)lm_rng_below(&r, 3);
 	lm_convert(h, LM_F16, f, LM_F32, R * C);
-	struct lm_mat mh = {LM_F16, (int64_t)R, (int64_t)C, h};
+	struct lm_mat mh = {.dtype = LM_F16, .rows = (int64_t)R, .cols = (int64_t)C, .data = h};
 	struct lm_prune_spec sw = {LM_PRUNE_WANDA, 0.7, 0, 0};
 	uint16_t *h0 = xmalloc(R * C * sizeof *h0);
 	memcpy(h0, h, R * C * sizeof *h);
@@ -484,7 +484,7 @@ static void test_sparsegpt(void)
 	CHECK(!memcmp(W, W0, ROWS * COLS * sizeof *W));
 	uint16_t *wh = xmalloc(ROWS * COLS * sizeof *wh);
 	lm_convert(wh, LM_F16, W0, LM_F32, ROWS * COLS);
-	struct lm_mat m16 = {LM_F16, ROWS, COLS, wh};
+	struct lm_mat m16 = {.dtype = LM_F16, .rows = ROWS, .cols = COLS, .data = wh};
 	CHECK(lm_sparsegpt_mat(&m16, U, dead, &specs[0], BS, NULL) == 0);
 	CHECK(lm_mat_zeros(&m16) >= ROWS * COLS / 2);
 	/* bad patterns */

@@ -121,7 +121,7 @@ static void test_matmul(void)
 	enum lm_dtype t = (enum lm_dtype)lm_dtype_q(4, 64);
 	CHECK(lm_q_rtn(buf, t, W, OUT, IN, 0) == 0);
 	lm_q_dequant_rows(D, buf, t, OUT, IN);
-	struct lm_mat m = {t, OUT, IN, buf};
+	struct lm_mat m = {.dtype = t, .rows = OUT, .cols = IN, .data = buf};
 	CHECK(lm_matmul_forward(y, x, &m, bias, N, NULL) == 0);
 	lm_matmul_forward_ref(yr, x, D, bias, N, IN, OUT);
 	CHECKF(unit_relerr(y, yr, N * OUT) < 1e-5, "%g", unit_relerr(y, yr, N * OUT));
@@ -141,7 +141,7 @@ static void test_matmul(void)
 		lm_set_threads(3);
 		for (int k = 0; k < 3; k++) {
 			enum lm_dtype tb = (enum lm_dtype)lm_dtype_q(bits[k], 128);
-			struct lm_mat mb = {tb, BIG, IN, qb};
+			struct lm_mat mb = {.dtype = tb, .rows = BIG, .cols = IN, .data = qb};
 			CHECK(lm_q_rtn(qb, tb, Wb, BIG, IN, 0) == 0);
 			CHECK(lm_q_dequant_rows(Db, qb, tb, BIG, IN) == 0);
 			CHECK(lm_matmul_forward(yb, xb, &mb, NULL, NB, NULL) == 0);
@@ -165,7 +165,7 @@ static void test_matmul(void)
 		for (int k = 0; k < 6; k++) {
 			enum lm_dtype ts = (enum lm_dtype)lm_dtype_q(bits[k], groups[k]);
 			size_t in = k >= 4 ? 255 : 256;
-			struct lm_mat ms = {ts, ROWS, (int64_t)in, qs};
+			struct lm_mat ms = {.dtype = ts, .rows = ROWS, .cols = (int64_t)in, .data = qs};
 			CHECK(lm_q_rtn(qs, ts, Ws, ROWS, in, 0) == 0);
 			CHECK(lm_q_dequant_rows(Ds, qs, ts, ROWS, in) == 0);
 			for (size_t n = 1; n <= 5; n += 4)
@@ -241,7 +241,7 @@ static void test_gptq(void)
 	lm_hessian_free(&h);
 
 	/* a packed matrix is not quantized again */
-	struct lm_mat m = {t, R, C, NULL};
+	struct lm_mat m = {.dtype = t, .rows = R, .cols = C, .data = NULL};
 	CHECK(lm_q_mat_rtn(&m, t, 0) < 0 && strstr(lm_errmsg(), "already quantized"));
 }
 
