@@ -7,6 +7,7 @@
  * token) are most of its arithmetic and stay scalar at -O2. */
 
 #include "backward.h"
+#include "gemm_bf16.h"
 #include "kernels.h"
 #include "opt.h"
 #include "util.h"
@@ -115,6 +116,26 @@ static inline double bdot(const float *x, const float *y, size_t n)
 	for (; j < n; j++)
 		s += (double)x[j] * y[j];
 	return s;
+}
+
+/* C[M,N] (ldc) = beta*C + op(A) op(B), op(A) [M,K] given as A[M,K] or (ta) A[K,M], op(B)
+ * [K,N] given as B[K,N] or (tb) B[N,K], rows lda/ldb apart: cblas_sgemm's row-major forms,
+ * or with bf16 (lm_compute_used() was LM_COMPUTE_BF16) the bf16 GEMM, operands rounded to
+ * bf16 and products summed in fp32; one that finds no memory for its packing runs in f32.
+ * Only the products change: what they feed (softmax, LayerNorm, the loss, the optimizer)
+ * stays fp32, and so do the gradients they sum into (beta 1). */
+static void gemm(int bf16, int ta, int tb, size_t M, size_t N, size_t K, const float *A,
+                 size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+	if (bf16 && lm_gemm_bf16_t(C, ldc, A, lda, ta, B, ldb, !tb, M, N, K, beta) == 0)
+		return;
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+	            (int)M, (int)N, (int)K, 1.0f, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+static int bf16_on(void)
+{
+	return lm_compute_used() == LM_COMPUTE_BF16;
 }
 
 /* ======================================================================================
@@ -242,9 +263,9 @@ int lm_matmul_backward_inp(float *dinp, const float *dout, const struct lm_mat *
 			memset(dinp, 0, N * IN * sizeof *dinp);
 		return 0;
 	}
+	int bf16 = bf16_on();
 	if (w->dtype == LM_F32) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)IN, (int)OUT, 1.0f,
-		            dout, (int)OUT, w->data, (int)IN, beta, dinp, (int)IN);
+		gemm(bf16, 0, 0, N, IN, OUT, dout, OUT, w->data, IN, beta, dinp, IN);
 		return 0;
 	}
 	/* f16/bf16/packed (a frozen quantized weight): rows r0.. of W as an f32 tile; the
@@ -259,8 +280,7 @@ int lm_matmul_backward_inp(float *dinp, const float *dout, const struct lm_mat *
 	for (size_t r0 = 0; r0 < OUT; r0 += R) {
 		size_t rr = min_sz(R, OUT - r0);
 		lm_mat_rows_f32(tile, w, r0, rr);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)IN, (int)rr, 1.0f,
-		            dout + r0, (int)OUT, tile, (int)IN, beta, dinp, (int)IN);
+		gemm(bf16, 0, 0, N, IN, rr, dout + r0, OUT, tile, IN, beta, dinp, IN);
 		beta = 1.0f;
 	}
 	lm_free(own);
@@ -283,8 +303,8 @@ void lm_matmul_backward_w(float *dw, float *db, const float *dout, const float *
 			if (!accumulate)
 				memset(dw, 0, OUT * IN * sizeof *dw);
 		} else {
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OUT, (int)IN, (int)N, 1.0f,
-			            dout, (int)OUT, inp, (int)IN, accumulate ? 1.0f : 0.0f, dw, (int)IN);
+			gemm(bf16_on(), 1, 0, OUT, IN, N, dout, OUT, inp, IN, accumulate ? 1.0f : 0.0f, dw,
+			     IN);
 		}
 	}
 	if (db)
@@ -402,6 +422,7 @@ struct attb_job {
 	float *dq, *dk, *dv, *ws;
 	const float *dout, *q, *k, *v;
 	size_t T, NH, HS, per_part;
+	int bf16;  /* the five products by the bf16 GEMM (bf16_on(), asked before the threads) */
 };
 
 static void attb_heads(void *ctx, size_t i0, size_t i1, int part)
@@ -421,22 +442,17 @@ static void attb_heads(void *ctx, size_t i0, size_t i1, int part)
 		for (size_t t0 = 0; t0 < T; t0 += ATT_QB) {
 			size_t qb = min_sz(ATT_QB, T - t0), kn = t0 + qb;
 			/* P = softmax(Q_blk K^T) as in the forward, causal */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, (int)HS, 1.0f,
-			            qh + t0 * C, (int)C, kh, (int)C, 0.0f, P, (int)kn);
+			gemm(j->bf16, 0, 1, qb, kn, HS, qh + t0 * C, C, kh, C, 0.0f, P, kn);
 			for (size_t r = 0; r < qb; r++)
 				prob_row(P + r * kn, t0 + r + 1, kn);
 			/* dP = dO_blk V^T; dS = P (dP - rowsum(P dP)) */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qb, (int)kn, (int)HS, 1.0f,
-			            doh + t0 * C, (int)C, vh, (int)C, 0.0f, dP, (int)kn);
+			gemm(j->bf16, 0, 1, qb, kn, HS, doh + t0 * C, C, vh, C, 0.0f, dP, kn);
 			for (size_t r = 0; r < qb; r++)
 				dsoft_row(dP + r * kn, P + r * kn, kn);
 			/* dQ_blk = dS K; dK += dS^T Q_blk; dV += P^T dO_blk */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)qb, (int)HS, (int)kn, 1.0f,
-			            dP, (int)kn, kh, (int)C, 0.0f, dqh + t0 * C, (int)C);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)HS, (int)qb, 1.0f,
-			            dP, (int)kn, qh + t0 * C, (int)C, 1.0f, dkh, (int)C);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kn, (int)HS, (int)qb, 1.0f,
-			            P, (int)kn, doh + t0 * C, (int)C, 1.0f, dvh, (int)C);
+			gemm(j->bf16, 0, 0, qb, HS, kn, dP, kn, kh, C, 0.0f, dqh + t0 * C, C);
+			gemm(j->bf16, 1, 0, kn, HS, qb, dP, kn, qh + t0 * C, C, 1.0f, dkh, C);
+			gemm(j->bf16, 1, 0, kn, HS, qb, P, kn, doh + t0 * C, C, 1.0f, dvh, C);
 		}
 	}
 }
@@ -445,7 +461,8 @@ int lm_attention_backward(float *dq, float *dk, float *dv, const float *dout, co
                           const float *k, const float *v, size_t B, size_t T, size_t NH,
                           size_t HS, float *ws, size_t ws_n)
 {
-	struct attb_job j = {dq, dk, dv, ws, dout, q, k, v, T, NH, HS, lm_attention_bwd_ws(T, 1)};
+	struct attb_job j = {dq, dk, dv, ws, dout, q, k, v, T, NH, HS, lm_attention_bwd_ws(T, 1),
+	                     bf16_on()};
 	float *own = NULL;
 	int nt = lm_threads();
 
@@ -575,6 +592,7 @@ int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *
 	const float *rw = o ? o->rw : NULL;
 	const float *rinp = o ? o->ref_inp : NULL, *rhead = o && o->ref_head ? o->ref_head : head;
 	size_t per = rinp ? 2 : 1;   /* soft targets: a second chunk of logits */
+	int bf16 = bf16_on();        /* the four products; the softmax and the loss stay fp32 */
 
 	if (V > INT_MAX || E > INT_MAX || N > INT_MAX)
 		return lm_seterr("lm_head: sizes out of range");
@@ -598,11 +616,9 @@ int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *
 			if (wq)
 				memset(wq, 0, nr * V * sizeof *wq);
 		} else {
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)V, (int)E, 1.0f,
-			            inp + n0 * E, (int)E, head, (int)E, 0.0f, ws, (int)V);
+			gemm(bf16, 0, 1, nr, V, E, inp + n0 * E, E, head, E, 0.0f, ws, V);
 			if (wq)
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)V, (int)E,
-				            1.0f, rinp + n0 * E, (int)E, rhead, (int)E, 0.0f, wq, (int)V);
+				gemm(bf16, 0, 1, nr, V, E, rinp + n0 * E, E, rhead, E, 0.0f, wq, V);
 		}
 		struct ceb_job j = {ws, nll, target, n0, V, scale, dinp != NULL || dhead != NULL, rw,
 		                    wq};
@@ -610,11 +626,9 @@ int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *
 		if (E == 0)
 			continue;
 		if (dinp)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)E, (int)V, 1.0f,
-			            ws, (int)V, head, (int)E, 0.0f, dinp + n0 * E, (int)E);
+			gemm(bf16, 0, 0, nr, E, V, ws, V, head, E, 0.0f, dinp + n0 * E, E);
 		if (dhead)
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)E, (int)nr, 1.0f, ws,
-			            (int)V, inp + n0 * E, (int)E, 1.0f, dhead, (int)E);
+			gemm(bf16, 1, 0, V, E, nr, ws, V, inp + n0 * E, E, 1.0f, dhead, E);
 	}
 	lm_free(own);
 	return 0;

@@ -13,7 +13,11 @@
  *     a gradient are f32.
  * Nothing here allocates on the hot path when given a workspace (`ws`, sized by the *_ws
  * function); ws NULL makes the kernel allocate one itself (tests, tools).
- * Matmuls are cblas_sgemm in the three forms (forward NT, dinp NN, dW TN). */
+ * Matmuls are cblas_sgemm in the three forms (forward NT, dinp NN, dW TN), or under
+ * lm_set_compute(LM_COMPUTE_BF16) on a CPU with AVX512_BF16 (kernels.h: lm_compute_used)
+ * the bf16 GEMM (gemm_bf16.h) in the same forms: the linear layers' dinp and dW, the five
+ * products of attention's backward and the four of the LM head's; operands rounded to
+ * bf16, sums and every gradient kept in fp32; LayerNorm, softmax and the loss stay fp32. */
 #ifndef LM_BACKWARD_H
 #define LM_BACKWARD_H
 
