@@ -429,7 +429,7 @@ def forward_md():
 # ---- RESULTS.md: this run's facts, then every part, redone or repeated ----
 
 # the section scripts, in the order of RESULTS.md (bench/NAME.sh prints bench/NAME.md)
-SECTIONS = ["prune", "retrain", "quant", "decode", "embed", "contrastive", "unlearn", "earlyexit", "zeroshot", "methods"]
+SECTIONS = ["cores", "prune", "retrain", "quant", "decode", "embed", "contrastive", "unlearn", "earlyexit", "zeroshot", "methods"]
 
 
 def with_note(md, note):
@@ -471,8 +471,7 @@ def results_md():
       "Each part says when, at which commit and under what load it was measured.\n")
     p("Parts: (a) the OpenBLAS sgemm roof and (b) the perplexity forward against PyTorch "
       "(`forward`, from run.sh itself, kept as `bench/forward.md`); (c) memory when streaming big "
-      "models (`BENCH_BIG=1`, `bench/big.sh` → `bench/big.md`); (d) method quality, kept by hand "
-      "(`bench/methods.md`); then one part per section script `bench/NAME.sh` → `bench/NAME.md` "
+      "models (`BENCH_BIG=1`, `bench/big.sh` → `bench/big.md`); then one part per section script `bench/NAME.sh` → `bench/NAME.md` "
       f"({', '.join(SECTIONS)}; a script that does not exist yet is skipped). Run one alone with "
       "`sh bench/NAME.sh > bench/NAME.md`, or a few with e.g. `BENCH_SECTIONS=\"prune retrain\" make bench`.\n")
     p("## Machine\n")
@@ -506,9 +505,6 @@ def results_md():
         p(open("bench/big.md").read())
     else:
         p("Not run (set `BENCH_BIG=1`).\n")
-    if os.path.exists("bench/methods.md"):
-        p("## (d) Quality of the compression methods (opt-micro)\n")
-        p(open("bench/methods.md").read())
     for s in SECTIONS:
         p(part(s, redone, failed))
     return "\n".join(out).rstrip() + "\n"

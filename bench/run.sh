@@ -2,7 +2,7 @@
 # bench/run.sh (`make bench`): every benchmark of lmpipe, into bench/RESULTS.md. Its own part,
 # `forward`, measures (a) the machine's OpenBLAS sgemm roof and (b) lm-eval's perplexity forward
 # against PyTorch on CPU at equal threads (kept as bench/forward.md); then it runs the section
-# scripts bench/NAME.sh that exist, in this order: prune retrain quant decode embed contrastive unlearn earlyexit zeroshot methods,
+# scripts bench/NAME.sh that exist, in this order: cores prune retrain quant decode embed contrastive unlearn earlyexit zeroshot methods,
 # each printing its Markdown part (kept as bench/NAME.md); RESULTS.md puts them all together,
 # repeating the last bench/NAME.md of a part this run did not redo.
 #
@@ -13,6 +13,9 @@
 #                  disk in $TMPDIR for a while, ~6 minutes for the 1.3b/2.7b streaming figures and
 #                  hours for SparseGPT on all 32 layers of an OPT-2.7b shape, see big.sh);
 #                  otherwise RESULTS.md repeats bench/big.md, the figures of the last BENCH_BIG=1 run
+#   BENCH_CORETYPE=NAME  run both sides on OpenBLAS core NAME (default: the core lmpipe runs on
+#                  this CPU with no OPENBLAS_CORETYPE set; the caller's OPENBLAS_CORETYPE is
+#                  recorded, not used)
 #   BENCH_MICRO_WINDOWS=K  windows of opt-micro (default all 138: the check against reference.json)
 #   BENCH_KEEP=1   keep the scratch folder
 #   TMPDIR         where the scratch folder goes (default /tmp)
@@ -24,7 +27,7 @@ set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
-ALL="prune retrain quant decode embed contrastive unlearn earlyexit zeroshot methods"
+ALL="cores prune retrain quant decode embed contrastive unlearn earlyexit zeroshot methods"
 SECTIONS=${BENCH_SECTIONS:-forward $ALL}
 REPS=${BENCH_REPS:-5}
 BIG=${BENCH_BIG:-0}
@@ -37,7 +40,22 @@ for s in $SECTIONS; do
 done
 redo() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 
+# One OpenBLAS core for both sides: the one lmpipe runs on this CPU when nothing forces one
+# (common/base/blascore.c); PyTorch loads the same OpenBLAS, so it gets that core too through
+# OPENBLAS_CORETYPE (bench/cores.sh compares the cores). BENCH_CORETYPE=NAME forces another.
+CORE_ENV=${OPENBLAS_CORETYPE:-unset}
+unset OPENBLAS_CORETYPE LM_BLAS_CORE
+if [ -n "${BENCH_CORETYPE:-}" ]; then
+	OPENBLAS_CORETYPE=$BENCH_CORETYPE
+else
+	OPENBLAS_CORETYPE=$(bin/lm-info --system --json | /usr/bin/python3 -c 'import json, sys; print(json.load(sys.stdin)["blas_core"])')
+fi
+export OPENBLAS_CORETYPE
+BENCH_CALLER_CORETYPE=$CORE_ENV
+export BENCH_CALLER_CORETYPE  # bench/cores.sh records it
+
 bench_start all
+fact openblas_coretype "$OPENBLAS_CORETYPE (both sides; the caller's environment had: $CORE_ENV)"
 # ---- machine facts ----
 fact simd "$(grep -m 1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx512f|avx512_bf16|avx512_vnni)$' | tr '\n' ' ')"
 fact memory "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"

@@ -132,3 +132,60 @@ PY
 	output=$stderr
 	assert_output --partial "write error"
 }
+
+# --system: what the CPU has and which OpenBLAS core runs (common/base/blascore.c). The
+# environment of a test run may force a core (OPENBLAS_CORETYPE); each test sets its own.
+sys_field() { # FIELD [ENV...]: one field of lm-info --system --json, run under env -u/ENV
+	local f=$1
+	shift
+	env -u OPENBLAS_CORETYPE -u LM_BLAS_CORE "$@" lm-info --system --json |
+		"$PYTHON" -c 'import json, sys; v = json.load(sys.stdin)[sys.argv[1]]; print("null" if v is None else v)' "$f"
+}
+
+@test "lm-info --system: one JSON object with the CPU, the BLAS core and lmpipe's kernels" {
+	run -0 --separate-stderr env -u OPENBLAS_CORETYPE lm-info --system --json
+	[ -z "$stderr" ]
+	echo "$output" | "$PYTHON" -c '
+import json, sys
+d = json.load(sys.stdin)
+for k in ("cpu", "cores", "features", "openblas_config", "blas_core", "blas_core_asked",
+          "blas_core_reason", "blas_core_best", "blas_threads", "matvec", "bf16_gemm"):
+    assert k in d, k
+assert d["cores"] >= 1 and isinstance(d["features"], list), d
+'
+	run -0 env -u OPENBLAS_CORETYPE lm-info --system
+	assert_line --regexp '^blas core +[A-Za-z0-9]+ \('
+}
+
+@test "lm-info --system: on a CPU with AVX-512 the AVX-512 core runs, whatever OpenBLAS chose" {
+	best=$(sys_field blas_core_best)
+	[ "$best" != null ] || skip "this CPU has no AVX-512: OpenBLAS's choice stands"
+	core=$(sys_field blas_core)
+	[ "${core,,}" = "${best,,}" ]
+}
+
+@test "lm-info --system: the program restarts on the core asked for (LM_BLAS_CORE)" {
+	# a core OpenBLAS did not choose itself, so that only the restart can make it run
+	own=$(sys_field blas_core LM_BLAS_CORE=openblas)
+	grep -qw avx2 /proc/cpuinfo || skip "no AVX2"
+	want=Haswell
+	[ "${own,,}" != haswell ] || want=Sandybridge
+	[ "$(sys_field blas_core LM_BLAS_CORE=$want)" = "$want" ]
+	[ "$(sys_field blas_core_asked LM_BLAS_CORE=$want)" = "$want" ]
+	[ "$(sys_field blas_core_reason LM_BLAS_CORE=$want)" = "LM_BLAS_CORE=$want" ]
+	# LM_BLAS_CORE=openblas: no restart, OpenBLAS's own choice and nothing asked
+	[ "$(sys_field blas_core_asked LM_BLAS_CORE=openblas)" = null ]
+}
+
+@test "lm-info --system: OPENBLAS_CORETYPE set by the user wins and is named" {
+	[ "$(sys_field blas_core OPENBLAS_CORETYPE=Haswell)" = Haswell ]
+	[ "$(sys_field blas_core_asked OPENBLAS_CORETYPE=Haswell)" = null ]
+	[ "$(sys_field blas_core_reason OPENBLAS_CORETYPE=Haswell)" = "OPENBLAS_CORETYPE set in the environment" ]
+}
+
+@test "lm-info --system takes no stream: a file or --tokenize is a usage error" {
+	run -2 --separate-stderr lm-info --system "$BATS_FILE_TMPDIR/micro.lms"
+	[ -z "$output" ]
+	run -2 --separate-stderr lm-info --system --tokenize hello
+	[ -z "$output" ]
+}

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "util.h"
 
+#include "blascore.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -80,6 +82,8 @@ const char *lm_errmsg(void) { return errbuf[0] ? errbuf : "unknown error"; }
 void lm_prog_init(int argc, char **argv)
 {
 	lm_argc = argc, lm_argv = argv;
+	/* first: it may execute the program again on OpenBLAS's AVX-512 core (blascore.c) */
+	lm_blas_core_start(argv);
 #ifdef M_MMAP_THRESHOLD
 	/* glibc raises its mmap threshold each time a large block is freed, after which
 	 * tensor payloads come from the heap and a one-tensor-at-a-time program's heap can

@@ -1,0 +1,21 @@
+/* blascore.h: which OpenBLAS fp32 core runs (blascore.c says why lmpipe chooses it). */
+#ifndef LM_BLASCORE_H
+#define LM_BLASCORE_H
+
+/* the core lmpipe asks for on a CPU with (avx512: F, CD, BW, DQ, VL) and avx512_bf16;
+ * NULL: leave OpenBLAS's choice */
+const char *lm_blas_core_for_cpu(int avx512, int avx512_bf16);
+
+/* lm_blas_core_for_cpu for this CPU */
+const char *lm_blas_core_best(void);
+
+/* First thing a program does (lm_prog_init): where OpenBLAS runs a core without AVX-512 on
+ * a CPU with it, set OPENBLAS_CORETYPE and execute the program again with argv; returns when
+ * nothing is to be done, in the second start, or when the restart failed. */
+void lm_blas_core_start(char **argv);
+
+/* the core asked for (NULL when OpenBLAS chose), and why, in a few words */
+const char *lm_blas_core_asked(void);
+const char *lm_blas_core_reason(void);
+
+#endif
