@@ -38,6 +38,10 @@ static const char usage_text[] =
 	"      --temperature X   --tune: InfoNCE temperature of the cosines (default 0.05)\n"
 	"      --seed N          --tune: sampling and shuffling seed (default 0)\n"
 	"      --tsv             write LINE<TAB>v1 v2 ... text instead of a stream\n"
+	"      --compute C       f32 (default) or bf16: the model's matrix products (embedding\n"
+	"                        and contrastive training, forward and backward) multiply\n"
+	"                        bf16-rounded operands, summing in f32 (AVX512_BF16 CPUs;\n"
+	"                        elsewhere f32, with a note)\n"
 	"Contrastive fine-tuning (the output is the model, adapters merged):\n"
 	"      --contrastive     FILE holds SENTENCE<TAB>POSITIVE[<TAB>HARD NEGATIVE] lines:\n"
 	"                        InfoNCE on the PromptEOL embeddings, in-batch negatives\n"
@@ -67,6 +71,8 @@ static const char usage_text[] =
 	"  -h, --help            show this help\n"
 	"  -V, --version         show the version\n";
 
+static int compute_bf16; /* --compute bf16 */
+
 /* the options into o, checked against each other (usage errors exit 2) */
 static void parse(int argc, char **argv, struct lm_embed_opts *o)
 {
@@ -84,7 +90,8 @@ static void parse(int argc, char **argv, struct lm_embed_opts *o)
 		FLAG("unsupervised", 'u'), FLAG("symmetric", 'y'), ARG("lora", 'K'),
 		ARG("lora-alpha", 'a'), FLAG("perp", 'p'), FLAG("full", 'F'), ARG("pairs", 'z'),
 		ARG("steps", 'n'), ARG("dropout", 'd'), ARG("warmup", 'w'), ARG("clip", 'c'),
-		ARG("log", 'g'), FLAG("verbose", 'v'), FLAG("version", 'V'), {0, 0, 0, 0}};
+		ARG("log", 'g'), FLAG("verbose", 'v'), FLAG("version", 'V'), LM_CLI_COMPUTE_LONGOPT,
+		{0, 0, 0, 0}};
 #undef ARG
 #undef FLAG
 	struct lm_embed_ctr_opts *ct = &o->ct;
@@ -123,6 +130,7 @@ static void parse(int argc, char **argv, struct lm_embed_opts *o)
 		case 'c': ct->clip = estrtod(optarg, 0, 1e300, "--clip"), ctr_opt = 1; break;
 		case 'g': ct->log = optarg, ctr_opt = 1; break;
 		case 'Y': o->tsv = 1; break;
+		case LM_OPT_COMPUTE: compute_bf16 = lm_cli_compute_arg(optarg); break;
 		default: lm_cli_flag(c, &o->fl, "lm-embed", usage_text); /* -o -f -j -v -q --no-verify -h -V */
 		}
 	}
@@ -189,6 +197,7 @@ int main(int argc, char **argv)
 	lm_rtune_defaults(&o.tc);
 	lm_prog_init(argc, argv);
 	parse(argc, argv, &o);
+	lm_cli_compute(compute_bf16);
 	lm_cli_threads(o.fl.threads, 0);
 	if (o.ct.on)
 		lm_embed_train(&o, argc, argv);

@@ -2,7 +2,6 @@
  * zero-shot tasks, question/answer files, early exit; the modes are in common/prog/evalrun.c */
 #include "cli.h"
 #include "evalrun.h"
-#include "kernels.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -128,11 +127,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		case O_TMPL: o->ec.tmpl = optarg; break;
 		case O_AVG: o->ec.avg = 1; break;
 		case O_VERBATIM: o->ec.verbatim = 1; break;
-		case O_COMPUTE:
-			bf16 = !strcmp(optarg, "bf16");
-			if (!bf16 && strcmp(optarg, "f32"))
-				edie(2, "--compute: '%s' is not f32 or bf16", optarg);
-			break;
+		case O_COMPUTE: bf16 = lm_cli_compute_arg(optarg); break;
 		case O_MC: o->mc = optarg; break;
 		case O_RETR: o->retrieve = optarg; break;
 		case O_RETRIEVER: o->retriever = optarg; break;
@@ -207,12 +202,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		edie(2, "--demo, --template, --avg and --verbatim shape --sts embeddings (an index records its own)");
 	if (lm_embed_cfg_check(&o->ec) < 0)
 		edie(2, "%s", lm_errmsg());
-	/* after every usage check, so a usage error stays one line */
-	if (bf16) {
-		lm_set_compute(LM_COMPUTE_BF16);
-		if (lm_compute_used() != LM_COMPUTE_BF16)
-			warnf("--compute bf16: this CPU has no AVX512_BF16 (or LM_NO_BF16=1 is set): computing in f32");
-	}
+	lm_cli_compute(bf16); /* after every usage check, so a usage error stays one line */
 	o->input = optind < argc ? argv[optind] : NULL;
 }
 

@@ -44,6 +44,10 @@ static const char usage_text[] =
 	"      --clip X          clip the global gradient norm to X (default 1.0; 0: off)\n"
 	"      --dropout P       dropout probability (default: the stream's config)\n"
 	"      --seed N          windows, LoRA initialisation and dropout (default 0)\n"
+	"      --compute C       f32 (default) or bf16: the forward's and the backward's matrix\n"
+	"                        products multiply bf16-rounded operands, summing in f32;\n"
+	"                        gradients, LayerNorm, softmax, the loss and AdamW stay f32\n"
+	"                        (AVX512_BF16 CPUs; elsewhere f32, with a note)\n"
 	"Layer-wise reconstruction:\n"
 	"      --reconstruct     train each layer to match the teacher layer's output (MSE)\n"
 	"      --teacher STREAM  the dense model (read layer by layer along with training)\n"
@@ -204,6 +208,7 @@ int main(int argc, char **argv)
 	const char *in = lm_train_getopt(argc, argv, "d:s:b:n:l:c:o:fj:qvhV", lopts, option, &p,
 	                                 &p.a.f, "lm-retrain", usage_text);
 	check_args(&p);
+	lm_cli_compute(p.a.f.bf16);
 	lm_retrain_run(&p.a, in, argc, argv);
 	free(p.a.globs);
 	return 0;

@@ -49,6 +49,10 @@ static const char usage_text[] =
 	"      --clip X               clip the global gradient norm to X (default 1.0; 0: off)\n"
 	"      --dropout P            dropout probability (default 0)\n"
 	"      --seed N               data order, random answers, LoRA initialisation (default 0)\n"
+	"      --compute C            f32 (default) or bf16: the forward's and the backward's\n"
+	"                             matrix products multiply bf16-rounded operands, summing\n"
+	"                             in f32; gradients, the losses and AdamW stay f32\n"
+	"                             (AVX512_BF16 CPUs; elsewhere f32, with a note)\n"
 	"Output and the rest:\n"
 	"  -o, --output FILE          write to FILE (atomically) instead of standard output\n"
 	"  -f, --force                write to standard output even if it is a terminal\n"
@@ -149,6 +153,7 @@ int main(int argc, char **argv)
 	const char *in = lm_train_getopt(argc, argv, "s:b:n:l:o:fj:vqhV", lopts, option, &o, &o.f,
 	                                 "lm-unlearn", usage_text);
 	check_args(&o);
+	lm_cli_compute(o.f.bf16);
 	lm_unlearn_run(&o, in, argc, argv);
 	return 0;
 }

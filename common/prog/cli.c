@@ -282,6 +282,24 @@ void lm_cli_flag(int c, struct lm_cli_flags *f, const char *name, const char *us
 	lm_bad_option(usage);
 }
 
+int lm_cli_compute_arg(const char *arg)
+{
+	if (!strcmp(arg, "bf16"))
+		return 1;
+	if (strcmp(arg, "f32"))
+		edie(2, "--compute: '%s' is not f32 or bf16", arg);
+	return 0;
+}
+
+void lm_cli_compute(int bf16)
+{
+	if (!bf16)
+		return;
+	lm_set_compute(LM_COMPUTE_BF16);
+	if (lm_compute_used() != LM_COMPUTE_BF16)
+		warnf("--compute bf16: this CPU has no AVX512_BF16 (or LM_NO_BF16=1 is set): computing in f32");
+}
+
 int32_t *lm_cli_calib_ids(const char *path, const struct lm_model_stream *ms, long long *seqlen,
                           long long *nsamples, int given)
 {

@@ -63,7 +63,7 @@ struct lm_cli_flags {
 	int force, threads, verify, verbose, quiet;
 };
 #define LM_CLI_FLAGS_INIT {.verify = 1}
-enum { LM_OPT_NO_VERIFY = 0x4000 };  /* above any program's own long-option values */
+enum { LM_OPT_NO_VERIFY = 0x4000, LM_OPT_COMPUTE };  /* above any program's own long-option values */
 /* their long options, with --help and --version, for a getopt_long table (getopt.h) */
 /* -h and -V, which every program takes, for a long-option table of its own */
 #define LM_CLI_HELPOPTS {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}
@@ -80,6 +80,17 @@ enum { LM_OPT_NO_VERIFY = 0x4000 };  /* above any program's own long-option valu
  * program that gives one of these letters its own meaning (lm-info -j) handles it in its
  * own case first; a letter not in its optstring never reaches here. */
 void lm_cli_flag(int c, struct lm_cli_flags *f, const char *name, const char *usage);
+
+/* --compute C, for the programs whose matrix products may run in bf16 (lm-eval, lm-prune,
+ * lm-quant, lm-retrain, lm-unlearn, lm-embed) */
+#define LM_CLI_COMPUTE_LONGOPT {"compute", required_argument, 0, LM_OPT_COMPUTE}
+/* its value: 1 for bf16, 0 for f32, anything else a usage error (exit 2) in one line */
+int lm_cli_compute_arg(const char *arg);
+/* bf16: the forward's and the backward's products on the bf16 GEMM from now on (kernels.h
+ * lm_set_compute), or, on a CPU without AVX512_BF16 or with LM_NO_BF16=1, a warning and
+ * f32; f32: nothing. Called after a program's usage checks, so a usage error stays one
+ * line. */
+void lm_cli_compute(int bf16);
 
 /* print the usage text to stdout (exit 0) or its first line to stderr (exit 2) */
 _Noreturn void lm_usage(const char *text, int status);

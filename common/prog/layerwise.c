@@ -30,23 +30,14 @@ int lm_lw_option(int c, struct lm_lw_opts *o)
 		else
 			o->excl[o->nexcl++] = optarg;
 		return 1;
-	case LM_OPT_COMPUTE:
-		o->bf16 = !strcmp(optarg, "bf16");
-		if (!o->bf16 && strcmp(optarg, "f32"))
-			edie(2, "--compute: '%s' is not f32 or bf16", optarg);
-		return 1;
+	case LM_OPT_COMPUTE: o->bf16 = lm_cli_compute_arg(optarg); return 1;
 	}
 	return 0;
 }
 
 void lm_lw_open(struct lm_layerwise *d, const char *path)
 {
-	/* after the program's usage checks (as lm-eval's --compute), so a usage error stays one line */
-	if (d->lo->bf16) {
-		lm_set_compute(LM_COMPUTE_BF16);
-		if (lm_compute_used() != LM_COMPUTE_BF16)
-			warnf("--compute bf16: this CPU has no AVX512_BF16 (or LM_NO_BF16=1 is set): computing in f32");
-	}
+	lm_cli_compute(d->lo->bf16); /* after the program's usage checks */
 	lm_cli_threads(d->cf->threads, d->cf->verbose);
 	lm_out_open(&d->out, d->cf->out, d->cf->force);
 	d->rd = lm_in_open(path);

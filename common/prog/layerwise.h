@@ -28,13 +28,12 @@ struct lm_lw_opts {
 };
 
 /* getopt_long values of their long options, above any program's own and below LM_OPT_NO_VERIFY */
-enum { LM_OPT_NSAMPLES = 0x3f00, LM_OPT_SEQLEN, LM_OPT_BLOCK, LM_OPT_DAMP, LM_OPT_INCL, LM_OPT_EXCL,
-       LM_OPT_COMPUTE };
+enum { LM_OPT_NSAMPLES = 0x3f00, LM_OPT_SEQLEN, LM_OPT_BLOCK, LM_OPT_DAMP, LM_OPT_INCL, LM_OPT_EXCL };
 #define LM_LW_LONGOPTS                                                                             \
 	{"calib", required_argument, 0, 'c'}, {"nsamples", required_argument, 0, LM_OPT_NSAMPLES}, \
 	{"seqlen", required_argument, 0, LM_OPT_SEQLEN}, {"blocksize", required_argument, 0, LM_OPT_BLOCK}, \
 	{"damp", required_argument, 0, LM_OPT_DAMP}, {"include", required_argument, 0, LM_OPT_INCL}, \
-	{"exclude", required_argument, 0, LM_OPT_EXCL}, {"compute", required_argument, 0, LM_OPT_COMPUTE}
+	{"exclude", required_argument, 0, LM_OPT_EXCL}, LM_CLI_COMPUTE_LONGOPT
 
 /* one of those options (getopt's c, optarg) into *o: 1, or 0 for another option */
 int lm_lw_option(int c, struct lm_lw_opts *o);

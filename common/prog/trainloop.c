@@ -34,6 +34,7 @@ void lm_train_flag(int c, struct lm_train_flags *f, const char *name, const char
 	case LM_OPT_BETA1: f->adam.beta1 = estrtod(optarg, 0, 0.999999999, "--beta1"); return;
 	case LM_OPT_BETA2: f->adam.beta2 = estrtod(optarg, 0, 0.999999999, "--beta2"); return;
 	case LM_OPT_EPS: f->adam.eps = estrtod(optarg, 0, 1, "--eps"); return;
+	case LM_OPT_COMPUTE: f->bf16 = lm_cli_compute_arg(optarg); return;
 	}
 	lm_cli_flag(c, &f->cf, name, usage);
 }

@@ -24,6 +24,7 @@ struct lm_train_flags {
 	struct lm_adamw adam;            /* --beta1 --beta2 --eps --weight-decay */
 	int cosine;                      /* --schedule cosine (linear: 0) */
 	int dropout_set, alpha_set;      /* --dropout, --lora-alpha given */
+	int bf16;                        /* --compute bf16 (lm_cli_compute after the usage checks) */
 };
 
 /* getopt_long values of their long options, above any program's own and below the
@@ -40,7 +41,7 @@ enum {
 	{"weight-decay", required_argument, 0, LM_OPT_WD},                                         \
 	{"dropout", required_argument, 0, LM_OPT_DROPOUT},                                         \
 	{"seed", required_argument, 0, LM_OPT_SEED}, {"log", required_argument, 0, LM_OPT_LOG},    \
-	{"lora-alpha", required_argument, 0, LM_OPT_ALPHA}
+	{"lora-alpha", required_argument, 0, LM_OPT_ALPHA}, LM_CLI_COMPUTE_LONGOPT
 #define LM_TRAIN_ADAM_LONGOPTS                                                                     \
 	{"schedule", required_argument, 0, LM_OPT_SCHEDULE},                                       \
 	{"beta1", required_argument, 0, LM_OPT_BETA1},                                             \
