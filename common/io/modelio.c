@@ -305,9 +305,35 @@ int lm_model_take_record(struct lm_model *m, struct lm_record *r)
 	return lm_model_take(m, r->name, r->dtype, r->ndim, r->shape, data);
 }
 
+int lm_model_take_sparse(struct lm_model *m, struct lm_record *r)
+{
+	enum lm_opt_kind kind;
+	int layer;
+	size_t *starts = NULL;
+	if (!r->wire || lm_opt_parse_name(r->name, &kind, &layer) < 0 ||
+	    (r->layout.kind != LM_LAYOUT_NM && r->layout.kind != LM_LAYOUT_BITMAP))
+		return lm_model_take_record(m, r); /* dense values, as every other reader */
+	if (r->layout.kind == LM_LAYOUT_BITMAP) {
+		if (!(starts = lm_alloc(((size_t)r->shape[0] + 1) * sizeof *starts)))
+			return lm_preerr("tensor '%s'", r->name);
+		lm_sparse_row_starts(starts, r->wire, r->wire_nbytes, r->dtype, r->shape[0], r->shape[1]);
+	}
+	/* the shape and dtype checks of a dense take, then the payload swapped for the wire's */
+	if (lm_model_take_record(m, r) < 0) {
+		lm_free(starts);
+		return -1;
+	}
+	struct lm_mat *mt = lm_model_mat(m, kind, layer);
+	lm_free(mt->data);
+	mt->data = r->wire, r->wire = NULL;
+	mt->layout = r->layout, mt->nbytes = r->wire_nbytes, mt->rowoff = starts;
+	return 0;
+}
+
 static void mat_free(struct lm_mat *mt)
 {
 	lm_free(mt->data);
+	lm_free(mt->rowoff);
 	memset(mt, 0, sizeof *mt);
 }
 
@@ -411,8 +437,9 @@ int lm_model_check_finite_part(const struct lm_model *m, int layer)
 			continue; /* it is embed_tokens */
 		if (nd == 2) {
 			struct lm_mat *mt = lm_model_mat(mm, (enum lm_opt_kind)k, layer);
-			if (lm_dtype_is_packed(mt->dtype))
-				continue; /* codes are finite; a scale is checked where it is used */
+			if (lm_dtype_is_packed(mt->dtype) || lm_mat_is_sparse(mt))
+				continue; /* codes are finite; a scale is checked where it is used; a kept-sparse
+				           * matrix's values were checked dense as they were read */
 			bad = nonfinite(mt->data, mt->dtype, (size_t)(mt->rows * mt->cols), &first);
 			if (bad) {
 				char name[LM_OPT_MAX_NAME];

@@ -27,6 +27,11 @@ int lm_model_take(struct lm_model *m, const char *name, enum lm_dtype dt, int nd
                   const int64_t *shape, void *data);
 /* the same for a stream record: takes r->data (left NULL) */
 int lm_model_take_record(struct lm_model *m, struct lm_record *r);
+/* the same, keeping an N:M or bitmap matrix in its layout: r->wire (lm_reader_keep_sparse)
+ * becomes the matrix's data (model.h), r->data is dropped once the shape is checked. The
+ * caller picks the tensors (only matrices multiplied by lm_matmul_forward); a record
+ * without r->wire, or in another layout, is taken dense. */
+int lm_model_take_sparse(struct lm_model *m, struct lm_record *r);
 
 /* free a layer's tensors and zero it (so it can be filled again: layer-by-layer tools) */
 void lm_layer_free(struct lm_layer *l);

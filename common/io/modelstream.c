@@ -125,6 +125,14 @@ size_t lm_ms_drop_extras(struct lm_model_stream *ms, const char *prefix)
 	return n;
 }
 
+/* the matrices only lm_matmul_forward multiplies (embeddings and the head are read by
+ * rows and tiles elsewhere: they stay dense) */
+static int keeps_sparse(enum lm_opt_kind k)
+{
+	return k == LM_T_Q_W || k == LM_T_K_W || k == LM_T_V_W || k == LM_T_O_W || k == LM_T_FC1_W ||
+	       k == LM_T_FC2_W || k == LM_T_PROJECT_IN || k == LM_T_PROJECT_OUT;
+}
+
 int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 {
 	const int L = (int)ms->h.cfg.num_layers;
@@ -149,9 +157,12 @@ int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)
 		ms->layouts[ms->next] = r->layout;
 		ms->attrs[ms->next] = json_incref(r->attrs);
 		/* non-finite values are looked for in the payload as read, before it is converted */
+		/* a kept-sparse payload stays beside the dense values, which are checked */
+		lm_reader_keep_sparse(ms->rd, ms->keep_sparse && keeps_sparse(want->kind));
 		if (lm_read_payload(ms->rd, r) < 0 || (ms->check_finite && lm_val_payload(r) < 0) ||
-		    lm_model_take_record(m, r) < 0)
+		    lm_model_take_sparse(m, r) < 0)
 			return -1;
+		lm_reader_keep_sparse(ms->rd, 0);
 		lm_record_clear(r);
 		ms->next++;
 	}

@@ -31,6 +31,10 @@ struct lm_model_stream {
 	struct lm_blob *blobs;         /* every blob of the stream, read before the first tensor */
 	size_t nblobs;
 	int check_finite;              /* refuse NaN/Inf weights and bad packed groups (default on) */
+	/* keep the linear layers' N:M and bitmap weights in their layout in memory (default
+	 * off: every other program sees dense values); lm-eval sets it unless LM_NO_SPARSE=1
+	 * (model.h, matvec.h) */
+	int keep_sparse;
 	struct lm_validator val;       /* each record against the header, as it is read */
 	/* per tensor of `order`, as read: its dtype on the wire and its attrs (owned), so a
 	 * filter writes each tensor back as it came, with whatever attrs it added */

@@ -507,3 +507,55 @@ int lm_sparse_encode(const void *dense, enum lm_dtype dt, int64_t rows, int64_t 
 	*outlen = nb;
 	return 0;
 }
+
+/* ---- reading a payload in place ---- */
+
+int lm_sparse_view(struct lm_sparse_view *v, const void *data, size_t nbytes,
+                   const struct lm_layout *l, enum lm_dtype dt, int64_t rows, int64_t cols,
+                   const size_t *rowoff)
+{
+	const size_t s = lm_dtype_size(dt);
+	memset(v, 0, sizeof *v);
+	v->l = *l, v->dt = dt, v->rows = (size_t)rows, v->cols = (size_t)cols;
+	v->vals = data, v->end = (const uint8_t *)data + nbytes;
+	if (l->kind == LM_LAYOUT_NM) {
+		v->pb = pos_bits(l->m);
+		v->kr = v->cols / (size_t)l->m * (size_t)l->n;
+		if (lm_dtype_is_packed(dt)) {
+			if (!packed_nm(dt, v->cols, l->n, l->m, &v->G, &v->bits, &v->kb))
+				return lm_seterr("layout %d:%d does not fit %s", l->n, l->m, lm_dtype_name(dt));
+			v->ngr = v->cols / v->G;
+			v->kc = v->G / (size_t)l->m * (size_t)l->n;
+			v->pos = v->vals + v->rows * v->ngr * (4 + v->kb);
+		} else {
+			v->pos = v->vals + v->rows * v->kr * s;
+		}
+		return 0;
+	}
+	if (l->kind == LM_LAYOUT_BITMAP && !lm_dtype_is_packed(dt)) {
+		const size_t numel = v->rows * v->cols, bm = numel / 8 + (numel % 8 != 0);
+		v->pos = v->vals + (nbytes - bm) / s * s;
+		v->rowoff = rowoff;
+		return 0;
+	}
+	return lm_seterr("layout id %d is not read in place", (int)l->kind);
+}
+
+void lm_sparse_row_starts(size_t *starts, const void *data, size_t nbytes, enum lm_dtype dt,
+                          int64_t rows, int64_t cols)
+{
+	const size_t numel = (size_t)rows * (size_t)cols, bm = numel / 8 + (numel % 8 != 0);
+	const uint8_t *map = (const uint8_t *)data + (nbytes - bm) / lm_dtype_size(dt) * lm_dtype_size(dt);
+	size_t c = 0, i = 0;
+	for (size_t r = 0; r < (size_t)rows; r++) {
+		const size_t e = (r + 1) * (size_t)cols;
+		starts[r] = c;
+		for (; i < e && i % 8; i++)
+			c += map[i / 8] >> (i % 8) & 1;
+		for (; i + 8 <= e; i += 8)
+			c += (size_t)__builtin_popcount(map[i / 8]);
+		for (; i < e; i++)
+			c += map[i / 8] >> (i % 8) & 1;
+	}
+	starts[rows] = c;
+}

@@ -58,4 +58,45 @@ int lm_sparse_encode(const void *dense, enum lm_dtype dt, int64_t rows, int64_t 
                      const struct lm_layout *want, struct lm_layout *got, void **out,
                      size_t *outlen);
 
+/* ---- reading a payload in place (a matrix kept sparse in memory: model.h's lm_mat) ---- */
+
+/* where the parts of a sparse payload are, per row (the layouts of lm-stream(5)) */
+struct lm_sparse_view {
+	struct lm_layout l;
+	enum lm_dtype dt;
+	size_t rows, cols;
+	const uint8_t *vals;     /* kept values (float), or the quant groups (packed N:M) */
+	const uint8_t *pos;      /* N:M positions / the bitmap */
+	const uint8_t *end;      /* the payload's end: nothing past it is read */
+	int pb;                  /* N:M: bits per position */
+	size_t kr;               /* N:M: kept values per row */
+	int bits;                /* packed N:M: code bits; G inputs per quant group, ngr groups */
+	size_t G, ngr, kc, kb;   /* per row, kc kept codes in kb bytes per group (after 4 header bytes) */
+	const size_t *rowoff;    /* bitmap: first kept value of each row (rows + 1) */
+};
+
+/* v for the payload data (nbytes, checked by lm_sparse_check) of layout l, dtype dt and
+ * shape [rows, cols]; rowoff is lm_sparse_row_starts' answer for bitmap (else unused).
+ * -1 + error for a layout that is not read in place (index, dense) */
+int lm_sparse_view(struct lm_sparse_view *v, const void *data, size_t nbytes,
+                   const struct lm_layout *l, enum lm_dtype dt, int64_t rows, int64_t cols,
+                   const size_t *rowoff);
+/* bitmap: starts[r] = the kept values before row r, r = 0 .. rows (popcounts of the map) */
+void lm_sparse_row_starts(size_t *starts, const void *data, size_t nbytes, enum lm_dtype dt,
+                          int64_t rows, int64_t cols);
+/* bits nbits (<= 57) of p from bit `bit` on, reading no byte at or past end */
+static inline uint64_t lm_sparse_bits(const uint8_t *p, size_t bit, int nbits, const uint8_t *end)
+{
+	const uint8_t *b = p + bit / 8;
+	uint64_t w = 0;
+	if (end - b >= 8) {
+		for (int k = 0; k < 8; k++) /* gcc makes this one unaligned load */
+			w |= (uint64_t)b[k] << (8 * k);
+	} else {
+		for (int k = 0; b + k < end; k++)
+			w |= (uint64_t)b[k] << (8 * k);
+	}
+	return (w >> (bit % 8)) & (((uint64_t)1 << nbits) - 1);
+}
+
 #endif

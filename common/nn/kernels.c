@@ -226,7 +226,7 @@ size_t lm_matmul_ws_max(int64_t rows, int64_t cols)
 
 size_t lm_matmul_ws(const struct lm_mat *w)
 {
-	return w->dtype == LM_F32 ? 0 : lm_matmul_ws_max(w->rows, w->cols);
+	return w->dtype == LM_F32 && !lm_mat_is_sparse(w) ? 0 : lm_matmul_ws_max(w->rows, w->cols);
 }
 
 /* out[N, rows] (+)= inp[N, cols] · wt[rows, cols]^T, ldo = row stride of out */
@@ -345,7 +345,7 @@ int lm_matmul_forward(float *out, const float *inp, const struct lm_mat *w, cons
 	/* decoding: every dtype read in place by the fused product, bound by memory (matvec.h) */
 	if (N <= LM_MATVEC_MAX_N && lm_compute_used() == LM_COMPUTE_F32 && lm_matvec_use(w))
 		return lm_matvec(out, OUT, inp, w, 0, OUT, N, beta);
-	if (w->dtype == LM_F32) {
+	if (w->dtype == LM_F32 && !lm_mat_is_sparse(w)) {
 		return linear_nt(out, OUT, inp, w->data, N, OUT, IN, beta);
 	}
 	size_t R = tile_rows(OUT, IN, N < TILE_SMALL_N ? TILE_FLOATS_SMALL : TILE_FLOATS_BIG);

@@ -33,6 +33,13 @@ struct mv_args {
 	size_t rb;               /* bytes per row of W */
 	int bits;                /* packed: code width, 0 for f32/f16/bf16 */
 	size_t G, ng, gb;        /* packed: inputs per group, groups per row, bytes per group */
+	/* kept sparse (model.h): the payload's parts, and for the N:M vector loops
+	 * (matvec_sparse_isa.h) the window of x a vector of kept values spans (2 or 4 vectors:
+	 * permutes; 3: a gather; 0: plain C rows), each lane's group start (j / n * m) and the
+	 * shift of its position bits ((j % 8) * pb) */
+	int sparse, spwin;
+	struct lm_sparse_view sv;
+	int32_t spbase[16], spsh[16];
 };
 
 /* rows [o0, o1) of W against nb <= MV_NB rows of x (stride IN), into y (rows ldy apart,
@@ -99,6 +106,52 @@ static void rows_scalar(const struct mv_args *a, const float *x, float *y, size_
 					float wi = scale * (float)(mv_code(grp + 4, i, a->bits) - zero);
 					for (size_t n = 0; n < nb; n++)
 						s[n] += wi * x[n * a->IN + g * a->G + i];
+				}
+			}
+		}
+		mv_store(y, a->ldy, o - a->r0, s, nb, a->beta);
+	}
+}
+
+/* plain C rows of a sparse-kept matrix: every layout, dtype and N:M */
+static void rows_sparse_scalar(const struct mv_args *a, const float *x, float *y, size_t nb,
+                               size_t o0, size_t o1)
+{
+	const struct lm_sparse_view *v = &a->sv;
+	const size_t es = lm_dtype_size(a->dt), n = (size_t)v->l.n, m = (size_t)v->l.m;
+	const size_t pb = (size_t)v->pb;
+	for (size_t o = o0; o < o1; o++) {
+		float s[MV_NB] = {0};
+		if (v->l.kind == LM_LAYOUT_BITMAP) {
+			const uint8_t *val = v->vals + v->rowoff[o] * es;
+			for (size_t i = 0, b = o * a->IN; i < a->IN; i++, b++) {
+				if (!(v->pos[b / 8] >> (b % 8) & 1))
+					continue;
+				float wi = mv_scalar_w(val, a->dt, 0);
+				val += es;
+				for (size_t j = 0; j < nb; j++)
+					s[j] += wi * x[j * a->IN + i];
+			}
+		} else if (!v->bits) {
+			const uint8_t *val = v->vals + o * v->kr * es;
+			for (size_t k = 0, b = o * v->kr * pb; k < v->kr; k++, b += pb) {
+				size_t col = k / n * m + lm_sparse_bits(v->pos, b, (int)pb, v->end);
+				float wi = mv_scalar_w(val, a->dt, k);
+				for (size_t j = 0; j < nb; j++)
+					s[j] += wi * x[j * a->IN + col];
+			}
+		} else {
+			for (size_t g = 0; g < v->ngr; g++) {
+				const size_t q = o * v->ngr + g;
+				const uint8_t *grp = v->vals + q * (4 + v->kb);
+				float scale;
+				int zero;
+				mv_group_grid(grp, &scale, &zero);
+				for (size_t k = 0, b = q * v->kc * pb; k < v->kc; k++, b += pb) {
+					size_t col = g * v->G + k / n * m + lm_sparse_bits(v->pos, b, (int)pb, v->end);
+					float wi = scale * (float)(mv_code(grp + 4, k, v->bits) - zero);
+					for (size_t j = 0; j < nb; j++)
+						s[j] += wi * x[j * a->IN + col];
 				}
 			}
 		}
@@ -187,6 +240,73 @@ static inline __attribute__((always_inline)) AVX2_T void pair4_avx2(const uint8_
 #define VZI(z) _mm256_set1_epi32(z)
 #define VQF(q, z) _mm256_cvtepi32_ps(_mm256_sub_epi32(q, z))
 #include "matvec_isa.h"
+
+/* sparse rows (matvec_sparse_isa.h): 8 positions of pb bits from w */
+static inline __attribute__((always_inline)) AVX2_T __m256i pos_avx2(uint64_t w, __m256i sh, int pb)
+{
+	return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(uint32_t)w), sh),
+	                        _mm256_set1_epi32((1 << pb) - 1));
+}
+
+/* x at lanes idx < 16: the two vectors' permutes, picked by idx's bit 3 */
+static inline __attribute__((always_inline)) AVX2_T __m256 win2_avx2(const float *xw, __m256i idx)
+{
+	__m256 lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw), idx);
+	__m256 hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(xw + 8), idx);
+	return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+/* lane j of a byte's bitmap chunk takes kept value bm_idx8[mask][j] (the set bits below j) */
+static uint8_t bm_idx8[256][8];
+
+static void bm_idx8_init(void)
+{
+	for (unsigned mk = 0; mk < 256; mk++)
+		for (unsigned j = 0; j < 8; j++)
+			bm_idx8[mk][j] = (uint8_t)__builtin_popcount(mk & ((1u << j) - 1));
+}
+
+/* 8 weights of a bitmap chunk: the next popcount(mk) values at val, in mk's lanes */
+static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t *val, enum lm_dtype dt,
+                                                                  unsigned mk, const uint8_t *end)
+{
+	const size_t es = dt == LM_F32 ? 4 : 2;
+	uint8_t buf[32];
+	const uint8_t *p = val;
+	__m256 f;
+	if ((size_t)(end - val) < 8 * es) { /* the payload's last values: no read past it */
+		memset(buf, 0, sizeof buf);
+		memcpy(buf, val, (size_t)__builtin_popcount(mk) * es);
+		p = buf;
+	}
+	if (dt == LM_F32)
+		f = _mm256_loadu_ps((const float *)(const void *)p);
+	else if (dt == LM_F16)
+		f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+	else
+		f = _mm256_castsi256_ps(_mm256_slli_epi32(
+		    _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)), 16));
+	__m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)bm_idx8[mk]));
+	__m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+	__m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)mk), bit), bit);
+	return _mm256_and_ps(_mm256_permutevar8x32_ps(f, idx), _mm256_castsi256_ps(on));
+}
+
+#define VLOADI(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define VADDI(a, b) _mm256_add_epi32(a, b)
+#define VPOS(w, sh, pb) pos_avx2(w, sh, pb)
+#define VWIN2(xw, idx) win2_avx2(xw, idx)
+#define VGATHER(xw, idx) _mm256_i32gather_ps(xw, idx, 4)
+#define VWIN4(xw, idx) VGATHER(xw, idx)
+#define VBM(val, dt, mk, end) bm_avx2(val, dt, mk, end)
+#include "matvec_sparse_isa.h"
+#undef VLOADI
+#undef VADDI
+#undef VPOS
+#undef VWIN2
+#undef VGATHER
+#undef VWIN4
+#undef VBM
 #undef MV
 #undef MV_TARGET
 #undef VL
@@ -252,6 +372,56 @@ pair4_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1)
 #define VZI(z) _mm512_set1_epi32(z)
 #define VQF(q, z) _mm512_cvtepi32_ps(_mm512_sub_epi32(q, z))
 #include "matvec_isa.h"
+
+/* sparse rows (matvec_sparse_isa.h): 16 positions of pb bits from w, lanes 8-15 from
+ * its bits 8 pb on */
+static inline __attribute__((always_inline)) AVX512_T __m512i pos_avx512(uint64_t w, __m512i sh, int pb)
+{
+	__m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32((int)(uint32_t)w)),
+	                               _mm256_set1_epi32((int)(uint32_t)(w >> (8 * pb))), 1);
+	return _mm512_and_si512(_mm512_srlv_epi32(v, sh), _mm512_set1_epi32((1 << pb) - 1));
+}
+
+/* x at lanes idx < 64: two two-vector permutes, picked by idx's bit 5 */
+static inline __attribute__((always_inline)) AVX512_T __m512 win4_avx512(const float *xw, __m512i idx)
+{
+	__m512 lo = _mm512_permutex2var_ps(_mm512_loadu_ps(xw), idx, _mm512_loadu_ps(xw + 16));
+	__m512 hi = _mm512_permutex2var_ps(_mm512_loadu_ps(xw + 32), idx, _mm512_loadu_ps(xw + 48));
+	return _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi);
+}
+
+/* 16 weights of a bitmap chunk: the next popcount(mk) values at val (a masked load: nothing
+ * past them is read), expanded into mk's lanes */
+static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uint8_t *val,
+                                                                      enum lm_dtype dt, unsigned mk)
+{
+	const __mmask16 lo = (__mmask16)((1u << __builtin_popcount(mk)) - 1);
+	__m512 f;
+	if (dt == LM_F32) {
+		f = _mm512_maskz_loadu_ps(lo, val);
+	} else {
+		__m256i h = _mm256_maskz_loadu_epi16(lo, val);
+		f = dt == LM_F16 ? _mm512_cvtph_ps(h)
+		                 : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+	}
+	return _mm512_maskz_expand_ps((__mmask16)mk, f);
+}
+
+#define VLOADI(p) _mm512_loadu_si512((const void *)(p))
+#define VADDI(a, b) _mm512_add_epi32(a, b)
+#define VPOS(w, sh, pb) pos_avx512(w, sh, pb)
+#define VWIN2(xw, idx) _mm512_permutex2var_ps(_mm512_loadu_ps(xw), idx, _mm512_loadu_ps((xw) + 16))
+#define VWIN4(xw, idx) win4_avx512(xw, idx)
+#define VGATHER(xw, idx) _mm512_i32gather_ps(idx, xw, 4)
+#define VBM(val, dt, mk, end) bm_avx512(val, dt, mk)
+#include "matvec_sparse_isa.h"
+#undef VLOADI
+#undef VADDI
+#undef VPOS
+#undef VWIN2
+#undef VWIN4
+#undef VGATHER
+#undef VBM
 #undef MV
 #undef MV_TARGET
 #undef VL
@@ -399,12 +569,37 @@ const char *lm_matvec_isa_name(enum lm_matvec_isa isa)
 	return isa == LM_MATVEC_AVX512 ? "avx512" : isa == LM_MATVEC_AVX2 ? "avx2" : "scalar";
 }
 
+#ifdef MV_X86
+/* a sparse row kernel of isa for a (its window for N:M set here); NULL: plain C */
+static mv_rows_fn *sp_rows_isa(struct mv_args *a, enum lm_matvec_isa isa)
+{
+	const int vl = isa == LM_MATVEC_AVX512 ? 16 : 8, n = a->sv.l.n, m = a->sv.l.m;
+	a->spwin = 0;
+	if (a->sv.l.kind == LM_LAYOUT_NM && !(n & (n - 1)) && n <= vl && 8 * a->sv.pb <= 32 &&
+	    vl * a->sv.pb <= 48) { /* positions of a vector: one 64-bit read, 32 bits per 8 lanes */
+		int win = vl / n * m;
+		a->spwin = win == 2 * vl ? 2 : win == 4 * vl ? 4 : 3;
+	}
+	if (a->sv.l.kind == LM_LAYOUT_BITMAP && isa == LM_MATVEC_AVX2 && !bm_idx8[255][7])
+		bm_idx8_init(); /* before the threads start */
+	return isa == LM_MATVEC_AVX512 ? sparse_rows_for_avx512(a) : sparse_rows_for_avx2(a);
+}
+#endif
+
 /* the row kernel for w's storage in the instruction set in use. The hook for new storages
  * (sparse N:M or unstructured rows): a case here with its kernels, and its row bytes and
  * layout in args_for; a NULL answer sends the caller back to the tile path. */
-static mv_rows_fn *rows_for(const struct mv_args *a)
+static mv_rows_fn *rows_for(struct mv_args *a)
 {
 	enum lm_matvec_isa isa = lm_matvec_isa();
+	if (a->sparse) {
+		mv_rows_fn *fn = NULL;
+#ifdef MV_X86
+		if (isa != LM_MATVEC_SCALAR)
+			fn = sp_rows_isa(a, isa);
+#endif
+		return fn ? fn : rows_sparse_scalar;
+	}
 	if (isa == LM_MATVEC_SCALAR)
 		return rows_scalar;
 #ifdef MV_X86
@@ -435,6 +630,16 @@ static int args_for(struct mv_args *a, const struct lm_mat *w)
 	a->w = w->data;
 	a->dt = w->dtype;
 	a->IN = (size_t)w->cols;
+	if (lm_mat_is_sparse(w)) {
+		if (lm_sparse_view(&a->sv, w->data, w->nbytes, &w->layout, w->dtype, w->rows, w->cols,
+		                   w->rowoff) < 0)
+			return -1;
+		a->sparse = 1;
+		a->rb = w->rows > 0 ? w->nbytes / (size_t)w->rows + 1 : 1;
+		for (int j = 0; j < 16; j++)
+			a->spbase[j] = j / (a->sv.l.n ? a->sv.l.n : 1) * a->sv.l.m, a->spsh[j] = j % 8 * a->sv.pb;
+		return 0;
+	}
 	if (w->dtype == LM_F32 || w->dtype == LM_F16 || w->dtype == LM_BF16) {
 		a->rb = a->IN * lm_dtype_size(w->dtype);
 		return 0;

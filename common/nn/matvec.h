@@ -14,8 +14,10 @@
  * order of sgemv's or of the tile path's, so results agree with those within float
  * rounding, not bit for bit.
  *
- * Sparse weights: a new storage of W (N:M, unstructured) plugs in as one more row kernel in
- * matvec.c's table (rows_for), with its row pointer arithmetic; nothing else here changes. */
+ * Sparse weights: a matrix kept in its N:M or bitmap layout (model.h; lm-eval keeps the
+ * linear layers so) is read as stored too, by the row kernels of matvec_sparse_isa.h: only
+ * the kept values (or codes) and their positions are read, x gathered at the positions
+ * (N:M) or the kept values expanded into their lanes by the bitmap (bitmap). */
 #ifndef LM_MATVEC_H
 #define LM_MATVEC_H
 

@@ -2,6 +2,7 @@
  * and the quantizers alike (see rows.h) */
 #include "rows.h"
 #include "simd.h"
+#include "sprows.h"
 #include "util.h"
 
 #include <string.h>
@@ -120,6 +121,8 @@ int lm_rows_to_f32(float *dst, const void *src, enum lm_dtype dt, size_t n)
 
 int lm_mat_rows_ok(const struct lm_mat *w)
 {
+	if (lm_mat_is_sparse(w)) /* the layouts model.h keeps (sprows.h) */
+		return w->layout.kind == LM_LAYOUT_NM || w->layout.kind == LM_LAYOUT_BITMAP;
 	return w->dtype == LM_F32 || w->dtype == LM_F16 || w->dtype == LM_BF16 ||
 	       lm_dtype_row_bytes(w->dtype, (size_t)w->cols) != 0;
 }
@@ -127,6 +130,8 @@ int lm_mat_rows_ok(const struct lm_mat *w)
 int lm_mat_rows_f32(float *dst, const struct lm_mat *w, size_t r0, size_t nr)
 {
 	size_t IN = (size_t)w->cols;
+	if (lm_mat_is_sparse(w))
+		return lm_sparse_rows_f32(dst, w, r0, nr);
 	if (lm_dtype_is_packed(w->dtype)) {
 		size_t prb = lm_dtype_row_bytes(w->dtype, IN);
 		if (!prb)

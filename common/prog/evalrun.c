@@ -70,10 +70,17 @@ static void progress(const struct lm_eval_opts *o, const char *what, int done, i
 		fputc('\n', stderr);
 }
 
+void lm_eval_keep_sparse(struct lm_model_stream *ms)
+{
+	const char *e = getenv("LM_NO_SPARSE");
+	ms->keep_sparse = !(e && !strcmp(e, "1"));
+}
+
 void lm_eval_load_whole(struct lm_model_stream *ms, struct lm_model *m, struct lm_tokenizer **tk,
                         const char *why)
 {
 	*tk = lm_eval_tokenizer(ms, why);
+	lm_eval_keep_sparse(ms);
 	if (lm_model_init(m, &ms->h.cfg) < 0 || lm_ms_load_all(ms, m) < 0)
 		die_lm(lm_reader_name(ms->rd));
 }
@@ -122,6 +129,7 @@ void lm_eval_ppl(struct lm_model_stream *ms, const struct lm_eval_opts *o)
 		W = (size_t)o->windows;
 	B = (size_t)o->batch < W ? (size_t)o->batch : W;
 	struct ppl_progress pp = {o, t0};
+	lm_eval_keep_sparse(ms);
 	if (lm_ppl_stream(ms, ids, W, T, B, ppl_layer_done, &pp, &mean, &where) < 0)
 		die_lm(where);
 	double el = lm_now() - t0, ppl = exp(mean);
@@ -154,6 +162,7 @@ void lm_eval_generate(struct lm_model_stream *ms, const struct lm_eval_opts *o)
 	if ((long long)(nb + 1) + o->ntok > ms->h.cfg.max_positions)
 		edie(2, "--generate: %zu prompt tokens + %lld new exceed the model's %lld positions", nb + 1,
 		     o->ntok, (long long)ms->h.cfg.max_positions);
+	lm_eval_keep_sparse(ms);
 	if (lm_model_init(&m, &ms->h.cfg) < 0 || lm_ms_load_all(ms, &m) < 0)
 		die_lm(lm_reader_name(ms->rd));
 	out = xmalloc((nb + 1 + (size_t)o->ntok) * sizeof *out);

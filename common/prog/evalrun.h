@@ -54,6 +54,10 @@ void lm_eval_ee_sweep(struct lm_model_stream *ms, struct lm_eval_opts *o);
  * naming FILE), the whole model and its tokenizer, and a done/total progress line on a
  * terminal's stderr unless quiet (ctx: the struct lm_eval_opts) */
 struct lm_tokenizer *lm_eval_tokenizer(const struct lm_model_stream *ms, const char *why);
+/* the linear layers' N:M and bitmap weights stay in their layout in memory (the decode
+ * product reads them so; matrix products expand tiles), unless LM_NO_SPARSE=1: call before
+ * the model is loaded */
+void lm_eval_keep_sparse(struct lm_model_stream *ms);
 int32_t *lm_eval_ids(const char *path, const struct lm_model_stream *ms, size_t *n);
 void lm_eval_load_whole(struct lm_model_stream *ms, struct lm_model *m, struct lm_tokenizer **tk,
                         const char *why);

@@ -23,6 +23,7 @@ static void ee_setup(struct lm_model_stream *ms, struct lm_eval_opts *o, struct 
 	*ex = NULL;
 	if (o->exits && (!(*ex = lm_ee_parse_exits(o->exits, &n)) || lm_ee_check_exits(*ex, n, L) < 0))
 		edie(2, "--exits: %s", lm_errmsg());
+	lm_eval_keep_sparse(ms);
 	if (lm_model_init(m, &ms->h.cfg) < 0 || lm_ms_load_all(ms, m) < 0)
 		die_lm(lm_reader_name(ms->rd));
 	if (o->eo.rule == LM_EE_POLICY) {

@@ -1,0 +1,254 @@
+/* matvec_sparse_isa.h: the row loops of matvec.c for matrices kept in a sparse layout
+ * (sparse.h: N:M of f32/f16/bf16 values or of packed codes, bitmap of values), written
+ * once over matvec_isa.h's vector macros and compiled once per instruction set.
+ *
+ * What the includer defines on top of matvec_isa.h's macros:
+ *   VLOADI(p): VL int32 -> vi        VADDI(a, b): a + b (int32 lanes)
+ *   VPOS(w, sh, pb): VL positions of pb bits from the integer w (lane j's at bit j*pb;
+ *     sh is the vector of (j % 8) * pb, mv_args.spsh)
+ *   VWIN2(xw, idx) / VWIN4(xw, idx): xw[idx[j]] per lane, idx < 2 VL / < 4 VL, from that
+ *     many floats at xw loaded whole (permutes in registers)
+ *   VGATHER(xw, idx): the same for any idx (a hardware gather)
+ *   VBM(val, dt, mask, end): VL weights of a bitmap chunk: lane j is the next kept value
+ *     where bit j of mask is set, 0 elsewhere; reads no byte at or past end
+ *
+ * N:M: a chunk of VL kept values (VL a multiple of n) covers VL/n groups of m inputs, the
+ * window of x at k/n*m; each value's input is (j/n)*m + its position (mv_args.spbase +
+ * the positions), gathered from the window while it is 2 or 4 vectors wide (2:4, 1:4, 4:8,
+ * 2:8), by a hardware gather otherwise. Bitmap: VL inputs at a time, the kept values
+ * expanded into their lanes by the map's VL bits (nothing for an empty chunk), then one
+ * FMA against x as it is. Tails (kept values past the last whole chunk, inputs past the
+ * last whole vector) are summed in scalar code, as the dense loops do. */
+
+#define SP_LOADW(dt, w, i)                                                             \
+	((dt) == LM_F32 ? VLOADX((const float *)(const void *)(w) + (i))                 \
+	                : (dt) == LM_F16 ? VF16((const uint16_t *)(const void *)(w) + (i)) \
+	                                 : VBF16((const uint16_t *)(const void *)(w) + (i)))
+
+#define SP_CODES(bits, c, i)                                                           \
+	((bits) == 8 ? VU8((c) + (i)) : VCODES((c) + (i) * (size_t)(bits) / 8, (bits)))
+
+/* x at the window xw for lanes idx, by the window's width (a constant after inlining) */
+#define SP_WIN(wmode, xw, idx)                                                          \
+	((wmode) == 2 ? VWIN2(xw, idx) : (wmode) == 4 ? VWIN4(xw, idx) : VGATHER(xw, idx))
+
+/* s[n] = x[n] · row o for a float N:M row */
+static inline __attribute__((always_inline)) MV_TARGET void
+MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t nb,
+           enum lm_dtype dt, int wmode)
+{
+	const struct lm_sparse_view *v = &a->sv;
+	const size_t es = dt == LM_F32 ? 4 : 2, n = (size_t)v->l.n, m = (size_t)v->l.m;
+	const size_t IN = a->IN, kr = v->kr, pb = (size_t)v->pb;
+	const uint8_t *val = v->vals + o * kr * es;
+	const size_t bit0 = o * kr * pb;
+	const vi base = VLOADI(a->spbase), sh = VLOADI(a->spsh);
+	vf acc[MV_NB];
+	size_t k = 0;
+	for (size_t j = 0; j < nb; j++)
+		acc[j] = VZERO();
+	for (; k + VL <= kr; k += VL) {
+		vf w = SP_LOADW(dt, val, k);
+		vi idx = VADDI(base, VPOS(lm_sparse_bits(v->pos, bit0 + k * pb, VL * (int)pb, v->end),
+		                          sh, (int)pb));
+		const float *xw = x + k / n * m;
+		for (size_t j = 0; j < nb; j++)
+			acc[j] = VFMA(w, SP_WIN(wmode, xw + j * IN, idx), acc[j]);
+	}
+	for (size_t j = 0; j < nb; j++)
+		s[j] = VHSUM(acc[j]);
+	for (; k < kr; k++) {
+		size_t col = k / n * m + lm_sparse_bits(v->pos, bit0 + k * pb, (int)pb, v->end);
+		float wi = mv_scalar_w(val, dt, k);
+		for (size_t j = 0; j < nb; j++)
+			s[j] += wi * x[j * IN + col];
+	}
+}
+
+/* s[n] = x[n] · row o for N:M of packed codes: per quant group sum (q - zero) * x over its
+ * kept codes in vectors, then one multiply by the scale (a dropped code is the zero point:
+ * 0 in the dense row, nothing here) */
+static inline __attribute__((always_inline)) MV_TARGET void
+MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t nb, int bits,
+            int wmode)
+{
+	const struct lm_sparse_view *v = &a->sv;
+	const size_t n = (size_t)v->l.n, m = (size_t)v->l.m, IN = a->IN, pb = (size_t)v->pb;
+	const size_t kc = v->kc, G = v->G;
+	const vi base = VLOADI(a->spbase), sh = VLOADI(a->spsh);
+	vf t[MV_NB];
+	float st[MV_NB];
+	for (size_t j = 0; j < nb; j++)
+		t[j] = VZERO(), st[j] = 0.0f;
+	for (size_t g = 0; g < v->ngr; g++) {
+		const size_t q = o * v->ngr + g, bit0 = q * kc * pb;
+		const uint8_t *grp = v->vals + q * (4 + v->kb), *c = grp + 4;
+		const float *xg = x + g * G;
+		float scale;
+		int zero;
+		mv_grid_f16c(grp, &scale, &zero);
+		vi z = VZI(zero);
+		vf acc[MV_NB];
+		size_t k = 0;
+		for (size_t j = 0; j < nb; j++)
+			acc[j] = VZERO();
+		for (; k + VL <= kc; k += VL) {
+			vf w = VQF(SP_CODES(bits, c, k), z);
+			vi idx = VADDI(base, VPOS(lm_sparse_bits(v->pos, bit0 + k * pb, VL * (int)pb, v->end),
+			                          sh, (int)pb));
+			const float *xw = xg + k / n * m;
+			for (size_t j = 0; j < nb; j++)
+				acc[j] = VFMA(w, SP_WIN(wmode, xw + j * IN, idx), acc[j]);
+		}
+		vf sv = VSET1(scale);
+		for (size_t j = 0; j < nb; j++)
+			t[j] = VFMA(sv, acc[j], t[j]);
+		for (; k < kc; k++) { /* groups whose kept codes are not whole vectors */
+			size_t col = k / n * m + lm_sparse_bits(v->pos, bit0 + k * pb, (int)pb, v->end);
+			float wi = scale * (float)(mv_code(c, k, bits) - zero);
+			for (size_t j = 0; j < nb; j++)
+				st[j] += wi * xg[j * IN + col];
+		}
+	}
+	for (size_t j = 0; j < nb; j++)
+		s[j] = VHSUM(t[j]) + st[j];
+}
+
+/* s[n] = x[n] · row o for a bitmap row */
+static inline __attribute__((always_inline)) MV_TARGET void
+MV(dot_bm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t nb, enum lm_dtype dt)
+{
+	const struct lm_sparse_view *v = &a->sv;
+	const size_t es = dt == LM_F32 ? 4 : 2, IN = a->IN, bit0 = o * IN;
+	const uint8_t *val = v->vals + v->rowoff[o] * es;
+	vf acc[MV_NB];
+	size_t i = 0;
+	for (size_t j = 0; j < nb; j++)
+		acc[j] = VZERO();
+	for (; i + VL <= IN; i += VL) {
+		unsigned mk = (unsigned)lm_sparse_bits(v->pos, bit0 + i, VL, v->end);
+		if (!mk)
+			continue;
+		vf w = VBM(val, dt, mk, v->end);
+		val += (size_t)__builtin_popcount(mk) * es;
+		for (size_t j = 0; j < nb; j++)
+			acc[j] = VFMA(w, VLOADX(x + j * IN + i), acc[j]);
+	}
+	for (size_t j = 0; j < nb; j++)
+		s[j] = VHSUM(acc[j]);
+	for (; i < IN; i++) {
+		size_t b = bit0 + i;
+		if (!(v->pos[b / 8] >> (b % 8) & 1))
+			continue;
+		float wi = mv_scalar_w(val, dt, 0);
+		val += es;
+		for (size_t j = 0; j < nb; j++)
+			s[j] += wi * x[j * IN + i];
+	}
+}
+
+/* ---- the row kernels: dtype or code bits, window and nb constants in each instance ---- */
+
+#define SP_NB_SWITCH(call)                                                              \
+	switch (nb) {                                                                  \
+	case 1: call(1); break;                                                        \
+	case 2: call(2); break;                                                        \
+	case 3: call(3); break;                                                        \
+	default: call(4); break;                                                       \
+	}
+
+#define SP_ROWS(name, dotcall)                                                          \
+	static MV_TARGET void MV(name)(const struct mv_args *a, const float *x, float *y,     \
+	                               size_t nb, size_t o0, size_t o1)                   \
+	{                                                                              \
+		for (size_t o = o0; o < o1; o++) {                                     \
+			float s[MV_NB];                                                \
+			SP_NB_SWITCH(dotcall)                                          \
+			mv_store(y, a->ldy, o - a->r0, s, nb, a->beta);                \
+		}                                                                      \
+	}
+
+#define SP_NM(dtn, dt, wm) SP_ROWS(rows_nm_##dtn##_w##wm, SP_NM_CALL_##dtn##_##wm)
+
+#define SP_NM_DOT(dt, wm, k) MV(dot_nm)(s, a, o, x, k, dt, wm)
+#define SP_NM_CALL_f32_2(k) SP_NM_DOT(LM_F32, 2, k)
+#define SP_NM_CALL_f32_4(k) SP_NM_DOT(LM_F32, 4, k)
+#define SP_NM_CALL_f32_3(k) SP_NM_DOT(LM_F32, 3, k)
+#define SP_NM_CALL_f16_2(k) SP_NM_DOT(LM_F16, 2, k)
+#define SP_NM_CALL_f16_4(k) SP_NM_DOT(LM_F16, 4, k)
+#define SP_NM_CALL_f16_3(k) SP_NM_DOT(LM_F16, 3, k)
+#define SP_NM_CALL_bf16_2(k) SP_NM_DOT(LM_BF16, 2, k)
+#define SP_NM_CALL_bf16_4(k) SP_NM_DOT(LM_BF16, 4, k)
+#define SP_NM_CALL_bf16_3(k) SP_NM_DOT(LM_BF16, 3, k)
+SP_NM(f32, LM_F32, 2)
+SP_NM(f32, LM_F32, 4)
+SP_NM(f32, LM_F32, 3)
+SP_NM(f16, LM_F16, 2)
+SP_NM(f16, LM_F16, 4)
+SP_NM(f16, LM_F16, 3)
+SP_NM(bf16, LM_BF16, 2)
+SP_NM(bf16, LM_BF16, 4)
+SP_NM(bf16, LM_BF16, 3)
+
+#define SP_NMQ_DOT(b, wm, k) MV(dot_nmq)(s, a, o, x, k, b, wm)
+#define SP_NMQ(b, wm)                                                                   \
+	SP_ROWS(rows_nmq##b##_w##wm, SP_NMQ_CALL_##b##_##wm)
+#define SP_NMQ_CALLS(b)                                                                 \
+	SP_NMQ(b, 2) SP_NMQ(b, 4) SP_NMQ(b, 3)
+#define SP_NMQ_CALL_2_2(k) SP_NMQ_DOT(2, 2, k)
+#define SP_NMQ_CALL_2_4(k) SP_NMQ_DOT(2, 4, k)
+#define SP_NMQ_CALL_2_3(k) SP_NMQ_DOT(2, 3, k)
+#define SP_NMQ_CALL_3_2(k) SP_NMQ_DOT(3, 2, k)
+#define SP_NMQ_CALL_3_4(k) SP_NMQ_DOT(3, 4, k)
+#define SP_NMQ_CALL_3_3(k) SP_NMQ_DOT(3, 3, k)
+#define SP_NMQ_CALL_4_2(k) SP_NMQ_DOT(4, 2, k)
+#define SP_NMQ_CALL_4_4(k) SP_NMQ_DOT(4, 4, k)
+#define SP_NMQ_CALL_4_3(k) SP_NMQ_DOT(4, 3, k)
+#define SP_NMQ_CALL_8_2(k) SP_NMQ_DOT(8, 2, k)
+#define SP_NMQ_CALL_8_4(k) SP_NMQ_DOT(8, 4, k)
+#define SP_NMQ_CALL_8_3(k) SP_NMQ_DOT(8, 3, k)
+SP_NMQ_CALLS(2)
+SP_NMQ_CALLS(3)
+SP_NMQ_CALLS(4)
+SP_NMQ_CALLS(8)
+
+#define SP_BM_CALL_f32(k) MV(dot_bm)(s, a, o, x, k, LM_F32)
+#define SP_BM_CALL_f16(k) MV(dot_bm)(s, a, o, x, k, LM_F16)
+#define SP_BM_CALL_bf16(k) MV(dot_bm)(s, a, o, x, k, LM_BF16)
+SP_ROWS(rows_bm_f32, SP_BM_CALL_f32)
+SP_ROWS(rows_bm_f16, SP_BM_CALL_f16)
+SP_ROWS(rows_bm_bf16, SP_BM_CALL_bf16)
+
+/* the kernel for a's layout in this instruction set; NULL: the plain C rows */
+static mv_rows_fn *MV(sparse_rows_for)(const struct mv_args *a)
+{
+	const int wm = a->spwin;
+	if (a->sv.l.kind == LM_LAYOUT_BITMAP)
+		return a->dt == LM_F32 ? MV(rows_bm_f32) : a->dt == LM_F16 ? MV(rows_bm_f16) : MV(rows_bm_bf16);
+	if (!wm)
+		return NULL;
+#define SP_PICK3(p2, p4, p3) (wm == 2 ? (p2) : wm == 4 ? (p4) : (p3))
+	switch (a->sv.bits) {
+	case 0:
+		return a->dt == LM_F32   ? SP_PICK3(MV(rows_nm_f32_w2), MV(rows_nm_f32_w4), MV(rows_nm_f32_w3))
+		       : a->dt == LM_F16 ? SP_PICK3(MV(rows_nm_f16_w2), MV(rows_nm_f16_w4), MV(rows_nm_f16_w3))
+		                         : SP_PICK3(MV(rows_nm_bf16_w2), MV(rows_nm_bf16_w4), MV(rows_nm_bf16_w3));
+	case 2: return SP_PICK3(MV(rows_nmq2_w2), MV(rows_nmq2_w4), MV(rows_nmq2_w3));
+	case 3: return SP_PICK3(MV(rows_nmq3_w2), MV(rows_nmq3_w4), MV(rows_nmq3_w3));
+	case 4: return SP_PICK3(MV(rows_nmq4_w2), MV(rows_nmq4_w4), MV(rows_nmq4_w3));
+	case 8: return SP_PICK3(MV(rows_nmq8_w2), MV(rows_nmq8_w4), MV(rows_nmq8_w3));
+	default: return NULL;
+	}
+#undef SP_PICK3
+}
+
+#undef SP_LOADW
+#undef SP_CODES
+#undef SP_WIN
+#undef SP_NB_SWITCH
+#undef SP_ROWS
+#undef SP_NM
+#undef SP_NM_DOT
+#undef SP_NMQ_DOT
+#undef SP_NMQ
+#undef SP_NMQ_CALLS
