@@ -161,6 +161,12 @@ PY
 	[[ "$stderr" =~ encoder\ tuned\ on\ 12\ of\ 24\ inputs.*training\ ([0-9.]+)%\ -\>\ ([0-9.]+)% ]]
 	"$PYTHON" -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(not b > a)" \
 		"${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+	# the feedback line: 24 x 8 prompts scored; the oracle is the share of inputs with a
+	# right prompt (the 12 pairs); one random prompt is never better than the best one, and
+	# equal to it when no prompt changes any answer
+	[[ "$stderr" =~ random\ pool\ prompt\ right\ for\ ([0-9.]+)%\ of\ 192\ scored,\ the\ best-scored\ prompt\ for\ 50.0%\ of\ 24\ inputs\ \(oracle\)\;\ the\ prompt\ changes\ the\ answer\ of\ ([0-9]+)\ inputs ]]
+	"$PYTHON" -c "import sys; r, s = float(sys.argv[1]), int(sys.argv[2]); sys.exit(not (r <= 50.0 and s <= 24 and (s > 0 or r == 50.0)))" \
+		"${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
 	lm-embed -q --pool -m "$T/retr.lms" -o "$T/idx.lms" "$TASKS/stsb-pool.tsv"
 	run -0 lm-eval --mc "$TASKS/stsb-bin-test.jsonl" --retrieve "$T/idx.lms" --retriever "$T/retr.lms" \
 		-k 3 -j 1 "$M"

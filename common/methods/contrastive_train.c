@@ -46,6 +46,7 @@ int lm_ctr_load(struct lm_ctr_data *d, const char *path, int unsup)
 		goto fail;
 	}
 	cap = len / 2 + 2;
+	d->H = 1;
 	d->a = xmalloc(cap * sizeof *d->a), d->p = xmalloc(cap * sizeof *d->p);
 	d->h = xmalloc(cap * sizeof *d->h);
 	if (lm_text_lines(d->text, len, "examples", ctr_line, d) == 0)
@@ -61,32 +62,38 @@ void lm_ctr_data_free(struct lm_ctr_data *d)
 	memset(d, 0, sizeof *d);
 }
 
+/* a copy of s at *at in text (NULL stays NULL) */
+static const char *copy_in(char *text, size_t *at, const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t l = strlen(s) + 1;
+	memcpy(text + *at, s, l);
+	*at += l;
+	return text + *at - l;
+}
+
 void lm_ctr_data_set(struct lm_ctr_data *d, const char *const *a, const char *const *p,
-                     const char *const *h, size_t n)
+                     const char *const *h, size_t H, size_t n)
 {
 	size_t len = 0, at = 0;
 	memset(d, 0, sizeof *d);
 	d->unsup = !p;
-	for (size_t i = 0; i < n; i++)
-		len += strlen(a[i]) + 1 + (p ? strlen(p[i]) + 1 : 0) + (h && h[i] ? strlen(h[i]) + 1 : 0);
+	d->H = H ? H : 1;
+	for (size_t i = 0; i < n; i++) {
+		len += strlen(a[i]) + 1 + (p ? strlen(p[i]) + 1 : 0);
+		for (size_t j = 0; h && j < H; j++)
+			len += h[i * H + j] ? strlen(h[i * H + j]) + 1 : 0;
+	}
 	d->text = xmalloc(len ? len : 1);
 	d->a = xmalloc((n ? n : 1) * sizeof *d->a), d->p = xmalloc((n ? n : 1) * sizeof *d->p);
-	d->h = xmalloc((n ? n : 1) * sizeof *d->h);
+	d->h = xcalloc((n ? n : 1) * d->H, sizeof *d->h);
 	for (size_t i = 0; i < n; i++) {
-		const char *src[3] = {a[i], p ? p[i] : NULL, h ? h[i] : NULL};
-		const char **dst[3] = {&d->a[i], &d->p[i], &d->h[i]};
-		for (int k = 0; k < 3; k++) {
-			*dst[k] = NULL;
-			if (!src[k])
-				continue;
-			size_t l = strlen(src[k]) + 1;
-			memcpy(d->text + at, src[k], l);
-			*dst[k] = d->text + at;
-			at += l;
-		}
-		if (!p)
-			d->p[i] = d->a[i];
-		d->nhard += d->h[i] != NULL;
+		d->a[i] = copy_in(d->text, &at, a[i]);
+		d->p[i] = p ? copy_in(d->text, &at, p[i]) : d->a[i];
+		for (size_t j = 0; h && j < H; j++)
+			if ((d->h[i * d->H + j] = copy_in(d->text, &at, h[i * H + j])))
+				d->nhard++;
 	}
 	d->n = n;
 }
@@ -120,15 +127,16 @@ int lm_ctr_init(struct lm_ctr *c, const struct lm_ctr_data *d, const struct lm_o
 	memset(c, 0, sizeof *c);
 	c->d = d, c->pairs = pairs, c->tau = tau, c->symmetric = symmetric;
 	c->E = (size_t)cfg->word_embed_proj_dim, c->pad = (int32_t)cfg->pad;
-	c->ids = xcalloc(3 * d->n, sizeof *c->ids), c->len = xcalloc(3 * d->n, sizeof *c->len);
+	c->S = 2 + d->H;
+	c->ids = xcalloc(c->S * d->n, sizeof *c->ids), c->len = xcalloc(c->S * d->n, sizeof *c->len);
 	c->T = 2;
 	for (size_t i = 0; i < d->n; i++) {
-		const char *f[3] = {d->a[i], d->p[i], d->h[i]};
-		for (size_t j = 0; j < 3; j++) {
-			size_t k = 3 * i + j;
-			if (!f[j] || (j == 1 && f[1] == f[0]))
+		for (size_t j = 0; j < c->S; j++) {
+			const char *f = j == 0 ? d->a[i] : j == 1 ? d->p[i] : d->h[i * d->H + j - 2];
+			size_t k = c->S * i + j;
+			if (!f || (j == 1 && f == d->a[i]))
 				continue;
-			if (prompt_ids(tk, ec, (int32_t)cfg->bos, f[j], &c->ids[k], &c->len[k]) < 0)
+			if (prompt_ids(tk, ec, (int32_t)cfg->bos, f, &c->ids[k], &c->len[k]) < 0)
 				return lm_preerr("example %zu", i + 1);
 			if (c->len[k] > (size_t)cfg->max_positions)
 				return lm_seterr("example %zu: a prompt of %zu tokens exceeds the model's %lld "
@@ -136,10 +144,10 @@ int lm_ctr_init(struct lm_ctr *c, const struct lm_ctr_data *d, const struct lm_o
 			if (c->len[k] > c->T)
 				c->T = c->len[k];
 		}
-		if (f[1] == f[0]) /* unsupervised: the same ids twice */
-			c->ids[3 * i + 1] = c->ids[3 * i], c->len[3 * i + 1] = c->len[3 * i];
+		if (d->p[i] == d->a[i]) /* unsupervised: the same ids twice */
+			c->ids[c->S * i + 1] = c->ids[c->S * i], c->len[c->S * i + 1] = c->len[c->S * i];
 	}
-	c->maxseq = 2 * pairs + (d->nhard < pairs ? d->nhard : pairs);
+	c->maxseq = 2 * pairs + (d->nhard < pairs * d->H ? d->nhard : pairs * d->H);
 	c->batch = xmalloc(c->maxseq * c->T * sizeof *c->batch);
 	c->last = xmalloc(c->maxseq * sizeof *c->last), c->pos = xmalloc(pairs * sizeof *c->pos);
 	c->src = xmalloc(c->maxseq * sizeof *c->src);
@@ -152,11 +160,10 @@ int lm_ctr_init(struct lm_ctr *c, const struct lm_ctr_data *d, const struct lm_o
 void lm_ctr_free(struct lm_ctr *c)
 {
 	if (c->ids)
-		for (size_t i = 0; i < c->d->n; i++) {
-			free(c->ids[3 * i]), free(c->ids[3 * i + 2]);
-			if (c->ids[3 * i + 1] != c->ids[3 * i])
-				free(c->ids[3 * i + 1]);
-		}
+		for (size_t i = 0; i < c->d->n; i++)
+			for (size_t j = 0; j < c->S; j++)
+				if (j != 1 || c->ids[c->S * i + 1] != c->ids[c->S * i])
+					free(c->ids[c->S * i + j]);
 	free(c->ids), free(c->len), free(c->batch), free(c->last), free(c->pos), free(c->src);
 	free(c->z), free(c->dz), free(c->mask);
 	memset(c, 0, sizeof *c);
@@ -164,8 +171,8 @@ void lm_ctr_free(struct lm_ctr *c)
 
 static const char *text_of(const struct lm_ctr *c, size_t k)
 {
-	size_t i = k / 3;
-	return k % 3 == 0 ? c->d->a[i] : k % 3 == 1 ? c->d->p[i] : c->d->h[i];
+	size_t i = k / c->S, j = k % c->S;
+	return j == 0 ? c->d->a[i] : j == 1 ? c->d->p[i] : c->d->h[i * c->d->H + j - 2];
 }
 
 int lm_ctr_step(struct lm_ctr *c, struct lm_train *tr, const size_t *rows, size_t n,
@@ -176,12 +183,13 @@ int lm_ctr_step(struct lm_ctr *c, struct lm_train *tr, const size_t *rows, size_
 		return lm_seterr("internal: %zu examples in a step of at most %zu", n, c->pairs);
 	/* the sequences: queries, their positives, the hard negatives there are */
 	for (size_t b = 0; b < n; b++)
-		c->src[ns++] = 3 * rows[b];
+		c->src[ns++] = c->S * rows[b];
 	for (size_t b = 0; b < n; b++)
-		c->src[ns++] = 3 * rows[b] + 1;
+		c->src[ns++] = c->S * rows[b] + 1;
 	for (size_t b = 0; b < n; b++)
-		if (c->len[3 * rows[b] + 2])
-			c->src[ns++] = 3 * rows[b] + 2;
+		for (size_t j = 2; j < c->S; j++)
+			if (c->len[c->S * rows[b] + j])
+				c->src[ns++] = c->S * rows[b] + j;
 	for (size_t s = 0; s < ns; s++)
 		if (c->len[c->src[s]] > T)
 			T = c->len[c->src[s]];

@@ -11,7 +11,8 @@
  *   unsupervised   SENTENCE (SimCSE: the positive is the same sentence again, in another
  *                  row of the batch, so another dropout mask)
  * A step takes `pairs` examples: the sentences are the queries; the candidates are their
- * positives, then the hard negatives of those examples that have one. All of them go
+ * positives, then the hard negatives those examples have (a file gives at most one per
+ * example; lm_ctr_data_set any number). All of them go
  * through the model as one batch of prompts padded on the right (train.h: causal attention
  * keeps the padding out). A candidate whose text is a query's own sentence or positive
  * (other than the positive itself, e.g. a sentence that occurs twice) is masked for that
@@ -30,8 +31,9 @@
 struct lm_ctr_data {
 	char *text;             /* the file, cut into NUL-terminated fields */
 	const char **a, **p;    /* [n] sentence and positive (the same pointer unsupervised) */
-	const char **h;         /* [n] hard negative or NULL */
-	size_t n, nhard;
+	const char **h;         /* [n * H] example i's hard negatives at i * H.., NULL: none */
+	size_t n, H, nhard;     /* H: hard negatives an example can have (a file's: 1);
+	                           nhard: how many there are in all */
 	int unsup;
 };
 
@@ -39,14 +41,18 @@ struct lm_ctr_data {
  * line without a positive, an empty field, more than three fields; "no examples". */
 int lm_ctr_load(struct lm_ctr_data *d, const char *path, int unsup);
 void lm_ctr_data_free(struct lm_ctr_data *d);
-/* the same from n strings (copied; h[i] NULL: no hard negative; p NULL: unsupervised) */
+/* the same from n examples' strings, copied: a[i], p[i] (p NULL: unsupervised), H hard
+ * negatives h[i * H ..] each (h NULL or h[i * H + j] NULL: fewer). UPRISE's rows have
+ * several: the worst-scored prompts. */
 void lm_ctr_data_set(struct lm_ctr_data *d, const char *const *a, const char *const *p,
-                     const char *const *h, size_t n);
+                     const char *const *h, size_t H, size_t n);
 
 struct lm_ctr {
 	const struct lm_ctr_data *d;
-	int32_t **ids;          /* [3n] prompt ids (BOS first) of a[i], p[i], h[i] at 3i + 0..2 */
-	size_t *len;            /* [3n] (0: no hard negative) */
+	int32_t **ids;          /* [S n] prompt ids (BOS first) of a[i], p[i], h[i * H + j] at
+	                           S i + 0, 1, 2 + j, S = 2 + H */
+	size_t *len;            /* [S n] (0: no such hard negative) */
+	size_t S;
 	size_t pairs, E, maxseq, T;  /* examples per step; embedding width; most sequences a
 	                                step makes, longest prompt: what lm_train_init needs */
 	double tau;

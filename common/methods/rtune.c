@@ -78,13 +78,16 @@ struct pair {
  * prompt exists, 0 when none, -1 on error */
 static int score_item(struct lm_scorer *sc, const struct lm_task_item *it,
                       const char *const *pool_input, const char *const *pool_prompt, size_t npool,
-                      const struct lm_rtune_cfg *c, struct lm_rng *rng, struct pair *p)
+                      const struct lm_rtune_cfg *c, struct lm_rng *rng, struct pair *p,
+                      struct lm_rtune_feedback *fb)
 {
 	size_t *allowed = xmalloc(npool * sizeof *allowed), na = 0, *pick, L = c->sample;
 	/* per sampled prompt: its score, pool index and whether its context picks the gold option */
 	double *score = xmalloc(L * sizeof *score);
 	size_t *pool = xmalloc(L * sizeof *pool), *rank = xmalloc(L * sizeof *rank);
 	unsigned char *correct = xmalloc(L);
+	size_t first_pick = 0;
+	int swayed = 0;
 	struct lm_choice_score *cs = xmalloc(it->nchoice * sizeof *cs);
 	int r = -1;
 
@@ -111,7 +114,13 @@ static int score_item(struct lm_scorer *sc, const struct lm_task_item *it,
 			tot += cs[o].sum / (double)cs[o].ntok;
 		score[l] = cs[it->gold].sum / (double)cs[it->gold].ntok / tot;
 		pool[l] = pi;
-		correct[l] = lm_mc_pick(cs, it->nchoice, LM_MC_MEAN) == (size_t)it->gold;
+		size_t picked = lm_mc_pick(cs, it->nchoice, LM_MC_MEAN);
+		correct[l] = picked == (size_t)it->gold;
+		if (l == 0)
+			first_pick = picked;
+		else if (picked != first_pick)
+			swayed = 1;
+		fb->right += correct[l];
 	}
 	free(pick);
 	lm_key_order(score, pool, L, rank);  /* best first; equal scores by pool index */
@@ -128,6 +137,7 @@ static int score_item(struct lm_scorer *sc, const struct lm_task_item *it,
 			r = 1;
 			break;
 		}
+	fb->inputs++, fb->prompts += L, fb->swayed += swayed, fb->oracle += r == 1;
 out:
 	free(allowed);
 	free(score), free(pool), free(rank), free(correct);
@@ -222,17 +232,18 @@ static int score_all(const struct lm_model *m, const struct lm_tokenizer *tk,
                      const struct lm_task *task, const size_t *items, size_t nt,
                      const char *const *pool_input, const char *const *pool_prompt, size_t npool,
                      const struct lm_rtune_cfg *c, struct lm_rng *rng, struct pair *pr,
-                     size_t *npair)
+                     size_t *npair, struct lm_rtune_feedback *fb)
 {
 	struct lm_scorer sc;
 	size_t H = c->negatives;
 	*npair = 0;
+	memset(fb, 0, sizeof *fb);
 	lm_scorer_init(&sc, m, tk);
 	for (size_t i = 0; i < nt; i++) {
 		struct pair *p = &pr[*npair];
 		p->neg = xmalloc(H * sizeof *p->neg);
 		p->q = i;
-		int r = score_item(&sc, &task->it[items[i]], pool_input, pool_prompt, npool, c, rng, p);
+		int r = score_item(&sc, &task->it[items[i]], pool_input, pool_prompt, npool, c, rng, p, fb);
 		if (r < 0) {
 			lm_preerr("item %zu (line %zu)", items[i] + 1, task->it[items[i]].line);
 			free(p->neg), p->neg = NULL;
@@ -297,7 +308,8 @@ float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
 	if (!(Q = lm_alloc(nt * d * sizeof *Q)) ||
 	    lm_embed_texts(m, tk, ec, texts, nt, Q, NULL, NULL) < 0)
 		goto fail;
-	if (score_all(m, tk, task, items, nt, pool_input, pool_prompt, npool, c, &rng, pr, &npair) < 0)
+	if (score_all(m, tk, task, items, nt, pool_input, pool_prompt, npool, c, &rng, pr, &npair,
+	              &rep.fb) < 0)
 		goto fail;
 	rep.inputs = nt, rep.pairs = npair;
 	/* every tenth pair held out (none when there are fewer than 10) */
@@ -351,7 +363,8 @@ int lm_rtune_pairs(const struct lm_model *m, const struct lm_tokenizer *tk,
 	lm_rng_seed(&rng, c->seed);
 	items = draw_items(task, &rng);
 	pr = xcalloc(nt, sizeof *pr);
-	int r = score_all(m, tk, task, items, nt, pool_input, pool_prompt, npool, c, &rng, pr, &npair);
+	int r = score_all(m, tk, task, items, nt, pool_input, pool_prompt, npool, c, &rng, pr, &npair,
+	                  &out->fb);
 	if (r == 0) {
 		out->n = npair, out->inputs = nt, out->H = H;
 		out->item = xmalloc(npair * sizeof *out->item);

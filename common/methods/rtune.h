@@ -38,12 +38,23 @@ struct lm_rtune_cfg {
 
 void lm_rtune_defaults(struct lm_rtune_cfg *c);
 
+/* How much the frozen LM's feedback can teach a retriever (step 1's counts): of `prompts`
+ * one-shot contexts scored, `right` picked the gold option (right / prompts is the accuracy
+ * of one random pool prompt); of `inputs`, `swayed` had sampled prompts that disagree on
+ * the answer and `oracle` had at least one right prompt (oracle / inputs is the accuracy of
+ * the best-scored prompt, an upper bound for any retriever of one prompt over the same
+ * draws). A model whose answer no prompt changes (swayed 0) gives nothing to learn. */
+struct lm_rtune_feedback {
+	size_t inputs, prompts, right, swayed, oracle;
+};
+
 /* the numbers a run reports (also on stderr when verbose) */
 struct lm_rtune_report {
 	size_t inputs, pairs, held_out;
 	double loss_first, loss_last;        /* mean training loss of the first / last epoch */
 	double held_before, held_after;      /* held-out positive-ranked-first rate */
 	double train_before, train_after;    /* the same on the pairs P was trained on */
+	struct lm_rtune_feedback fb;
 };
 
 /* Tune P for a pool of npool prompts (pool_prompt[i] = "INPUT ANSWER", pool_input[i] =
@@ -63,6 +74,7 @@ float *lm_rtune(const struct lm_model *m, const struct lm_tokenizer *tk,
 struct lm_rtune_pairs {
 	size_t n, inputs, H;
 	size_t *item, *pos, *neg;
+	struct lm_rtune_feedback fb;
 };
 int lm_rtune_pairs(const struct lm_model *m, const struct lm_tokenizer *tk,
                    const struct lm_task *task, const char *const *pool_input,

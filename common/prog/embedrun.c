@@ -126,6 +126,16 @@ static float *copy_projection(const char *path, const struct lm_model *m, uint32
 	return proj;
 }
 
+void lm_embed_feedback_note(const struct lm_rtune_feedback *fb)
+{
+	fprintf(stderr, "%s: the model's feedback: one random pool prompt right for %.1f%% of "
+	        "%zu scored, the best-scored prompt for %.1f%% of %zu inputs (oracle); the prompt "
+	        "changes the answer of %zu inputs\n", argv0,
+	        fb->prompts ? 100.0 * (double)fb->right / (double)fb->prompts : 0.0, fb->prompts,
+	        fb->inputs ? 100.0 * (double)fb->oracle / (double)fb->inputs : 0.0, fb->inputs,
+	        fb->swayed);
+}
+
 /* --tune: UPRISE's projection for the pool's embeddings emb, and what it did on stderr */
 static float *tune_projection(struct lm_embed_opts *o, const struct lm_embed_model *em,
                               const struct lm_embed_lines *L, const float *emb, int *tty)
@@ -139,6 +149,8 @@ static float *tune_projection(struct lm_embed_opts *o, const struct lm_embed_mod
 	if (!(proj = lm_rtune(&em->m, em->tk, &o->ec, &task, (const char *const *)L->input,
 	                      (const char *const *)L->line, emb, L->n, &o->tc, &rep)))
 		die_lm(o->tune);
+	if (!o->fl.quiet)
+		lm_embed_feedback_note(&rep.fb);
 	if (!o->fl.quiet && rep.held_out)
 		fprintf(stderr, "%s: tuned on %zu of %zu inputs with a correct prompt (%zu held out); "
 		        "loss %.4f -> %.4f; training positive ranked first %.1f%% -> %.1f%%; held-out "

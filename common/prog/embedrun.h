@@ -59,6 +59,11 @@ void lm_embed_model_close(struct lm_embed_model *em);
  * a terminal to draw it on (the shape of lm_rtune_cfg's progress) */
 void lm_embed_progress_line(void *ctx, const char *what, size_t done, size_t total);
 
+/* what the frozen model's scores of the pool offer a retriever (rtune.h's feedback), one
+ * line on stderr: one random prompt's accuracy, the best-scored one's (the oracle), and
+ * how many inputs any prompt changes the answer of */
+void lm_embed_feedback_note(const struct lm_rtune_feedback *fb);
+
 /* FILE's lines (or --pool's demonstrations) embedded, a projection tuned (--tune) or
  * copied (--projection) for a pool, the result written to -o or stdout */
 void lm_embed_run(struct lm_embed_opts *o, int argc, char **argv);

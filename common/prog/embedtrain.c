@@ -103,7 +103,7 @@ static void contrastive(const struct lm_embed_opts *o, const char *path,
 	if (lm_train_init(&tr, &em->m, &to, c.maxseq, c.T) < 0)
 		die_lm(lm_reader_name(em->rd));
 	lm_progress_note(&pg, "training %zu values in %zu tensors (%.0f MiB of gradients, moments and "
-	                 "activations) on %zu %s examples (%zu with a hard negative), %zu per step, "
+	                 "activations) on %zu %s examples (%zu hard negatives), %zu per step, "
 	                 "%ld steps", lm_train_count(&tr), tr.npar,
 	                 (double)lm_train_bytes(&tr) / 1048576.0, d->n,
 	                 co->unsup ? "unsupervised" : "supervised", d->nhard, P, steps);
@@ -178,7 +178,8 @@ static double ranked_first(const struct lm_embed_model *em, const struct lm_embe
 }
 
 /* score the pool with the frozen model (lm_rtune's pairs), then train the model itself on
- * INPUT<TAB>POSITIVE<TAB>WORST-SCORED rows: one encoder for the inputs and the prompts */
+ * rows INPUT, POSITIVE, the H worst-scored prompts: one encoder for the inputs and the
+ * prompts */
 static void tune_encoder(struct lm_embed_opts *o, struct lm_embed_model *em)
 {
 	struct lm_embed_lines L;
@@ -194,6 +195,8 @@ static void tune_encoder(struct lm_embed_opts *o, struct lm_embed_model *em)
 	if (lm_rtune_pairs(&em->m, em->tk, &task, (const char *const *)L.input,
 	                   (const char *const *)L.line, L.n, &o->tc, &pr) < 0)
 		die_lm(o->tune_encoder);
+	if (!o->fl.quiet)
+		lm_embed_feedback_note(&pr.fb);
 	/* every tenth pair held out (none when there are fewer than 10), as --tune does */
 	size_t *held = xmalloc(pr.n * sizeof *held), *tr = xmalloc(pr.n * sizeof *tr), nh = 0, nt = 0;
 	for (size_t i = 0; i < pr.n; i++) {
@@ -202,14 +205,16 @@ static void tune_encoder(struct lm_embed_opts *o, struct lm_embed_model *em)
 		else
 			tr[nt++] = i;
 	}
+	/* every one of the H worst-scored prompts is a hard negative, as UPRISE's top_k */
 	const char **a = xmalloc((nt + 1) * sizeof *a), **p = xmalloc((nt + 1) * sizeof *p);
-	const char **h = xmalloc((nt + 1) * sizeof *h);
+	const char **h = xmalloc((nt * pr.H + 1) * sizeof *h);
 	for (size_t i = 0; i < nt; i++) {
 		a[i] = task.it[pr.item[tr[i]]].input;
 		p[i] = L.line[pr.pos[tr[i]]];
-		h[i] = L.line[pr.neg[tr[i] * pr.H]];
+		for (size_t j = 0; j < pr.H; j++)
+			h[i * pr.H + j] = L.line[pr.neg[tr[i] * pr.H + j]];
 	}
-	lm_ctr_data_set(&d, a, p, h, nt);
+	lm_ctr_data_set(&d, a, p, h, pr.H, nt);
 	double before = ranked_first(em, &o->ec, &task, &L, &pr, held, nh);
 	double tbefore = ranked_first(em, &o->ec, &task, &L, &pr, tr, nt);
 	contrastive(o, o->tune_encoder, &d, em);

@@ -318,6 +318,42 @@ static void test_loader(void)
 
 /* one step and an update lower the batch's loss (the gradient points the right way
  * through the whole trainer: prompts, padding, the mask, the backward) */
+/* several hard negatives per example (lm-embed --tune-encoder's rows: UPRISE's worst-scored
+ * prompts): every one is a candidate, a missing one is skipped, and one whose text is another
+ * query's positive is masked for that query only */
+static void test_step_multi(struct lm_model *m, const struct lm_tokenizer *tk)
+{
+	const char *a[2] = {"A man is playing a guitar.", "A woman is slicing an onion."};
+	const char *p[2] = {"A man plays the guitar.", "Someone cuts an onion."};
+	const char *h[4] = {"A dog runs.", "Someone cuts an onion.", NULL, "A cat sleeps."};
+	struct lm_ctr_data d;
+	struct lm_ctr c;
+	struct lm_train tr;
+	struct lm_embed_cfg ec = {0};
+	struct lm_adamw adam = {0.9, 0.999, 1e-8, 0};
+	size_t idx[2] = {0, 1};
+	double l0, l1;
+	lm_ctr_data_set(&d, a, p, h, 2, 2);
+	CHECK(d.n == 2 && d.H == 2 && d.nhard == 3 && d.h[2] == NULL && !strcmp(d.h[3], h[3]));
+	CHECK(lm_ctr_init(&c, &d, &m->cfg, tk, &ec, 2, 0.05, 0) == 0);
+	CHECK(c.S == 4 && c.maxseq == 2 * 2 + 3 && c.len[4 + 2] == 0 && c.len[4 + 3] > 0);
+	struct lm_train_opts o = {.lora = LM_LORA_STD, .rank = 4, .alpha = 8, .layer = -1, .seed = 1};
+	CHECK(lm_train_init(&tr, m, &o, c.maxseq, c.T) == 0);
+	lm_train_zero_grad(&tr);
+	CHECK(lm_ctr_step(&c, &tr, idx, 2, &l0) == 0);
+	/* candidates: p0 p1 h00 h01 h11 (K = 5); h01 is query 1's positive's text */
+	CHECK(c.src[4] == 2 && c.src[5] == 3 && c.src[6] == 4 + 3);
+	CHECK(c.mask[0 * 5 + 3] == 1 && c.mask[1 * 5 + 3] == 0 && c.mask[1 * 5 + 4] == 1 &&
+	      c.mask[0 * 5 + 1] == 1 && c.mask[1 * 5 + 1] == 1);
+	lm_train_adamw(&tr, &adam, 1e-3);
+	lm_train_zero_grad(&tr);
+	CHECK(lm_ctr_step(&c, &tr, idx, 2, &l1) == 0);
+	CHECKF(l1 < l0, "loss %.5f -> %.5f", l0, l1);
+	lm_train_free(&tr);
+	lm_ctr_free(&c);
+	lm_ctr_data_free(&d);
+}
+
 static void test_step(void)
 {
 	char path[] = "/tmp/test_contrastive_XXXXXX";
@@ -370,6 +406,7 @@ static void test_step(void)
 	lm_train_free(&tr);
 	lm_ctr_free(&c);
 	lm_ctr_data_free(&d);
+	test_step_multi(&m, tk);
 	lm_tokenizer_free(tk);
 	lm_model_free(&m);
 	unlink(path);
