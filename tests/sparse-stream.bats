@@ -91,6 +91,34 @@ print(\"ok\")'"
 	done
 }
 
+@test "sparse: lm-eval keeps N:M and bitmap weights sparse in memory: same ids and perplexity within 1e-5 as expanded" {
+	# lm-eval multiplies the linears in their layout (nn/matvec's sparse rows; the tile path
+	# expands rows); LM_NO_SPARSE=1 expands them on load as every other program does.
+	# --seqlen 8 with -b 1 sends 8 rows of x through the decode product, 64 through the tiles
+	local d=$BATS_FILE_TMPDIR
+	for f in s n nq; do
+		for j in 1 2; do
+			for T in 8 64; do
+				local a b
+				a=$(lm-eval -q -j $j -b 1 --ppl "$d/valid.txt" --seqlen $T --windows 8 --json "$d/$f.lms")
+				b=$(LM_NO_SPARSE=1 lm-eval -q -j $j -b 1 --ppl "$d/valid.txt" --seqlen $T --windows 8 \
+					--json "$d/$f.lms")
+				run -0 "$PYTHON" -c "
+import json, sys
+a, b = json.loads(sys.argv[1])['perplexity'], json.loads(sys.argv[2])['perplexity']
+print(a, b)
+assert abs(a - b) <= 1e-5 * abs(b), (a, b)" "$a" "$b"
+			done
+			run -0 bash -c "lm-eval -q -j $j --generate 'The history of the' -n 24 --json '$d/$f.lms' |
+				$PYTHON -c 'import json, sys; print(json.load(sys.stdin)[\"ids\"])'"
+			local sp=$output
+			run -0 bash -c "LM_NO_SPARSE=1 lm-eval -q -j $j --generate 'The history of the' -n 24 --json '$d/$f.lms' |
+				$PYTHON -c 'import json, sys; print(json.load(sys.stdin)[\"ids\"])'"
+			[ "$output" = "$sp" ]
+		done
+	done
+}
+
 @test "sparse: an independent reader decodes every record to the dense stream's bytes" {
 	local d=$BATS_FILE_TMPDIR
 	run -0 "$PYTHON" - "$d/s.lms" "$d/sd.lms" "$d/n.lms" "$d/nd.lms" "$d/nq.lms" "$d/ndq.lms" <<'PY'
