@@ -16,22 +16,26 @@
 #   BENCH_REPS=N               repetitions of every measurement, interleaved (default 5; the
 #                              tables give the median)
 #   BENCH_DECODE_THREADS=L     thread counts (default "1 2")
-#   BENCH_DECODE_MODELS=L      weight types (default "f32 f16 bf16 q8 q4 q3 q2")
+#   BENCH_DECODE_MODELS=L      weight types (default "f32 f16 bf16 q8 q4 q3 q2 s50 s24 s24q4":
+#                              s50 = 50 % unstructured (bitmap), s24 = 2:4, both f16 by
+#                              lm-prune's magnitude from the f16 stream; s24q4 = s24 then
+#                              lm-quant -b 4 -g 128, which keeps the 2:4 layout of the codes)
 #   BENCH_DECODE_TOKENS=N      new tokens per run (default 64)
 #   BENCH_DECODE_TILE=0        skip the LM_NO_MATVEC=1 runs
 #   BENCH_DECODE_TORCH=0       skip PyTorch
 #   BENCH_DECODE_BW_MIB=M      the bandwidth probe's buffer (default 1024)
 #   BENCH_KEEP=1, TMPDIR, BENCH_QUIET_MAX, BENCH_QUIET_BUDGET: see bench/lib.sh
 #
-# Sparse rows (dense, 50 %, 2:4, 2:4 + q4 in issue #18's table): add the model to make_model
-# below and its name to MODELS; everything after reads any name.
+# The sparse rows are kept sparse in memory by lm-eval (LM_NO_SPARSE=1 would expand them):
+# their bytes/token are the stream's payloads, values and positions, which is what the
+# decode product reads.
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_DECODE_THREADS:-1 2}
-MODELS=${BENCH_DECODE_MODELS:-f32 f16 bf16 q8 q4 q3 q2}
+MODELS=${BENCH_DECODE_MODELS:-f32 f16 bf16 q8 q4 q3 q2 s50 s24 s24q4}
 NTOK=${BENCH_DECODE_TOKENS:-64}
 TILE=${BENCH_DECODE_TILE:-1}
 TORCH=${BENCH_DECODE_TORCH:-1}
@@ -55,7 +59,11 @@ make_model() {
 	f32) bin/lm-init --like opt-125m --seed 1 -o "$B/f32.lms" ;;
 	f16 | bf16) bin/lm-init --like opt-125m --seed 1 -t "$1" -o "$B/$1.lms" ;;
 	q8 | q4 | q3 | q2) eval "bin/lm-quant -q -b ${1#q} -g 128 $PACK -o \"\$B/$1.lms\" \"\$B/f16.lms\"" ;;
-	# sparse rows go here, e.g. s24) bin/lm-prune -s 0.5 --nm 2:4 ... -o "$B/s24.lms" "$B/f16.lms"
+	s50) bin/lm-prune -q -s 0.5 -o "$B/s50.lms" "$B/f16.lms" ;;
+	s24) bin/lm-prune -q --nm 2:4 -o "$B/s24.lms" "$B/f16.lms" ;;
+	s24q4)
+		[ -f "$B/s24.lms" ] || make_model s24
+		eval "bin/lm-quant -q -b 4 -g 128 $PACK -o \"\$B/s24q4.lms\" \"\$B/s24.lms\"" ;;
 	*) fail "make_model: no recipe for '$1'" ;;
 	esac
 }
@@ -71,8 +79,10 @@ t = json.load(sys.stdin)["tensors"]
 print(sum(x["bytes"] // x["shape"][0] if "embed_positions" in x["name"] else x["bytes"] for x in t))')"
 	fact "dtype_$m" "$(bin/lm-info --json "$B/$m.lms" | $PY -c '
 import json, sys
-t = {x["name"]: x["dtype"] for x in json.load(sys.stdin)["tensors"]}
-print(t["model.decoder.layers.0.fc1.weight"], t["model.decoder.embed_tokens.weight"])')"
+t = {x["name"]: x for x in json.load(sys.stdin)["tensors"]}
+f, e = t["model.decoder.layers.0.fc1.weight"], t["model.decoder.embed_tokens.weight"]
+lay = lambda x: x["dtype"] + ("" if x.get("layout", "dense") == "dense" else " " + x["layout"])
+print(lay(f) + "," + lay(e))')"
 done
 # the prompt's ids, as lm-eval makes them (BOS first), for PyTorch; its weights as a HF folder
 IDS=$(bin/lm-eval --generate "$PROMPT" -n 1 --json -q "$B/f32.lms" |
@@ -226,7 +236,7 @@ for j in threads:
         tt = tps(tr) if tr else float("nan")
         same = ("-" if ids(rr) is None else "yes" if ids(tr) == ids(rr) else "**no**") if tr else "-"
         pct = 100 * gbs / bw[j] if j in bw else float("nan")
-        print(f"| {m} ({facts['dtype_' + m].replace(' ', ', ')}) | {by / 1e6:.0f} MB | {t:.1f} | "
+        print(f"| {m} ({facts['dtype_' + m].replace(',', ', ')}) | {by / 1e6:.0f} MB | {t:.1f} | "
               f"{gbs:.1f} | {pct:.0f} % | {t / f32:.2f}x | {tt:.1f} | {t / tt:.2f}x | {same} | "
               f"{mib(med([r[1] for r in rr]))} | {med([r[3] for r in rr]):.2f} |")
     tr = runs(f"gen-f32-j{j}", "torch")
@@ -249,9 +259,21 @@ if ("f32", j) in res:
     if ("q4", j) in res:
         r = res[("q4", j)][0] / f
         lines.append(f"q4 with packed embeddings >= 4x f32: **{'met' if r >= 4 else 'not met'}** ({r:.2f}x)")
+    if ("f16", j) in res:
+        h = res[("f16", j)][0]
+        if ("s24", j) in res:
+            r = res[("s24", j)][0] / h
+            lines.append(f"2:4 f16 >= 1.6x dense f16: **{'met' if r >= 1.6 else 'not met'}** ({r:.2f}x)")
+        if ("s50", j) in res:
+            r = res[("s50", j)][0] / h
+            lines.append(f"50 % unstructured >= 1.3x dense f16: **{'met' if r >= 1.3 else 'not met'}** ({r:.2f}x)")
+    if ("s24q4", j) in res:
+        best = max((v[0], m) for (m, jj), v in res.items() if jj == j)
+        lines.append(f"2:4 + q4 the fastest row: **{'met' if best[1] == 's24q4' else 'not met'}**"
+                     + ("" if best[1] == "s24q4" else f" ({best[1]} is, {best[0]:.1f} against {res[('s24q4', j)][0]:.1f} tokens/s)"))
     if j in bw:
-        low = [m for m in models if (m, j) in res and res[(m, j)][1] < 0.75 * bw[j]]
-        lines.append("every type at >= 75 % of the bandwidth: **"
+        low = [m for m in models if (m, j) in res and res[(m, j)][1] < 0.75 * bw[j] and m[0] != "s"]
+        lines.append("every dense type at >= 75 % of the bandwidth: **"
                      + ("met" if not low else "not met") + "**"
                      + (f" (below: {', '.join(low)})" if low else ""))
     print(f"Targets of issue #18 at {j} thread(s): " + "; ".join(lines) + ".\n")
