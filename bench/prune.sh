@@ -10,6 +10,7 @@
 #   BENCH_REPS=N            repetitions of each OPT-125m run, interleaved (default 5)
 #   BENCH_PRUNE_THREADS=L   thread counts of the OPT-125m runs (default "2")
 #   BENCH_PRUNE_NSAMPLES=N  OPT-125m calibration windows of 512 tokens (default 16)
+#   BENCH_PRUNE_METHODS=L   OPT-125m methods (default "magnitude wanda sparsegpt")
 #   BENCH_PRUNE27_LAYERS=N  decoder layers of the 2.7b-wide model (default 1: ~4 min on 2
 #                           cores; each layer adds as much, 32 is the real model, ~2 hours;
 #                           BENCH_BIG=1 make bench runs all 32 through bench/big.sh; 0 skips it)
@@ -24,6 +25,7 @@ REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_PRUNE_THREADS:-2}
 NS=${BENCH_PRUNE_NSAMPLES:-16}
 L27=${BENCH_PRUNE27_LAYERS:-1}
+METHODS=${BENCH_PRUNE_METHODS:-magnitude wanda sparsegpt}
 
 bench_start prune
 fact reps "$REPS"
@@ -41,16 +43,23 @@ bin/lm-eval --ppl data/novels-eval/novels-calib.txt --windows 1 --seqlen 512 -q 
 LMP='bin/lm-prune -s 0.5 -m %s %s-j %s -q --store dense $B/m125.lms > $B/out-%s-j%s.lms'
 # torch waits in its OpenMP barriers without spinning: libgomp's default spinning, with other
 # work on the same 2 cores, made torch's small-op loops (SparseGPT's columns) ten times slower
+# with AVX512_BF16, SparseGPT's calibration also runs with --compute bf16 (issue #19); its
+# output is not compared with torch's (the f32 run's is)
+LMB='bin/lm-prune --compute bf16 -s 0.5 -m %s %s-j %s -q --store dense $B/m125.lms > /dev/null'
+BF16=
+grep -q avx512_bf16 /proc/cpuinfo && BF16=1
 TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_prune.py $B/m125.lms -m %s -s 0.5 %s--threads %s --json --save $B/torch-%s-j%s.f32'
 rep=1
 while [ "$rep" -le "$REPS" ]; do
 	for j in $THREADS; do
-		for m in magnitude wanda sparsegpt; do
+		for m in $METHODS; do
 			c=
 			[ "$m" = magnitude ] || c="-c \$B/calib.lms --nsamples $NS --seqlen 512 "
 			say "  $m, $j thread(s), repetition $rep/$REPS"
 			measure "m125-$m-j$j.lmprune.r$rep" "$(printf "$LMP" "$m" "$c" "$j" "$m" "$j")"
 			measure "m125-$m-j$j.torch.r$rep" "$(printf "$TOR" "$j" "$j" "$m" "$c" "$j" "$m" "$j")"
+			[ -z "$BF16" ] || [ "$m" != sparsegpt ] ||
+				measure "m125-$m-j$j.lmprune-bf16.r$rep" "$(printf "$LMB" "$m" "$c" "$j")"
 			# same work? masks and values of the two results (not timed)
 			$PY bench/torch_prune.py --json --compare "$B/out-$m-j$j.lms" "$B/torch-$m-j$j.f32" \
 				> "$R/m125-$m-j$j.compare.r$rep.json"

@@ -531,6 +531,10 @@ def rng(lo, hi, n, fmt="{:.1f}"):
     return f" ({fmt.format(lo)}–{fmt.format(hi)})" if n > 1 else ""
 
 
+PROG_PRUNE = {"lmprune": "lm-prune", "lmprune-bf16": "lm-prune --compute bf16",
+              "torch": "torch_prune.py"}
+
+
 def prune_md():
     fa = facts()
     runs = load_runs()
@@ -567,8 +571,8 @@ def prune_md():
             row = summary_row(rs)
             summ[(g, v)] = row
             own = med([r["json"].get("seconds", float("nan")) for r in rs])
-            p(f"| {m} | {j[1:]} | {'lm-prune' if v == 'lmprune' else 'torch_prune.py'} | {row['n']} | "
-              f"**{row['wall']:.1f}**{rng(row['lo'], row['hi'], row['n'])} | {'-' if v == 'lmprune' else f'{own:.1f}'} | "
+            p(f"| {m} | {j[1:]} | {PROG_PRUNE.get(v, v)} | {row['n']} | "
+              f"**{row['wall']:.1f}**{rng(row['lo'], row['hi'], row['n'])} | {'-' if v.startswith('lmprune') else f'{own:.1f}'} | "
               f"{row['cpu']:.1f} | {mib(row['rss'])} | {row['others']:.2f} | `{row['cmd']}` |")
     p("")
     p("### Same work: how far the two results agree\n")
@@ -596,6 +600,20 @@ def prune_md():
               f"{100 * c['mask_agreement_first']:.4f} % / {100 * c['mask_agreement_last']:.4f} % | {fd} | "
               f"{c['relative_difference_max']:.2e} | {c['sparsity_lmprune']:.6f} / {c['sparsity_torch']:.6f} |")
     p("")
+    # ---- --compute bf16 against f32 (issue #19), when the CPU has AVX512_BF16 ----
+    bg = [g for g in groups if (g, "lmprune-bf16") in summ and (g, "lmprune") in summ]
+    if bg:
+        p("### `lm-prune --compute bf16` against f32\n")
+        p("Same runs, interleaved: the calibration forward's products on bf16-rounded operands "
+          "with fp32 sums (`common/nn/gemm_bf16.c`); the Hessians, their factorization and the "
+          "updates stay in f32/f64. Whole process (*wall*), the model read and written included.\n")
+        p("| method | threads | f32 wall s | bf16 wall s | f32 ÷ bf16 |")
+        p("|---|---|---|---|---|")
+        for g in bg:
+            _, m, j = g.split("-")
+            a, b = summ[(g, "lmprune")], summ[(g, "lmprune-bf16")]
+            p(f"| {m} | {j[1:]} | {a['wall']:.1f} | **{b['wall']:.1f}** | **{a['wall'] / b['wall']:.2f}×** |")
+        p("")
     p("### Summary\n")
     p("| method | threads | lm-prune wall s | torch wall s | lm-prune faster by | lm-prune peak RSS | torch peak RSS | others (lm-prune / torch) |")
     p("|---|---|---|---|---|---|---|---|")
@@ -663,12 +681,16 @@ def retrain_log(path):
     return count, steps
 
 
+PROG_RETRAIN = {"lmretrain": "lm-retrain", "lmretrain-bf16": "lm-retrain --compute bf16",
+                "torch": "torch_train.py"}
+
+
 def retrain_md():
     fa = facts()
     runs = load_runs()
     for (g, v), rs in runs.items():
         for r in rs:
-            if v == "lmretrain":
+            if v.startswith("lmretrain"):
                 r["count"], r["steps"] = retrain_log(os.path.join(R, r["id"] + ".log"))
                 r["tps"] = r["steps"][-1][2]
             else:
@@ -709,7 +731,7 @@ def retrain_md():
             summ[(g, v)] = row
             js = next((r["json"] for (gg, vv), rr in runs.items() if gg == g and vv == "torch" for r in rr), {})
             shape = f"{js.get('batch', '?')} × {js.get('seqlen', '?')}, {js.get('steps', '?')}"
-            p(f"| {name.get(m, m)} | --{mode} | {shape} | {j[1:]} | {'lm-retrain' if v == 'lmretrain' else 'torch_train.py'} | "
+            p(f"| {name.get(m, m)} | --{mode} | {shape} | {j[1:]} | {PROG_RETRAIN.get(v, v)} | "
               f"{row['n']} | **{row['tps']:.0f}**{rng(row['tlo'], row['thi'], row['n'], '{:.0f}')} | {row['wall']:.1f} | "
               f"{row['cpu']:.1f} | {mib(row['rss'])} | {row['others']:.2f} | `{row['cmd']}` |")
     p("")
@@ -732,6 +754,27 @@ def retrain_md():
           f"{a['steps'][0][0]:.6f} / {b['steps'][0][0]:.6f} | {a['steps'][n - 1][0]:.6f} / {b['steps'][n - 1][0]:.6f} | "
           f"{d:.1e} {'✓' if d < 1e-3 else '✗'} | {a['steps'][0][1]:.4f} / {b['steps'][0][1]:.4f} |")
     p("")
+    # ---- --compute bf16 against f32 (issue #19), when the CPU has AVX512_BF16 ----
+    if any(v == "lmretrain-bf16" for (_, v) in runs):
+        p("### `lm-retrain --compute bf16` against f32\n")
+        p("Same runs, interleaved: the forward's and the backward's products (linear layers, "
+          "attention, LM head) on bf16-rounded operands with fp32 sums (`common/nn/gemm_bf16.c`); "
+          "gradients, LayerNorm, softmax, the loss and AdamW in fp32. Losses: first repetition.\n")
+        p("| model | mode | threads | f32 tokens/s | bf16 tokens/s | bf16 ÷ f32 | loss last step f32 / bf16 | largest relative loss difference |")
+        p("|---|---|---|---|---|---|---|---|")
+        for g in groups:
+            m, mode, j = g.split("-")
+            a, b = summ.get((g, "lmretrain")), summ.get((g, "lmretrain-bf16"))
+            ra = [r for r in runs.get((g, "lmretrain"), []) if r["rep"] == 1]
+            rb = [r for r in runs.get((g, "lmretrain-bf16"), []) if r["rep"] == 1]
+            if not a or not b or not ra or not rb or not ra[0]["steps"] or not rb[0]["steps"]:
+                continue
+            sa, sb = ra[0]["steps"], rb[0]["steps"]
+            n = min(len(sa), len(sb))
+            d = max(abs(sb[k][0] - sa[k][0]) / abs(sa[k][0]) for k in range(n))
+            p(f"| {name.get(m, m)} | --{mode} | {j[1:]} | {a['tps']:.0f} | **{b['tps']:.0f}** | "
+              f"**{b['tps'] / a['tps']:.2f}×** | {sa[n - 1][0]:.6f} / {sb[n - 1][0]:.6f} | {d:.1e} |")
+        p("")
     p("### Summary\n")
     p("| model | mode | threads | lm-retrain tokens/s | torch tokens/s | lm-retrain faster by | lm-retrain peak RSS | torch peak RSS | others (lm-retrain / torch) |")
     p("|---|---|---|---|---|---|---|---|---|")

@@ -10,6 +10,7 @@
 #
 #   BENCH_REPS=N              repetitions of each run, interleaved (default 5)
 #   BENCH_RETRAIN_THREADS=L   thread counts (default "1 2")
+#   BENCH_RETRAIN_SHAPES=S    MODEL:BATCH:SEQLEN:STEPS list (default below; a tiny one to try it)
 #   BENCH_KEEP=1, TMPDIR, BENCH_QUIET_MAX, BENCH_QUIET_BUDGET: see bench/lib.sh
 #
 # About 6 minutes on 2 idle cores with the defaults.
@@ -22,7 +23,7 @@ THREADS=${BENCH_RETRAIN_THREADS:-1 2}
 DATA=data/novels-eval/novels-retrain.txt
 # MODEL:BATCH:SEQLEN:STEPS: lm-retrain's default batch for opt-micro; a smaller one for the
 # OPT-125m shape, where a step of 8 x 512 takes about a minute on 2 cores
-SHAPES="micro:8:512:4 m125:2:512:3"
+SHAPES=${BENCH_RETRAIN_SHAPES:-micro:8:512:4 m125:2:512:3}
 
 bench_start retrain
 fact reps "$REPS"
@@ -39,6 +40,10 @@ bin/lm-eval --ppl "$DATA" --windows 1 --seqlen 512 -q --json --save-ids "$B/ids.
 # dropout their losses must agree step for step
 LMR='bin/lm-retrain --%s -d %s -b %s -s %s -n %s --dropout 0 -j %s -q --log $B/runs/%s.log $B/%s.lms > /dev/null'
 # torch waits in its OpenMP barriers without spinning, as in bench/prune.sh
+# with AVX512_BF16, --perp also runs with --compute bf16 beside f32 (issue #19)
+LMB="$(printf '%s' "$LMR" | sed 's/^bin\/lm-retrain /bin\/lm-retrain --compute bf16 /')"
+BF16=
+grep -q avx512_bf16 /proc/cpuinfo && BF16=1
 TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_train.py $B/%s.lms $B/ids.lms --%s -b %s -s %s -n %s --dropout 0 --threads %s --json'
 rep=1
 while [ "$rep" -le "$REPS" ]; do
@@ -52,6 +57,8 @@ while [ "$rep" -le "$REPS" ]; do
 				say "  $m --$mode, $b x $t, $n steps, $j thread(s), repetition $rep/$REPS"
 				measure "$g.lmretrain.r$rep" "$(printf "$LMR" "$mode" "$DATA" "$b" "$t" "$n" "$j" "$g.lmretrain.r$rep" "$m")"
 				measure "$g.torch.r$rep" "$(printf "$TOR" "$j" "$j" "$m" "$mode" "$b" "$t" "$n" "$j")"
+				[ -z "$BF16" ] || [ "$mode" != perp ] ||
+					measure "$g.lmretrain-bf16.r$rep" "$(printf "$LMB" "$mode" "$DATA" "$b" "$t" "$n" "$j" "$g.lmretrain-bf16.r$rep" "$m")"
 			done
 		done
 	done
