@@ -38,8 +38,8 @@ void lm_layernorm_forward_ref(float *out, float *mean, float *rstd, const float 
 /* how lm_matmul_forward and the LM head of lm_logits_ce_forward multiply: fp32 (OpenBLAS,
  * the default) or bf16 (inputs and weights rounded to bf16, fp32 sums, gemm_bf16.c) where
  * the CPU has AVX512_BF16 and LM_NO_BF16=1 is unset; elsewhere bf16 falls back to fp32.
- * Only those products change: attention's products, LayerNorm, softmax and the loss stay
- * fp32. */
+ * Attention's two products follow it too, and so do the backward's (backward.h); LayerNorm,
+ * softmax and the loss stay fp32. */
 enum lm_compute { LM_COMPUTE_F32, LM_COMPUTE_BF16 };
 void lm_set_compute(enum lm_compute mode);
 /* the mode lm_matmul_forward actually uses now (after the CPU check and LM_NO_BF16) */
