@@ -393,14 +393,17 @@ static inline __attribute__((always_inline)) AVX512_T __m512 win4_avx512(const f
 /* 16 weights of a bitmap chunk: the next popcount(mk) values at val (a masked load: nothing
  * past them is read), expanded into mk's lanes */
 static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uint8_t *val,
-                                                                      enum lm_dtype dt, unsigned mk)
+                                                                      enum lm_dtype dt, unsigned mk,
+                                                                      const uint8_t *end)
 {
 	const __mmask16 lo = (__mmask16)((1u << __builtin_popcount(mk)) - 1);
+	const int whole = end - val >= 64; /* a plain load (the map follows the values) */
 	__m512 f;
 	if (dt == LM_F32) {
-		f = _mm512_maskz_loadu_ps(lo, val);
+		f = whole ? _mm512_loadu_ps(val) : _mm512_maskz_loadu_ps(lo, val);
 	} else {
-		__m256i h = _mm256_maskz_loadu_epi16(lo, val);
+		__m256i h = whole ? _mm256_loadu_si256((const __m256i *)(const void *)val)
+		                  : _mm256_maskz_loadu_epi16(lo, val);
 		f = dt == LM_F16 ? _mm512_cvtph_ps(h)
 		                 : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 	}
@@ -413,7 +416,7 @@ static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uin
 #define VWIN2(xw, idx) _mm512_permutex2var_ps(_mm512_loadu_ps(xw), idx, _mm512_loadu_ps((xw) + 16))
 #define VWIN4(xw, idx) win4_avx512(xw, idx)
 #define VGATHER(xw, idx) _mm512_i32gather_ps(idx, xw, 4)
-#define VBM(val, dt, mk, end) bm_avx512(val, dt, mk)
+#define VBM(val, dt, mk, end) bm_avx512(val, dt, mk, end)
 #include "matvec_sparse_isa.h"
 #undef VLOADI
 #undef VADDI
