@@ -141,15 +141,18 @@ double lm_spearman(const double *x, const double *y, size_t n)
 	return r;
 }
 
-/* -1 + error when x [n] has fewer than 2 distinct values: a rank correlation with it is
- * 0/0, and printing 0.00 would pass for a real (and bad) result */
-static int varies(const double *x, size_t n, const char *what)
+/* -1 + error when x [n] has fewer than 2 distinct values (within tol, relative): a rank
+ * correlation with it is 0/0, and printing 0.00 would pass for a real (and bad) result.
+ * Cosines take a tolerance: the same sentence pair at two places of a batch may get
+ * embeddings that differ in the last bits (BLAS kernels treat rows unevenly), and ranking
+ * those bits is no correlation either. */
+static int varies(const double *x, size_t n, const char *what, double tol)
 {
 	if (n < 2)
 		return lm_seterr("Spearman's rho is undefined for %zu sentence pair%s (it needs 2 or "
 		                 "more)", n, n == 1 ? "" : "s");
 	for (size_t i = 1; i < n; i++)
-		if (x[i] != x[0])
+		if (fabs(x[i] - x[0]) > tol * fabs(x[0]))
 			return 0;
 	return lm_seterr("Spearman's rho is undefined: %s %g for every pair", what, x[0]);
 }
@@ -167,7 +170,7 @@ int lm_sts_eval(const struct lm_model *m, const struct lm_tokenizer *tk,
 	for (size_t i = 0; i < n; i++)
 		texts[i] = s->p[i].a, texts[n + i] = s->p[i].b, gold[i] = s->p[i].gold;
 	/* checked before the embedding work, which would be wasted */
-	if (varies(gold, n, "the gold score is") < 0)
+	if (varies(gold, n, "the gold score is", 0.0) < 0)
 		goto out;
 	if (lm_mul(2 * n, E * sizeof *emb, &bytes) < 0 || !(emb = lm_alloc(bytes)))
 		goto out;
@@ -183,7 +186,7 @@ int lm_sts_eval(const struct lm_model *m, const struct lm_tokenizer *tk,
 	}
 	for (size_t i = 0; i < n; i++)
 		pred[i] = lm_cosine(emb + i * E, emb + (n + i) * E, E);
-	if (varies(pred, n, "the cosine is") < 0)
+	if (varies(pred, n, "the cosine is", 1e-6) < 0)
 		goto out;
 	*spearman = lm_spearman(pred, gold, n);
 	*pearson = lm_pearson(pred, gold, n);
