@@ -122,6 +122,22 @@ assert "mc2" not in d'
 	assert_line "demonstrations: retrieved, k = 1"
 }
 
+@test "lm-eval --retrieve: a pruned model's index fits it in every layout (kept sparse or dense)" {
+	# lm-eval keeps bitmap and N:M weights sparse; the fingerprint is of the dense bytes
+	lm-prune -s 0.5 < "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/sparse.lms"
+	lm-prune -s 0.5 --store dense < "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/dense.lms"
+	run -0 lm-info "$BATS_TEST_TMPDIR/sparse.lms"
+	assert_output --partial bitmap
+	lm-embed -q --pool "$TASKS/stsb-pool.tsv" < "$BATS_TEST_TMPDIR/sparse.lms" > "$BATS_TEST_TMPDIR/idx.lms"
+	for m in sparse dense; do
+		run -0 lm-eval --mc "$TASKS/stsb-bin-test.jsonl" --retrieve "$BATS_TEST_TMPDIR/idx.lms" -k 1 \
+			"$BATS_TEST_TMPDIR/$m.lms"
+		assert_line "demonstrations: retrieved, k = 1"
+	done
+	bad 1 "embedded by another model" lm-eval --mc "$TASKS/stsb-bin-test.jsonl" \
+		--retrieve "$BATS_TEST_TMPDIR/idx.lms" "$BATS_FILE_TMPDIR/micro.lms"
+}
+
 @test "lm-eval --retrieve: an index from another model, k beyond the pool, not an index" {
 	# the same shapes, one weight changed by pruning: another fingerprint
 	lm-prune -s 0.1 < "$BATS_FILE_TMPDIR/micro.lms" > "$BATS_TEST_TMPDIR/pruned.lms"

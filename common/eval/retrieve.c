@@ -115,7 +115,8 @@ char **lm_ret_contexts(const struct lm_model *m, const struct lm_tokenizer *tk,
 		lm_seterr("-k %zu: the pool has only %zu prompts", o->k, e->n);
 		return NULL;
 	}
-	if (lm_emb_check_model(e, &m->cfg, lm_model_fingerprint(m)) < 0)
+	uint32_t fp;
+	if (lm_model_fingerprint(m, &fp) < 0 || lm_emb_check_model(e, &m->cfg, fp) < 0)
 		return NULL;
 	if (lm_ret_index_init(&x, e->emb, e->n, d, o->no_projection ? NULL : e->proj) < 0)
 		return NULL;

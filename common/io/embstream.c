@@ -1,6 +1,7 @@
 /* embstream.c: writing and reading embedding streams (see embstream.h) */
 #include "embstream.h"
 #include "modelio.h"
+#include "sparse.h"
 #include "streamwalk.h"
 #include "util.h"
 
@@ -11,13 +12,28 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static uLong crc_mat(uLong crc, const struct lm_mat *w)
+/* -1 + error only when a sparse matrix's dense copy cannot be allocated */
+static int crc_mat(uLong *crc, const struct lm_mat *w)
 {
 	int64_t shape[2] = {w->rows, w->cols};
 	size_t n;
 	if (!w->data || lm_dtype_nbytes(w->dtype, 2, shape, &n) < 0)
-		return crc;
-	return crc32_z(crc, w->data, n);
+		return 0;
+	if (!lm_mat_is_sparse(w)) {
+		*crc = crc32_z(*crc, w->data, n);
+		return 0;
+	}
+	/* kept sparse (lm-eval): its dense bytes, so that a model has one fingerprint in
+	 * every layout its stream may store (data is only nbytes long here) */
+	void *dense = lm_alloc(n);
+	if (!dense || lm_sparse_decode(dense, w->data, w->nbytes, &w->layout, w->dtype, w->rows,
+	                               w->cols) < 0) {
+		lm_free(dense);
+		return -1;
+	}
+	*crc = crc32_z(*crc, dense, n);
+	lm_free(dense);
+	return 0;
 }
 
 static uLong crc_vec(uLong crc, const float *v, size_t n)
@@ -25,30 +41,32 @@ static uLong crc_vec(uLong crc, const float *v, size_t n)
 	return v ? crc32_z(crc, (const unsigned char *)v, n * sizeof *v) : crc;
 }
 
-uint32_t lm_model_fingerprint(const struct lm_model *m)
+int lm_model_fingerprint(const struct lm_model *m, uint32_t *fp)
 {
 	size_t C = (size_t)m->cfg.hidden_size, F = (size_t)m->cfg.ffn_dim;
 	uLong crc = crc32_z(0, NULL, 0);
-	crc = crc_mat(crc, &m->embed_tokens);
-	crc = crc_mat(crc, &m->embed_pos);
-	crc = crc_mat(crc, &m->project_in);
-	for (int l = 0; l < m->cfg.num_layers; l++) {
+	int rc = 0;
+	rc |= crc_mat(&crc, &m->embed_tokens);
+	rc |= crc_mat(&crc, &m->embed_pos);
+	rc |= crc_mat(&crc, &m->project_in);
+	for (int l = 0; l < m->cfg.num_layers && !rc; l++) {
 		const struct lm_layer *y = &m->layers[l];
 		const struct lm_mat *mats[] = {&y->q, &y->k, &y->v, &y->o, &y->fc1, &y->fc2};
 		const float *vecs[] = {y->ln1_w, y->ln1_b, y->q_b, y->k_b, y->v_b, y->o_b,
 		                       y->ln2_w, y->ln2_b, y->fc2_b};
 		for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-			crc = crc_mat(crc, mats[i]);
+			rc |= crc_mat(&crc, mats[i]);
 		for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
 			crc = crc_vec(crc, vecs[i], C);
 		crc = crc_vec(crc, y->fc1_b, F);
 	}
 	crc = crc_vec(crc, m->final_ln_w, C);
 	crc = crc_vec(crc, m->final_ln_b, C);
-	crc = crc_mat(crc, &m->project_out);
+	rc |= crc_mat(&crc, &m->project_out);
 	if (m->lm_head.data != m->embed_tokens.data)
-		crc = crc_mat(crc, &m->lm_head);
-	return (uint32_t)crc;
+		rc |= crc_mat(&crc, &m->lm_head);
+	*fp = (uint32_t)crc;
+	return rc ? -1 : 0;
 }
 
 struct lm_embed_cfg lm_emb_cfg(const struct lm_emb *e)

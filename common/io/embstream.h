@@ -40,9 +40,11 @@ struct lm_emb {
 	json_t *header;            /* the header read (NULL for one being built) */
 };
 
-/* CRC-32 over the bytes of every weight of a loaded model, in model order: equal for
- * the same weights in the same dtypes, different (but for CRC collisions) otherwise */
-uint32_t lm_model_fingerprint(const struct lm_model *m);
+/* *fp: CRC-32 over the dense bytes of every weight of a loaded model, in model order:
+ * equal for the same weights in the same dtypes, whatever layout kept them (sparse.h),
+ * different (but for CRC collisions) otherwise. -1 + error when a sparse matrix's dense
+ * copy cannot be made (memory) */
+int lm_model_fingerprint(const struct lm_model *m, uint32_t *fp);
 
 /* the embedding settings an lm_emb records, as an lm_embed_cfg (borrowing its strings) */
 struct lm_embed_cfg lm_emb_cfg(const struct lm_emb *e);

@@ -205,7 +205,8 @@ void lm_embed_run(struct lm_embed_opts *o, int argc, char **argv)
 	e.demo = (char *)o->ec.demo, e.avg = o->ec.avg, e.verbatim = o->ec.verbatim;
 	e.kind = o->pool ? "pool" : "lines";
 	e.lines = L.line;
-	e.fingerprint = lm_model_fingerprint(&em.m);
+	if (lm_model_fingerprint(&em.m, &e.fingerprint) < 0)
+		die_lm(lm_reader_name(em.rd));
 	/* a bad --projection index is refused before minutes of embedding, not after */
 	if (o->projection)
 		e.proj = copy_projection(o->projection, &em.m, e.fingerprint);

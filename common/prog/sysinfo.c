@@ -95,7 +95,8 @@ void lm_info_system(int as_json)
 	                                                 : lm_matvec_isa_name(lm_matvec_isa())));
 	json_object_set_new(o, "bf16_gemm", json_string(bf16_state()));
 	if (as_json) {
-		lm_json_line(stdout, o);
+		lm_json_line(stdout, o);   /* takes o over */
+		return;
 	} else {
 		json_t *f;
 		printf("cpu          %s (%d usable cores)\n", name, lm_cores());
