@@ -3,8 +3,11 @@
  * Each vdpbf16ps on zmm does 16 lanes x 2 bf16 products summed into fp32: 32 multiply-adds,
  * counted as 64 flops (as sgemm's 2 per FMA lane). 16 independent accumulators cover the
  * instruction's latency at two issues a cycle; nothing touches memory inside the timed
- * loop, so this is the core's limit, not a GEMM's. Prints one line:
- *   bf16peak threads 1 gflops G seconds S instructions I
+ * loop, so this is the core's limit, not a GEMM's. The same loop with vfmadd231ps on zmm
+ * (16 multiply-adds, 32 flops) gives the fp32 peak beside it: their ratio is the most
+ * --compute bf16 can gain over an fp32 kernel that runs at the core's FMA peak (on a CPU
+ * that issues one vdpbf16ps for two FMAs a cycle it is 1, not 2). Prints one line:
+ *   bf16peak threads 1 gflops G seconds S instructions I fp32_gflops F
  * or, on a CPU without AVX512_BF16, "bf16peak none" (status 0, so bench/run.sh goes on).
  * usage: bf16peak [SECONDS]   (default 1) */
 #define _POSIX_C_SOURCE 200809L
@@ -28,42 +31,42 @@ static double now(void)
  * nor treat run() as a pure function and call it once */
 static volatile float start = 1.0f;
 
-/* BATCH iterations of CHAINS vdpbf16ps; the sum of the accumulators is returned so the
- * compiler keeps every one of them */
-BF16_TARGET static float run(long iters)
-{
-	/* 0x3a83 is bf16 0.001: products of 1e-6 neither overflow nor go subnormal */
-	__m512bh a = (__m512bh)_mm512_set1_epi32(0x3a833a83), b = a;
-	float s0 = start;
-#define C(i) _mm512_set1_ps(s0 + (float)(i))
-	__m512 c0 = C(0), c1 = C(1), c2 = C(2), c3 = C(3), c4 = C(4), c5 = C(5), c6 = C(6),
-	       c7 = C(7), c8 = C(8), c9 = C(9), c10 = C(10), c11 = C(11), c12 = C(12), c13 = C(13),
-	       c14 = C(14), c15 = C(15);
-#undef C
-	for (long i = 0; i < iters; i++) {
-		c0 = _mm512_dpbf16_ps(c0, a, b);
-		c1 = _mm512_dpbf16_ps(c1, a, b);
-		c2 = _mm512_dpbf16_ps(c2, a, b);
-		c3 = _mm512_dpbf16_ps(c3, a, b);
-		c4 = _mm512_dpbf16_ps(c4, a, b);
-		c5 = _mm512_dpbf16_ps(c5, a, b);
-		c6 = _mm512_dpbf16_ps(c6, a, b);
-		c7 = _mm512_dpbf16_ps(c7, a, b);
-		c8 = _mm512_dpbf16_ps(c8, a, b);
-		c9 = _mm512_dpbf16_ps(c9, a, b);
-		c10 = _mm512_dpbf16_ps(c10, a, b);
-		c11 = _mm512_dpbf16_ps(c11, a, b);
-		c12 = _mm512_dpbf16_ps(c12, a, b);
-		c13 = _mm512_dpbf16_ps(c13, a, b);
-		c14 = _mm512_dpbf16_ps(c14, a, b);
-		c15 = _mm512_dpbf16_ps(c15, a, b);
+/* BATCH-sized runs of CHAINS independent accumulations c = op(c, a, b), named variables so
+ * that they stay in registers; the sum of the accumulators is returned so the compiler
+ * keeps every one of them. a and b are 0.001 (bf16 0x3a83): products of 1e-6 added 1e9
+ * times neither overflow nor go subnormal */
+#define PEAK_LOOP(name, type, init, op)                                                 \
+	BF16_TARGET static float name(long iters)                                       \
+	{                                                                               \
+		type a = init, b = a;                                                   \
+		float s0 = start;                                                       \
+		__m512 c0 = _mm512_set1_ps(s0), c1 = _mm512_set1_ps(s0 + 1),            \
+		       c2 = _mm512_set1_ps(s0 + 2), c3 = _mm512_set1_ps(s0 + 3),        \
+		       c4 = _mm512_set1_ps(s0 + 4), c5 = _mm512_set1_ps(s0 + 5),        \
+		       c6 = _mm512_set1_ps(s0 + 6), c7 = _mm512_set1_ps(s0 + 7),        \
+		       c8 = _mm512_set1_ps(s0 + 8), c9 = _mm512_set1_ps(s0 + 9),        \
+		       c10 = _mm512_set1_ps(s0 + 10), c11 = _mm512_set1_ps(s0 + 11),    \
+		       c12 = _mm512_set1_ps(s0 + 12), c13 = _mm512_set1_ps(s0 + 13),    \
+		       c14 = _mm512_set1_ps(s0 + 14), c15 = _mm512_set1_ps(s0 + 15);    \
+		for (long i = 0; i < iters; i++) {                                      \
+			c0 = op(c0, a, b), c1 = op(c1, a, b), c2 = op(c2, a, b);        \
+			c3 = op(c3, a, b), c4 = op(c4, a, b), c5 = op(c5, a, b);        \
+			c6 = op(c6, a, b), c7 = op(c7, a, b), c8 = op(c8, a, b);        \
+			c9 = op(c9, a, b), c10 = op(c10, a, b), c11 = op(c11, a, b);    \
+			c12 = op(c12, a, b), c13 = op(c13, a, b), c14 = op(c14, a, b);  \
+			c15 = op(c15, a, b);                                            \
+		}                                                                       \
+		c0 = _mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3));       \
+		c4 = _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7));       \
+		c8 = _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11));     \
+		c12 = _mm512_add_ps(_mm512_add_ps(c12, c13), _mm512_add_ps(c14, c15));  \
+		return _mm512_reduce_add_ps(                                            \
+			_mm512_add_ps(_mm512_add_ps(c0, c4), _mm512_add_ps(c8, c12)));  \
 	}
-	__m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-	                         _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
-	s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)),
-	                                   _mm512_add_ps(_mm512_add_ps(c12, c13), _mm512_add_ps(c14, c15))));
-	return _mm512_reduce_add_ps(s);
-}
+/* vfmadd231ps's operand order: c = a * b + c */
+#define FMA_ACC(c, a, b) _mm512_fmadd_ps(a, b, c)
+PEAK_LOOP(run, __m512bh, (__m512bh)_mm512_set1_epi32(0x3a833a83), _mm512_dpbf16_ps)
+PEAK_LOOP(run_fp32, __m512, _mm512_set1_ps(1e-3f), FMA_ACC)
 
 int main(int argc, char **argv)
 {
@@ -86,7 +89,16 @@ int main(int argc, char **argv)
 	} while ((t = now() - t0) < secs);
 	(void)sink;
 	double instr = (double)batches * BATCH * CHAINS;
-	printf("bf16peak threads 1 gflops %.1f seconds %.2f instructions %.0f\n", instr * 64 / t / 1e9, t,
-	       instr);
+	double g16 = instr * 64 / t / 1e9, t16 = t;
+	sink += run_fp32(BATCH);
+	batches = 0;
+	t0 = now();
+	do {
+		sink += run_fp32(BATCH);
+		batches++;
+	} while ((t = now() - t0) < secs);
+	double g32 = (double)batches * BATCH * CHAINS * 32 / t / 1e9;
+	printf("bf16peak threads 1 gflops %.1f seconds %.2f instructions %.0f fp32_gflops %.1f\n", g16,
+	       t16, instr, g32);
 	return 0;
 }

@@ -75,6 +75,11 @@ def load_runs():
     return runs
 
 
+def head(*cols):
+    """a Markdown table's header row and its separator"""
+    return "| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|"
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -150,7 +155,7 @@ def big_md():
     GiB = 2**30
     p(f"Measured on {rd('date')} at commit `{rd('commit')}` by `BENCH_BIG=1 make bench` "
       f"(`bench/big.sh`); peak RSS of each program of a pipe from its own `/usr/bin/time -v`.\n")
-    p("| pipeline | program | peak RSS | wall | CPU s | for comparison |\n|---|---|---|---|---|---|")
+    p(head('pipeline', 'program', 'peak RSS', 'wall', 'CPU s', 'for comparison'))
     ok = lambda b: "✓ < 1 GB" if b < 1e9 else "✗ ≥ 1 GB"
     # OPT-1.3b: C=2048, V=50272: the largest tensor is the token embedding
     emb13 = 50272 * 2048 * 4
@@ -241,7 +246,7 @@ def forward_md():
             cells = " | ".join(f"{rows[k]['median']:.1f} ({rows[k]['min']:.1f}–{rows[k]['max']:.1f})" for _, rows in passes)
             p(f"| {row['shape']} ({row['in']}→{row['out']}) | {row['threads']} | {cells} | **{row['median']:.1f}** |")
         p("")
-        p("| pass | command | calls per median | others |\n|---|---|---|---|")
+        p(head('pass', 'command', 'calls per median', 'others'))
         for r, rows in passes:
             p(f"| {r['rep']} | `{r['cmd']}` | {next(iter(rows.values()))['runs']} | {r['others']:.2f} |")
         p("")
@@ -286,8 +291,7 @@ def forward_md():
         nw, nt = int(first.get("windows", 0)), int(g.rsplit("-j", 1)[-1])
         p(f"### {title}: T={first.get('seqlen')}, {nw} window{'s' if nw != 1 else ''} "
           f"({nw * int(first.get('seqlen', 0))} tokens), {nt} thread{'s' if nt != 1 else ''}\n")
-        p("| program | setting | threads | runs | tokens/s (range) | wall s | CPU s | peak RSS | perplexity | others | command |")
-        p("|---|---|---|---|---|---|---|---|---|---|---|")
+        p(head('program', 'setting', 'threads', 'runs', 'tokens/s (range)', 'wall s', 'CPU s', 'peak RSS', 'perplexity', 'others', 'command'))
         for v in sorted(variants, key=lambda v: (not v.startswith("lm"), v)):
             rs = runs[(g, v)]
             tps = [r["json"].get("tokens_per_second", float("nan")) for r in rs]
@@ -311,8 +315,7 @@ def forward_md():
 
     # ---- correctness ----
     p("### Same numbers: perplexity agreement\n")
-    p("| model | T | threads | lm-eval | torch_opt.py | relative difference | reference (transformers) |")
-    p("|---|---|---|---|---|---|---|")
+    p(head('model', 'T', 'threads', 'lm-eval', 'torch_opt.py', 'relative difference', 'reference (transformers)'))
     for g in groups:
         if g.startswith("text") or g.startswith("m125w"):
             continue
@@ -346,8 +349,7 @@ def forward_md():
       "if it did nothing but the matmuls at OpenBLAS speed. *% roof* = tokens/s ÷ roof tokens/s "
       "(equivalently, achieved GFLOP/s ÷ the FLOP-weighted sgemm rate). *vs torch* = lm-eval "
       "tokens/s ÷ PyTorch's at the same threads. *others*: lm-eval's / PyTorch's.\n")
-    p("| T × windows | threads | roof tok/s | lm-eval tok/s | % roof | GFLOP/s | torch tok/s | torch % roof | lm-eval vs torch | lm-eval RSS | torch RSS | others |")
-    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    p(head('T × windows', 'threads', 'roof tok/s', 'lm-eval tok/s', '% roof', 'GFLOP/s', 'torch tok/s', 'torch % roof', 'lm-eval vs torch', 'lm-eval RSS', 'torch RSS', 'others'))
     for g in groups:
         if not g.startswith("m125"):
             continue
@@ -373,8 +375,7 @@ def forward_md():
       "imports and the first calls' warm-up cancel out, on both sides alike. *whole process* = "
       "the 4-window run's tokens over its whole wall time (`/usr/bin/time`), and its peak RSS. "
       "Ranges: the steady-state rate of each repetition's pair (repetition r of 4 and of 12 windows).\n")
-    p("| threads | lm-eval steady tok/s | torch steady tok/s | lm-eval ÷ torch | lm-eval whole-process tok/s (wall s) | torch whole-process tok/s (wall s) | lm-eval ÷ torch | peak RSS lm-eval / torch | others |")
-    p("|---|---|---|---|---|---|---|---|---|")
+    p(head('threads', 'lm-eval steady tok/s', 'torch steady tok/s', 'lm-eval ÷ torch', 'lm-eval whole-process tok/s (wall s)', 'torch whole-process tok/s (wall s)', 'lm-eval ÷ torch', 'peak RSS lm-eval / torch', 'others'))
     for th in (1, 2):
         g4, g12 = f"m125-s0512-j{th}", f"m125w12-s0512-j{th}"
         cells, ok = [], True
@@ -404,8 +405,7 @@ def forward_md():
           "with fp32 sums (`common/nn/gemm_bf16.c`); steady state as above. *perplexity Δ* is the "
           "relative difference from f32's on the same windows (random weights: a harder case than "
           "a trained model's, whose logits are less flat).\n")
-        p("| rows | threads | f32 steady tok/s | bf16 steady tok/s | bf16 ÷ f32 | f32 whole-process tok/s | bf16 whole-process tok/s | perplexity f32 / bf16 (Δ) |")
-        p("|---|---|---|---|---|---|---|---|")
+        p(head('rows', 'threads', 'f32 steady tok/s', 'bf16 steady tok/s', 'bf16 ÷ f32', 'f32 whole-process tok/s', 'bf16 whole-process tok/s', 'perplexity f32 / bf16 (Δ)'))
         for th in (1, 2):
             g4, g12 = f"m125-s0512-j{th}", f"m125w12-s0512-j{th}"
             rr = {v: (runs.get((g4, v)), runs.get((g12, v))) for v in ("lmeval", "lmeval-bf16")}
@@ -475,7 +475,7 @@ def results_md():
       f"({', '.join(SECTIONS)}; a script that does not exist yet is skipped). Run one alone with "
       "`sh bench/NAME.sh > bench/NAME.md`, or a few with e.g. `BENCH_SECTIONS=\"prune retrain\" make bench`.\n")
     p("## Machine\n")
-    p("| fact | value | how |\n|---|---|---|")
+    p(head('fact', 'value', 'how'))
     for k, how in [("cpu", "`grep 'model name' /proc/cpuinfo`"), ("cores", "`nproc`"),
                    ("simd", "flags in /proc/cpuinfo"), ("memory", "`MemTotal` in /proc/meminfo"),
                    ("kernel", "`uname -sr`"), ("glibc", "`ldd --version`"), ("cc", "`cc --version`"),
@@ -562,8 +562,7 @@ def prune_md():
       "stream, torch the pruned matrices with `--save`, after its clock stops).\n")
     groups = sorted({g for g, _ in runs if g.startswith("m125")},
                     key=lambda g: (["magnitude", "wanda", "sparsegpt"].index(g.split("-")[1]), g))
-    p("| method | threads | program | runs | wall s (range) | torch's clock s | CPU s | peak RSS | others | command |")
-    p("|---|---|---|---|---|---|---|---|---|---|")
+    p(head('method', 'threads', 'program', 'runs', 'wall s (range)', "torch's clock s", 'CPU s', 'peak RSS', 'others', 'command'))
     summ = {}
     for g in groups:
         _, m, j = g.split("-")
@@ -588,8 +587,7 @@ def prune_md():
       "(scores of similar size everywhere) it grows faster than on a trained one. SparseGPT's "
       "updates also round differently (lm-prune factorizes in double, shares q/k/v's H and sums it "
       "in batches of four windows).\n")
-    p("| method | threads | masks agree: mean (worst matrix) | first / last matrix | first difference | values: worst relative difference | sparsity lm-prune / torch |")
-    p("|---|---|---|---|---|---|---|")
+    p(head('method', 'threads', 'masks agree: mean (worst matrix)', 'first / last matrix', 'first difference', 'values: worst relative difference', 'sparsity lm-prune / torch'))
     for g in groups:
         _, m, j = g.split("-")
         for f in sorted(glob.glob(os.path.join(R, g + ".compare.r*.json")))[:1]:
@@ -607,16 +605,14 @@ def prune_md():
         p("Same runs, interleaved: the calibration forward's products on bf16-rounded operands "
           "with fp32 sums (`common/nn/gemm_bf16.c`); the Hessians, their factorization and the "
           "updates stay in f32/f64. Whole process (*wall*), the model read and written included.\n")
-        p("| method | threads | f32 wall s | bf16 wall s | f32 ÷ bf16 |")
-        p("|---|---|---|---|---|")
+        p(head('method', 'threads', 'f32 wall s', 'bf16 wall s', 'f32 ÷ bf16'))
         for g in bg:
             _, m, j = g.split("-")
             a, b = summ[(g, "lmprune")], summ[(g, "lmprune-bf16")]
             p(f"| {m} | {j[1:]} | {a['wall']:.1f} | **{b['wall']:.1f}** | **{a['wall'] / b['wall']:.2f}×** |")
         p("")
     p("### Summary\n")
-    p("| method | threads | lm-prune wall s | torch wall s | lm-prune faster by | lm-prune peak RSS | torch peak RSS | others (lm-prune / torch) |")
-    p("|---|---|---|---|---|---|---|---|")
+    p(head('method', 'threads', 'lm-prune wall s', 'torch wall s', 'lm-prune faster by', 'lm-prune peak RSS', 'torch peak RSS', 'others (lm-prune / torch)'))
     for g in groups:
         _, m, j = g.split("-")
         a, b = summ.get((g, "lmprune")), summ.get((g, "torch"))
@@ -654,7 +650,7 @@ def prune27_md(L, ti, tp, cmd, note, heading="###"):
       + ("" if L == 32 else f"; only the time grows, by about {tp['wall'] / L:.0f} s of wall time "
          f"({tp['cpu'] / L:.0f} s of CPU) a layer in this run, ≈ {32 * tp['wall'] / L / 60:.0f} min "
          "for all 32 at this pace (`BENCH_BIG=1 make bench` runs them)") + ".\n")
-    p("| program | peak RSS | wall | CPU s | for comparison |\n|---|---|---|---|---|")
+    p(head('program', 'peak RSS', 'wall', 'CPU s', 'for comparison'))
     p(f"| lm-init (generator) | {mib(ti['rss'])} | {ti['wall']:.1f} s | {ti['cpu']:.1f} | |")
     p(f"| lm-prune `-m sparsegpt --nsamples 16 --seqlen 2048` | **{mib(tp['rss'])}** | {tp['wall']:.1f} s | "
       f"{tp['cpu']:.1f} | terms of lm-prune(1) *Memory*: embeddings {mib(emb)} + one layer {mib(layer)} + "
@@ -683,6 +679,18 @@ def retrain_log(path):
 
 PROG_RETRAIN = {"lmretrain": "lm-retrain", "lmretrain-bf16": "lm-retrain --compute bf16",
                 "torch": "torch_train.py"}
+
+
+def first_rep(runs, g, v):
+    """the first repetition of variant v of group g, if it logged its steps"""
+    r = [r for r in runs.get((g, v), []) if r["rep"] == 1]
+    return r[0] if r and r[0]["steps"] else None
+
+
+def loss_drift(got, ref):
+    """(steps compared, largest relative difference of got's losses from ref's)"""
+    n = min(len(got), len(ref))
+    return n, max(abs(got[k][0] - ref[k][0]) / abs(ref[k][0]) for k in range(n))
 
 
 def retrain_md():
@@ -721,8 +729,7 @@ def retrain_md():
     order = {"micro": 0, "m125": 1}
     groups = sorted({g for g, _ in runs}, key=lambda g: (order.get(g.split("-")[0], 2), g.split("-")[2], g.split("-")[1]))
     name = {"micro": "opt-micro", "m125": "OPT-125m shape"}
-    p("| model | mode | batch × seqlen, steps | threads | program | runs | train tokens/s (range) | wall s | CPU s | peak RSS | others | command |")
-    p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    p(head('model', 'mode', 'batch × seqlen, steps', 'threads', 'program', 'runs', 'train tokens/s (range)', 'wall s', 'CPU s', 'peak RSS', 'others', 'command'))
     summ = {}
     for g in groups:
         m, mode, j = g.split("-")
@@ -739,17 +746,13 @@ def retrain_md():
     p("Same windows, same starting weights and lr 0 at step 1 (the warmup starts at 0): the step-1 "
       "losses must agree to rounding, and later ones stay close while the two optimizers' "
       "arithmetic drifts apart only by rounding. First repetition of each.\n")
-    p("| model | mode | threads | trainable values lm-retrain / torch | loss step 1 lm-retrain / torch | loss last step lm-retrain / torch | largest relative loss difference | grad norm step 1 lm-retrain / torch |")
-    p("|---|---|---|---|---|---|---|---|")
+    p(head('model', 'mode', 'threads', 'trainable values lm-retrain / torch', 'loss step 1 lm-retrain / torch', 'loss last step lm-retrain / torch', 'largest relative loss difference', 'grad norm step 1 lm-retrain / torch'))
     for g in groups:
         m, mode, j = g.split("-")
-        a = [r for r in runs.get((g, "lmretrain"), []) if r["rep"] == 1]
-        b = [r for r in runs.get((g, "torch"), []) if r["rep"] == 1]
-        if not a or not b or not a[0]["steps"] or not b[0]["steps"]:
+        a, b = first_rep(runs, g, "lmretrain"), first_rep(runs, g, "torch")
+        if not a or not b:
             continue
-        a, b = a[0], b[0]
-        n = min(len(a["steps"]), len(b["steps"]))
-        d = max(abs(a["steps"][k][0] - b["steps"][k][0]) / abs(b["steps"][k][0]) for k in range(n))
+        n, d = loss_drift(a["steps"], b["steps"])
         p(f"| {name.get(m, m)} | --{mode} | {j[1:]} | {a['count']:,} / {b['count']:,} | "
           f"{a['steps'][0][0]:.6f} / {b['steps'][0][0]:.6f} | {a['steps'][n - 1][0]:.6f} / {b['steps'][n - 1][0]:.6f} | "
           f"{d:.1e} {'✓' if d < 1e-3 else '✗'} | {a['steps'][0][1]:.4f} / {b['steps'][0][1]:.4f} |")
@@ -760,24 +763,20 @@ def retrain_md():
         p("Same runs, interleaved: the forward's and the backward's products (linear layers, "
           "attention, LM head) on bf16-rounded operands with fp32 sums (`common/nn/gemm_bf16.c`); "
           "gradients, LayerNorm, softmax, the loss and AdamW in fp32. Losses: first repetition.\n")
-        p("| model | mode | threads | f32 tokens/s | bf16 tokens/s | bf16 ÷ f32 | loss last step f32 / bf16 | largest relative loss difference |")
-        p("|---|---|---|---|---|---|---|---|")
+        p(head('model', 'mode', 'threads', 'f32 tokens/s', 'bf16 tokens/s', 'bf16 ÷ f32', 'loss last step f32 / bf16', 'largest relative loss difference'))
         for g in groups:
             m, mode, j = g.split("-")
             a, b = summ.get((g, "lmretrain")), summ.get((g, "lmretrain-bf16"))
-            ra = [r for r in runs.get((g, "lmretrain"), []) if r["rep"] == 1]
-            rb = [r for r in runs.get((g, "lmretrain-bf16"), []) if r["rep"] == 1]
-            if not a or not b or not ra or not rb or not ra[0]["steps"] or not rb[0]["steps"]:
+            ra, rb = first_rep(runs, g, "lmretrain"), first_rep(runs, g, "lmretrain-bf16")
+            if not a or not b or not ra or not rb:
                 continue
-            sa, sb = ra[0]["steps"], rb[0]["steps"]
-            n = min(len(sa), len(sb))
-            d = max(abs(sb[k][0] - sa[k][0]) / abs(sa[k][0]) for k in range(n))
+            sa, sb = ra["steps"], rb["steps"]
+            n, d = loss_drift(sb, sa)
             p(f"| {name.get(m, m)} | --{mode} | {j[1:]} | {a['tps']:.0f} | **{b['tps']:.0f}** | "
               f"**{b['tps'] / a['tps']:.2f}×** | {sa[n - 1][0]:.6f} / {sb[n - 1][0]:.6f} | {d:.1e} |")
         p("")
     p("### Summary\n")
-    p("| model | mode | threads | lm-retrain tokens/s | torch tokens/s | lm-retrain faster by | lm-retrain peak RSS | torch peak RSS | others (lm-retrain / torch) |")
-    p("|---|---|---|---|---|---|---|---|---|")
+    p(head('model', 'mode', 'threads', 'lm-retrain tokens/s', 'torch tokens/s', 'lm-retrain faster by', 'lm-retrain peak RSS', 'torch peak RSS', 'others (lm-retrain / torch)'))
     for g in groups:
         m, mode, j = g.split("-")
         a, b = summ.get((g, "lmretrain")), summ.get((g, "torch"))

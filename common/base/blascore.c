@@ -22,6 +22,7 @@
  * themselves. */
 #include "blascore.h"
 
+#include <cblas.h> /* OpenBLAS's introspection: openblas_get_corename */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +32,6 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LM_BLASCORE_X86 1
 #endif
-
-/* OpenBLAS's own introspection (declared in its cblas.h, which lmpipe does not include) */
-char *openblas_get_corename(void);
 
 /* marks OPENBLAS_CORETYPE as set by lmpipe for its own second start, with the same value */
 #define MARK "LM_BLAS_CORE_SET"

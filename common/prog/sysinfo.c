@@ -4,6 +4,7 @@
  * lmpipe's own kernels the CPU gets (nn/matvec.c, nn/gemm_bf16.c). */
 #include "sysinfo.h"
 
+#include <cblas.h> /* OpenBLAS's introspection: openblas_get_config, _corename, _num_threads */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,6 @@
 #include "matvec.h"
 #include "report.h"
 #include "util.h"
-
-/* OpenBLAS's own introspection (declared in its cblas.h, which lmpipe does not include) */
-char *openblas_get_config(void);
-char *openblas_get_corename(void);
-int openblas_get_num_threads(void);
 
 /* "model name" of /proc/cpuinfo's first CPU, or "unknown" */
 static void cpu_name(char *buf, size_t sz)

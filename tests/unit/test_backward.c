@@ -472,6 +472,31 @@ static void ref_ids(const struct lm_st_file *ref, int32_t *ids, size_t n)
 	lm_free(ids64);
 }
 
+/* fixture fx under root: its model into m, its reference file open in ref (when ref is
+ * not NULL; closed otherwise) and its n input ids; -1 after a failed check */
+static int open_fixture(const char *root, const char *fx, struct lm_model *m,
+                        struct lm_st_file *ref, int32_t *ids, size_t n)
+{
+	char dir[512], path[1100];
+	struct lm_st_file own;
+	struct lm_st_file *r = ref ? ref : &own;
+	snprintf(dir, sizeof dir, "%s/%s", root, fx);
+	snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+	if (load_model(m, dir) < 0) {
+		CHECKF(0, "%s: model not loaded", fx);
+		return -1;
+	}
+	if (lm_st_open(r, path) < 0) {
+		CHECKF(0, "%s: %s", path, lm_errmsg());
+		lm_model_free(m);
+		return -1;
+	}
+	ref_ids(r, ids, n);
+	if (!ref)
+		lm_st_close(r);
+	return 0;
+}
+
 /* every parameter's gradient against grad.<name>; returns the worst relative error */
 static double cmp_grads(const struct lm_train *tr, const struct lm_st_file *ref, const char *fx,
                         size_t *count)
@@ -519,7 +544,6 @@ static double cmp_grads(const struct lm_train *tr, const struct lm_st_file *ref,
 
 static void test_fixture(const char *root, const char *fx)
 {
-	char dir[512], path[1100];
 	struct lm_model m;
 	struct lm_st_file ref;
 	struct lm_train tr;
@@ -527,18 +551,8 @@ static void test_fixture(const char *root, const char *fx)
 	int32_t ids[32];
 	double loss = 0;
 
-	snprintf(dir, sizeof dir, "%s/%s", root, fx);
-	if (load_model(&m, dir) < 0) {
-		CHECKF(0, "%s: model not loaded", fx);
+	if (open_fixture(root, fx, &m, &ref, ids, B * T) < 0)
 		return;
-	}
-	snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-	if (lm_st_open(&ref, path) < 0) {
-		CHECKF(0, "%s: %s", path, lm_errmsg());
-		lm_model_free(&m);
-		return;
-	}
-	ref_ids(&ref, ids, B * T);
 	float *want_loss = ref_read(&ref, "loss", NULL);
 
 	/* every parameter trains: the whole backward, embeddings and tied head included */
@@ -731,20 +745,12 @@ static void test_lora_grads(const char *root)
 		{"fp16", LM_LORA_STD, 0, 1, 0.0},
 		{"post-ln-proj", LM_LORA_STD, 1, 1, 0.1},
 	};
-	char dir[512], path[1100];
 	for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
 		struct lm_model m;
 		struct lm_train tr;
-		struct lm_st_file ref;
 		int32_t ids[32];
-		snprintf(dir, sizeof dir, "%s/%s", root, cases[c].fx);
-		snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-		if (load_model(&m, dir) < 0 || lm_st_open(&ref, path) < 0) {
-			CHECK(0);
+		if (open_fixture(root, cases[c].fx, &m, NULL, ids, TB * TT) < 0)
 			continue;
-		}
-		ref_ids(&ref, ids, TB * TT);
-		lm_st_close(&ref);
 		prune_half(&m);
 		struct lm_train_opts o = {.perp = cases[c].perp, .lora = cases[c].kind, .rank = 3,
 		                          .alpha = 6, .lora_head = cases[c].head, .dropout = cases[c].drop,
@@ -766,24 +772,16 @@ static void test_lora_grads(const char *root)
 static void test_merge(const char *root)
 {
 	static const enum lm_lora_kind kinds[] = {LM_LORA_STD, LM_LORA_MASK, LM_LORA_SCALE};
-	char dir[512], path[1100];
 	for (int f = 0; f < 2; f++)
 		for (size_t c = 0; c < 3; c++) {
 			struct lm_model m;
 			struct lm_train tr;
-			struct lm_st_file ref;
 			struct lm_fwd s;
 			int32_t ids[32];
 			double before, after, l0, l1, sum;
 			size_t cnt, len0, len1;
-			snprintf(dir, sizeof dir, "%s/%s", root, f ? "fp16" : "pre-ln");
-			snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-			if (load_model(&m, dir) < 0 || lm_st_open(&ref, path) < 0) {
-				CHECK(0);
+			if (open_fixture(root, f ? "fp16" : "pre-ln", &m, NULL, ids, TB * TT) < 0)
 				continue;
-			}
-			ref_ids(&ref, ids, TB * TT);
-			lm_st_close(&ref);
 			if (kinds[c] != LM_LORA_STD)
 				prune_half(&m); /* the standard kind is checked on the dense model */
 			unsigned char *snap0 = snapshot(&m, &len0);
@@ -860,20 +858,12 @@ static void test_merge(const char *root)
  * every matrix bit for bit and lowers the loss on a batch it sees again and again */
 static void test_optimizer(const char *root)
 {
-	char dir[512], path[1100];
 	struct lm_model m;
 	struct lm_train tr;
-	struct lm_st_file ref;
 	int32_t ids[32];
 	double loss, first = 0;
-	snprintf(dir, sizeof dir, "%s/pre-ln", root);
-	snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-	if (load_model(&m, dir) < 0 || lm_st_open(&ref, path) < 0) {
-		CHECK(0);
+	if (open_fixture(root, "pre-ln", &m, NULL, ids, TB * TT) < 0)
 		return;
-	}
-	ref_ids(&ref, ids, TB * TT);
-	lm_st_close(&ref);
 	prune_half(&m);
 
 	/* AdamW: three steps with made-up gradients, weight decay on the matrix only */
@@ -1081,15 +1071,6 @@ static void test_init_errors(const char *root)
  * relative to the sum of the products' magnitudes */
 #define TOL_BF16_SUM 1e-5
 
-static float round_bf16(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof u);
-	u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-	memcpy(&f, &u, sizeof f);
-	return f;
-}
-
 /* worst |got - sum_k a(i,k) b(k,j)| / sum_k |a b| over C[M,N], the operands bf16-rounded,
  * elements given by strides: a(i,k) = A[i * ai + k * ak], b(k,j) = B[k * bk + j * bj] */
 static double bf16_sum_err(const float *got, const float *A, size_t ai, size_t ak,
@@ -1100,7 +1081,7 @@ static double bf16_sum_err(const float *got, const float *A, size_t ai, size_t a
 		for (size_t j = 0; j < N; j++) {
 			double s = 0, abs = 0;
 			for (size_t k = 0; k < K; k++) {
-				double p = (double)round_bf16(A[i * ai + k * ak]) * round_bf16(B[k * bk + j * bj]);
+				double p = (double)unit_round_bf16(A[i * ai + k * ak]) * unit_round_bf16(B[k * bk + j * bj]);
 				s += p, abs += fabs(p);
 			}
 			double e = fabs(got[i * N + j] - s) / (abs > 0 ? abs : 1);
@@ -1234,9 +1215,7 @@ static double grad_err(const struct lm_train *tr, float *const *g32, size_t i)
 #define BF16_VS_ROUND 4.0
 static void test_bf16_fixture(const char *root, const char *fx)
 {
-	char dir[512], path[1100];
 	struct lm_model m;
-	struct lm_st_file ref;
 	struct lm_train tr;
 	const size_t B = 2, T = 16;
 	int32_t ids[32];
@@ -1244,14 +1223,8 @@ static void test_bf16_fixture(const char *root, const char *fx)
 	static const char *const all[] = {"*"};
 	struct lm_train_opts o = {.globs = all, .nglobs = 1, .layer = -1};
 
-	snprintf(dir, sizeof dir, "%s/%s", root, fx);
-	snprintf(path, sizeof path, "%s/reference.safetensors", dir);
-	if (load_model(&m, dir) < 0 || lm_st_open(&ref, path) < 0) {
-		CHECKF(0, "%s: fixture not loaded", fx);
+	if (open_fixture(root, fx, &m, NULL, ids, B * T) < 0)
 		return;
-	}
-	ref_ids(&ref, ids, B * T);
-	lm_st_close(&ref);
 	float **g32 = NULL;
 	double *e_bf16 = NULL, worst = 0, worst_ratio = 0;
 	size_t npar = 0;
@@ -1261,7 +1234,7 @@ static void test_bf16_fixture(const char *root, const char *fx)
 		if (b == 2)
 			for (size_t i = 0; i < tr.npar; i++)
 				for (size_t t = 0; t < tr.par[i].n; t++)
-					tr.par[i].p[t] = round_bf16(tr.par[i].p[t]);
+					tr.par[i].p[t] = unit_round_bf16(tr.par[i].p[t]);
 		lm_train_zero_grad(&tr);
 		CHECKF(lm_train_step(&tr, ids, B, T, &loss[b]) == 0, "%s: %s", fx, lm_errmsg());
 		if (b == 0) {

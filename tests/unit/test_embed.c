@@ -454,6 +454,14 @@ static void test_loaders(void)
 	unlink(p);
 }
 
+/* the fingerprint, or 0 after a failed check */
+static uint32_t fingerprint(const struct lm_model *m)
+{
+	uint32_t fp = 0;
+	CHECK(lm_model_fingerprint(m, &fp) == 0);
+	return fp;
+}
+
 static void test_fingerprint(void)
 {
 	struct lm_model m;
@@ -461,16 +469,16 @@ static void test_fingerprint(void)
 		CHECK(0);
 		return;
 	}
-	uint32_t a = lm_model_fingerprint(&m);
-	CHECK(a == lm_model_fingerprint(&m));
+	uint32_t a = fingerprint(&m);
+	CHECK(a == fingerprint(&m));
 	m.layers[2].ln2_b[7] += 1.0f;  /* a bias, as PERP retraining changes */
-	uint32_t b = lm_model_fingerprint(&m);
+	uint32_t b = fingerprint(&m);
 	CHECK(a != b);
 	((uint16_t *)m.layers[3].fc2.data)[1000] ^= 1;  /* one bit of an f16 weight */
-	uint32_t c = lm_model_fingerprint(&m);
+	uint32_t c = fingerprint(&m);
 	CHECK(b != c);
 	((uint16_t *)m.embed_tokens.data)[5] ^= 0x8000;
-	CHECK(c != lm_model_fingerprint(&m));
+	CHECK(c != fingerprint(&m));
 	lm_model_free(&m);
 }
 

@@ -5,15 +5,6 @@
 #include <stdint.h>
 #include <string.h>
 
-static float round_bf16(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof u);
-	u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-	memcpy(&f, &u, sizeof f);
-	return f;
-}
-
 static uint32_t seed = 12345;
 static float rnd(void)
 {
@@ -43,7 +34,7 @@ static void one_t(size_t M, size_t N, size_t K, int a_km, int b_kn)
 		for (size_t j = 0; j < N; j++) {
 			double s = 0.5 * C0[i * N + j], abs = fabs(s), raw = s;
 			for (size_t k = 0; k < K; k++) {
-				double p = (double)round_bf16(AT(i, k)) * round_bf16(BT(j, k));
+				double p = (double)unit_round_bf16(AT(i, k)) * unit_round_bf16(BT(j, k));
 				s += p;
 				abs += fabs(p);
 				raw += (double)AT(i, k) * BT(j, k);

@@ -9,8 +9,10 @@
 #ifndef LM_UNIT_H
 #define LM_UNIT_H
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int unit_failed, unit_checks;
 
@@ -30,6 +32,17 @@ static inline double unit_relerr(const float *a, const float *b, size_t n)
 		if (fabs(b[i]) > mb) mb = fabs(b[i]);
 	}
 	return mb > 0 ? md / mb : md;
+}
+
+/* f rounded to the nearest bf16 (ties to even), as the bf16 kernels round their operands:
+ * the reference side of their tests */
+static inline float unit_round_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof u);
+	u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+	memcpy(&f, &u, sizeof f);
+	return f;
 }
 
 static inline int unit_done(const char *name)
