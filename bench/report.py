@@ -253,10 +253,15 @@ def forward_md():
 
     pk = [float(fa[k].split("gflops ")[1].split()[0]) for k in ("bf16_peak_1", "bf16_peak_2")
           if "gflops " in fa.get(k, "")]
+    p32 = [float(fa[k].split("fp32_gflops ")[1].split()[0]) for k in ("bf16_peak_1", "bf16_peak_2")
+           if "fp32_gflops " in fa.get(k, "")]
     if pk:
         p(f"bf16 peak (`bench/bf16peak.c`: `vdpbf16ps` on registers only, 1 thread, 64 flops an "
           f"instruction; the higher of the start and end of the run): **{max(pk):.1f} GFLOP/s**, "
-          f"the roof of `--compute bf16`.\n")
+          f"the roof of `--compute bf16`."
+          + (f" The same loop of fp32 FMAs (`vfmadd231ps`, 32 flops an instruction): "
+             f"**{max(p32):.1f} GFLOP/s**, so bf16 can gain at most {max(pk) / max(p32):.2f}× over "
+             f"an fp32 kernel at the core's FMA peak on this CPU." if p32 else "") + "\n")
 
     # ---- (b) forward ----
     p("## (b) Perplexity forward: `lm-eval --ppl` against PyTorch\n")
