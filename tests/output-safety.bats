@@ -108,8 +108,10 @@ interrupted() {
 	mkdir "$d"
 	mkfifo "$d/in"
 	exec 8<> "$d/in"
-	# a background job starts with SIGINT ignored; a user's ^C reaches a foreground one
-	env --default-signal=INT lm-prune -s 0.5 -o "$d/out.lms" < "$d/in" &
+	# a background job starts with SIGINT ignored, and under nohup with SIGHUP ignored too (a
+	# program keeps a signal ignored that it started with, cli.c); a user's signals reach a
+	# foreground one: every signal back to its default
+	env --default-signal lm-prune -s 0.5 -o "$d/out.lms" < "$d/in" &
 	pid=$!
 	for _ in $(seq 100); do
 		compgen -G "$d/out.lms.tmp*" > /dev/null && break
