@@ -36,10 +36,10 @@ struct mv_args {
 	/* kept sparse (model.h): the payload's parts, and for the N:M vector loops
 	 * (matvec_sparse_isa.h) the window of x a vector of kept values spans (2 or 4 vectors:
 	 * permutes; 3: a gather; 0: plain C rows), each lane's group start (j / n * m) and the
-	 * shift of its position bits ((j % 8) * pb) */
+	 * shift of its position bits ((j % 8) * pb; spshw: j * pb, all VL from one word) */
 	int sparse, spwin;
 	struct lm_sparse_view sv;
-	int32_t spbase[16], spsh[16];
+	int32_t spbase[16], spsh[16], spshw[16];
 };
 
 /* rows [o0, o1) of W against nb <= MV_NB rows of x (stride IN), into y (rows ldy apart,
@@ -295,6 +295,8 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 #define VLOADI(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define VADDI(a, b) _mm256_add_epi32(a, b)
 #define VPOS(w, sh, pb) pos_avx2(w, sh, pb)
+#define VPOSW(w, sh, pb) _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(w)), sh), \
+                                          _mm256_set1_epi32((1 << (pb)) - 1))
 #define VWIN2(xw, idx) win2_avx2(xw, idx)
 #define VGATHER(xw, idx) _mm256_i32gather_ps(xw, idx, 4)
 #define VWIN4(xw, idx) VGATHER(xw, idx)
@@ -303,6 +305,7 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 #undef VLOADI
 #undef VADDI
 #undef VPOS
+#undef VPOSW
 #undef VWIN2
 #undef VGATHER
 #undef VWIN4
@@ -413,6 +416,8 @@ static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uin
 #define VLOADI(p) _mm512_loadu_si512((const void *)(p))
 #define VADDI(a, b) _mm512_add_epi32(a, b)
 #define VPOS(w, sh, pb) pos_avx512(w, sh, pb)
+#define VPOSW(w, sh, pb) _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(w)), sh), \
+                                          _mm512_set1_epi32((1 << (pb)) - 1))
 #define VWIN2(xw, idx) _mm512_permutex2var_ps(_mm512_loadu_ps(xw), idx, _mm512_loadu_ps((xw) + 16))
 #define VWIN4(xw, idx) win4_avx512(xw, idx)
 #define VGATHER(xw, idx) _mm512_i32gather_ps(idx, xw, 4)
@@ -421,6 +426,7 @@ static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uin
 #undef VLOADI
 #undef VADDI
 #undef VPOS
+#undef VPOSW
 #undef VWIN2
 #undef VWIN4
 #undef VGATHER
@@ -640,7 +646,8 @@ static int args_for(struct mv_args *a, const struct lm_mat *w)
 		a->sparse = 1;
 		a->rb = w->rows > 0 ? w->nbytes / (size_t)w->rows + 1 : 1;
 		for (int j = 0; j < 16; j++)
-			a->spbase[j] = j / (a->sv.l.n ? a->sv.l.n : 1) * a->sv.l.m, a->spsh[j] = j % 8 * a->sv.pb;
+			a->spbase[j] = j / (a->sv.l.n ? a->sv.l.n : 1) * a->sv.l.m, a->spsh[j] = j % 8 * a->sv.pb,
+			a->spshw[j] = j * a->sv.pb;
 		return 0;
 	}
 	if (w->dtype == LM_F32 || w->dtype == LM_F16 || w->dtype == LM_BF16) {

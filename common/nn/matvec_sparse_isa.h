@@ -6,6 +6,8 @@
  *   VLOADI(p): VL int32 -> vi        VADDI(a, b): a + b (int32 lanes)
  *   VPOS(w, sh, pb): VL positions of pb bits from the integer w (lane j's at bit j*pb;
  *     sh is the vector of (j % 8) * pb, mv_args.spsh)
+ *   VPOSW(w, shw, pb): the same from a 32-bit w holding all VL (VL * pb <= 32; shw is the
+ *     vector of j * pb, mv_args.spshw)
  *   VWIN2(xw, idx) / VWIN4(xw, idx): xw[idx[j]] per lane, idx < 2 VL / < 4 VL, from that
  *     many floats at xw loaded whole (permutes in registers)
  *   VGATHER(xw, idx): the same for any idx (a hardware gather)
@@ -32,7 +34,13 @@
 #define SP_WIN(wmode, xw, idx)                                                          \
 	((wmode) == 2 ? VWIN2(xw, idx) : (wmode) == 4 ? VWIN4(xw, idx) : VGATHER(xw, idx))
 
-/* s[n] = x[n] · row o for a float N:M row */
+/* s[n] = x[n] · row o for a float N:M row. A chunk's positions start k * pb / 8 bytes into
+ * the row's (VL * pb is whole bytes), at the row's bit offset s0: where the row's positions
+ * and 8 bytes more lie before the payload's end (every row but the last few), each chunk's
+ * are one plain load, no bounds check; and where they fit 32 bits and the row starts on a
+ * byte (2:4 when the inputs are a multiple of 8, as OPT's), lane j shifts its position out
+ * of that one word (VPOSW), no second half to insert. Two chunks per step on two chains, so
+ * an FMA's latency does not bound the sum. */
 static inline __attribute__((always_inline)) MV_TARGET void
 MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t nb,
            enum lm_dtype dt, int wmode)
@@ -42,21 +50,53 @@ MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 	const size_t IN = a->IN, kr = v->kr, pb = (size_t)v->pb;
 	const uint8_t *val = v->vals + o * kr * es;
 	const size_t bit0 = o * kr * pb;
+	const uint8_t *pp = v->pos + bit0 / 8;
+	const int s0 = (int)(bit0 % 8);
+	const int fast = (size_t)(v->end - pp) >= kr * pb / 8 + 9;
+	/* x's window moves VL / n groups of m per chunk: no division in the loop (k / n * m, a
+	 * 64-bit divide per chunk, was its slowest step) */
+	const size_t xstep = VL / n * m, pstep = VL * pb / 8;
 	const vi base = VLOADI(a->spbase), sh = VLOADI(a->spsh);
-	vf acc[MV_NB];
+	const float *xw = x;
+	vf acc[MV_NB], acc1[MV_NB];
 	size_t k = 0;
 	for (size_t j = 0; j < nb; j++)
-		acc[j] = VZERO();
-	for (; k + VL <= kr; k += VL) {
+		acc[j] = acc1[j] = VZERO();
+	if (fast && !s0 && VL * pb <= 32) {
+		const vi shw = VLOADI(a->spshw);
+		for (; k + 2 * VL <= kr; k += 2 * VL, xw += 2 * xstep) {
+			const uint8_t *pk = pp + k * pb / 8;
+			uint32_t p0, p1;
+			memcpy(&p0, pk, 4), memcpy(&p1, pk + pstep, 4);
+			vf w0 = SP_LOADW(dt, val, k), w1 = SP_LOADW(dt, val, k + VL);
+			vi i0 = VADDI(base, VPOSW(p0, shw, (int)pb)), i1 = VADDI(base, VPOSW(p1, shw, (int)pb));
+			for (size_t j = 0; j < nb; j++) {
+				acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
+				acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
+			}
+		}
+	} else if (fast) {
+		for (; k + 2 * VL <= kr; k += 2 * VL, xw += 2 * xstep) {
+			const uint8_t *pk = pp + k * pb / 8;
+			uint64_t p0, p1;
+			memcpy(&p0, pk, 8), memcpy(&p1, pk + pstep, 8);
+			vf w0 = SP_LOADW(dt, val, k), w1 = SP_LOADW(dt, val, k + VL);
+			vi i0 = VADDI(base, VPOS(p0 >> s0, sh, (int)pb)), i1 = VADDI(base, VPOS(p1 >> s0, sh, (int)pb));
+			for (size_t j = 0; j < nb; j++) {
+				acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
+				acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
+			}
+		}
+	}
+	for (; k + VL <= kr; k += VL, xw += xstep) {
 		vf w = SP_LOADW(dt, val, k);
 		vi idx = VADDI(base, VPOS(lm_sparse_bits(v->pos, bit0 + k * pb, VL * (int)pb, v->end),
 		                          sh, (int)pb));
-		const float *xw = x + k / n * m;
 		for (size_t j = 0; j < nb; j++)
 			acc[j] = VFMA(w, SP_WIN(wmode, xw + j * IN, idx), acc[j]);
 	}
 	for (size_t j = 0; j < nb; j++)
-		s[j] = VHSUM(acc[j]);
+		s[j] = VHSUM(VADD(acc[j], acc1[j]));
 	for (; k < kr; k++) {
 		size_t col = k / n * m + lm_sparse_bits(v->pos, bit0 + k * pb, (int)pb, v->end);
 		float wi = mv_scalar_w(val, dt, k);
