@@ -266,15 +266,16 @@ static void bm_idx8_init(void)
 			bm_idx8[mk][j] = (uint8_t)__builtin_popcount(mk & ((1u << j) - 1));
 }
 
-/* 8 weights of a bitmap chunk: the next popcount(mk) values at val, in mk's lanes */
+/* 8 weights of a bitmap chunk: the next popcount(mk) values at val, in mk's lanes; whole:
+ * 8 values may be read at val (else the payload's last ones, copied out first) */
 static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t *val, enum lm_dtype dt,
-                                                                  unsigned mk, const uint8_t *end)
+                                                                  unsigned mk, int whole)
 {
 	const size_t es = dt == LM_F32 ? 4 : 2;
 	uint8_t buf[32];
 	const uint8_t *p = val;
 	__m256 f;
-	if ((size_t)(end - val) < 8 * es) { /* the payload's last values: no read past it */
+	if (!whole) { /* the payload's last values: no read past it */
 		memset(buf, 0, sizeof buf);
 		memcpy(buf, val, (size_t)__builtin_popcount(mk) * es);
 		p = buf;
@@ -300,7 +301,8 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 #define VWIN2(xw, idx) win2_avx2(xw, idx)
 #define VGATHER(xw, idx) _mm256_i32gather_ps(xw, idx, 4)
 #define VWIN4(xw, idx) VGATHER(xw, idx)
-#define VBM(val, dt, mk, end) bm_avx2(val, dt, mk, end)
+#define VBM(val, dt, mk, end) bm_avx2(val, dt, mk, (size_t)((end) - (val)) >= 8 * (dt == LM_F32 ? 4u : 2u))
+#define VBMW(val, dt, mk) bm_avx2(val, dt, mk, 1)
 #include "matvec_sparse_isa.h"
 #undef VLOADI
 #undef VADDI
@@ -310,6 +312,7 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 #undef VGATHER
 #undef VWIN4
 #undef VBM
+#undef VBMW
 #undef MV
 #undef MV_TARGET
 #undef VL
@@ -393,14 +396,14 @@ static inline __attribute__((always_inline)) AVX512_T __m512 win4_avx512(const f
 	return _mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi);
 }
 
-/* 16 weights of a bitmap chunk: the next popcount(mk) values at val (a masked load: nothing
- * past them is read), expanded into mk's lanes */
+/* 16 weights of a bitmap chunk: the next popcount(mk) values at val, expanded into mk's
+ * lanes; whole: 64 bytes may be read at val (a plain load; else a masked one, nothing past
+ * the values read) */
 static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uint8_t *val,
                                                                       enum lm_dtype dt, unsigned mk,
-                                                                      const uint8_t *end)
+                                                                      int whole)
 {
 	const __mmask16 lo = (__mmask16)((1u << __builtin_popcount(mk)) - 1);
-	const int whole = end - val >= 64; /* a plain load (the map follows the values) */
 	__m512 f;
 	if (dt == LM_F32) {
 		f = whole ? _mm512_loadu_ps(val) : _mm512_maskz_loadu_ps(lo, val);
@@ -421,7 +424,8 @@ static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uin
 #define VWIN2(xw, idx) _mm512_permutex2var_ps(_mm512_loadu_ps(xw), idx, _mm512_loadu_ps((xw) + 16))
 #define VWIN4(xw, idx) win4_avx512(xw, idx)
 #define VGATHER(xw, idx) _mm512_i32gather_ps(idx, xw, 4)
-#define VBM(val, dt, mk, end) bm_avx512(val, dt, mk, end)
+#define VBM(val, dt, mk, end) bm_avx512(val, dt, mk, (end) - (val) >= 64)
+#define VBMW(val, dt, mk) bm_avx512(val, dt, mk, 1)
 #include "matvec_sparse_isa.h"
 #undef VLOADI
 #undef VADDI
@@ -431,6 +435,7 @@ static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uin
 #undef VWIN4
 #undef VGATHER
 #undef VBM
+#undef VBMW
 #undef MV
 #undef MV_TARGET
 #undef VL
