@@ -59,21 +59,31 @@ MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 	const size_t xstep = VL / n * m, pstep = VL * pb / 8;
 	const vi base = VLOADI(a->spbase), sh = VLOADI(a->spsh);
 	const float *xw = x;
-	vf acc[MV_NB], acc1[MV_NB];
+	vf acc[MV_NB], acc1[MV_NB], acc2[MV_NB], acc3[MV_NB];
 	size_t k = 0;
 	for (size_t j = 0; j < nb; j++)
-		acc[j] = acc1[j] = VZERO();
+		acc[j] = acc1[j] = acc2[j] = acc3[j] = VZERO();
 	if (fast && !s0 && VL * pb <= 32) {
 		const vi shw = VLOADI(a->spshw);
-		for (; k + 2 * VL <= kr; k += 2 * VL, xw += 2 * xstep) {
+		for (; k + 4 * VL <= kr; k += 4 * VL, xw += 4 * xstep) {
 			const uint8_t *pk = pp + k * pb / 8;
-			uint32_t p0, p1;
+			uint32_t p0, p1, p2, p3;
 			memcpy(&p0, pk, 4), memcpy(&p1, pk + pstep, 4);
+			memcpy(&p2, pk + 2 * pstep, 4), memcpy(&p3, pk + 3 * pstep, 4);
 			vf w0 = SP_LOADW(dt, val, k), w1 = SP_LOADW(dt, val, k + VL);
+			vf w2 = SP_LOADW(dt, val, k + 2 * VL), w3 = SP_LOADW(dt, val, k + 3 * VL);
 			vi i0 = VADDI(base, VPOSW(p0, shw, (int)pb)), i1 = VADDI(base, VPOSW(p1, shw, (int)pb));
+			vi i2 = VADDI(base, VPOSW(p2, shw, (int)pb)), i3 = VADDI(base, VPOSW(p3, shw, (int)pb));
 			for (size_t j = 0; j < nb; j++) {
 				acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
 				acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
+				if (nb <= 2) { /* four chains while the registers hold them */
+					acc2[j] = VFMA(w2, SP_WIN(wmode, xw + 2 * xstep + j * IN, i2), acc2[j]);
+					acc3[j] = VFMA(w3, SP_WIN(wmode, xw + 3 * xstep + j * IN, i3), acc3[j]);
+				} else {
+					acc[j] = VFMA(w2, SP_WIN(wmode, xw + 2 * xstep + j * IN, i2), acc[j]);
+					acc1[j] = VFMA(w3, SP_WIN(wmode, xw + 3 * xstep + j * IN, i3), acc1[j]);
+				}
 			}
 		}
 	} else if (fast) {
@@ -97,7 +107,7 @@ MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 			acc[j] = VFMA(w, SP_WIN(wmode, xw + j * IN, idx), acc[j]);
 	}
 	for (size_t j = 0; j < nb; j++)
-		s[j] = VHSUM(VADD(acc[j], acc1[j]));
+		s[j] = VHSUM(VADD(VADD(acc[j], acc1[j]), VADD(acc2[j], acc3[j])));
 	for (; k < kr; k++) {
 		size_t col = k / n * m + lm_sparse_bits(v->pos, bit0 + k * pb, (int)pb, v->end);
 		float wi = mv_scalar_w(val, dt, k);
@@ -168,20 +178,32 @@ MV(dot_bm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 	const uint8_t *val = v->vals + v->rowoff[o] * es;
 	const int aligned = bit0 % 8 == 0;
 	const int whole = aligned && v->end - (v->vals + v->rowoff[o + 1] * es) >= 64;
-	vf acc[MV_NB], acc1[MV_NB];
+	vf acc[MV_NB], acc1[MV_NB], acc2[MV_NB], acc3[MV_NB];
 	size_t i = 0;
 	for (size_t j = 0; j < nb; j++)
-		acc[j] = acc1[j] = VZERO();
-	for (; whole && i + 2 * VL <= IN; i += 2 * VL) {
-		uint32_t mw = 0; /* 2 VL bits: VL / 4 bytes of the row's map */
-		memcpy(&mw, v->pos + (bit0 + i) / 8, VL / 4);
-		const unsigned m0 = mw & ((1u << VL) - 1), m1 = mw >> VL;
+		acc[j] = acc1[j] = acc2[j] = acc3[j] = VZERO();
+	for (; whole && i + 4 * VL <= IN; i += 4 * VL) {
+		uint64_t mw = 0; /* 4 VL bits: VL / 2 bytes of the row's map */
+		memcpy(&mw, v->pos + (bit0 + i) / 8, VL / 2);
+		const uint64_t lo = ((uint64_t)1 << VL) - 1;
+		const unsigned m0 = (unsigned)(mw & lo), m1 = (unsigned)(mw >> VL & lo);
+		const unsigned m2 = (unsigned)(mw >> 2 * VL & lo), m3 = (unsigned)(mw >> 3 * VL);
 		const uint8_t *val1 = val + (size_t)__builtin_popcount(m0) * es;
+		const uint8_t *val2 = val1 + (size_t)__builtin_popcount(m1) * es;
+		const uint8_t *val3 = val2 + (size_t)__builtin_popcount(m2) * es;
 		vf w0 = VBMW(val, dt, m0), w1 = VBMW(val1, dt, m1);
-		val = val1 + (size_t)__builtin_popcount(m1) * es;
+		vf w2 = VBMW(val2, dt, m2), w3 = VBMW(val3, dt, m3);
+		val += (size_t)__builtin_popcountll(mw) * es; /* one add on the chain of steps */
 		for (size_t j = 0; j < nb; j++) {
 			acc[j] = VFMA(w0, VLOADX(x + j * IN + i), acc[j]);
 			acc1[j] = VFMA(w1, VLOADX(x + j * IN + i + VL), acc1[j]);
+			if (nb <= 2) { /* four chains while the registers hold them */
+				acc2[j] = VFMA(w2, VLOADX(x + j * IN + i + 2 * VL), acc2[j]);
+				acc3[j] = VFMA(w3, VLOADX(x + j * IN + i + 3 * VL), acc3[j]);
+			} else {
+				acc[j] = VFMA(w2, VLOADX(x + j * IN + i + 2 * VL), acc[j]);
+				acc1[j] = VFMA(w3, VLOADX(x + j * IN + i + 3 * VL), acc1[j]);
+			}
 		}
 	}
 	for (; i + VL <= IN; i += VL) {
@@ -201,7 +223,7 @@ MV(dot_bm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 			acc[j] = VFMA(w, VLOADX(x + j * IN + i), acc[j]);
 	}
 	for (size_t j = 0; j < nb; j++)
-		s[j] = VHSUM(VADD(acc[j], acc1[j]));
+		s[j] = VHSUM(VADD(VADD(acc[j], acc1[j]), VADD(acc2[j], acc3[j])));
 	for (; i < IN; i++) {
 		size_t b = bit0 + i;
 		if (!(v->pos[b / 8] >> (b % 8) & 1))
