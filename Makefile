@@ -33,7 +33,7 @@ $(BIN)/%: cmd/%.c $(B)/libcommon.a $(LIB_HDR)
 	@mkdir -p $(BIN)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
 
-$(B)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/fixture.h $(B)/libcommon.a $(LIB_HDR)
+$(B)/tests/%: tests/unit/%.c tests/unit/unit.h tests/unit/fixture.h tests/unit/mvcheck.h $(B)/libcommon.a $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Itests/unit -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
 

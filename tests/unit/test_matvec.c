@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "quant.h"
 #include "rows.h"
+#include "mvcheck.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -50,10 +51,6 @@ static void *make_weights(enum lm_dtype t, size_t OUT, size_t IN)
 	return w;
 }
 
-struct stats {
-	int cases;
-	double worst; /* largest |y - ref| / bound seen */
-};
 
 /* y from lm_matvec against the double reference for one shape, every instruction set and
  * thread count; r0, ldy > nr and a bias (beta 1) are checked on the larger shapes */
@@ -86,39 +83,10 @@ static void one(enum lm_dtype t, size_t IN, size_t OUT, size_t N, struct stats *
 			ref[n * nr + o] = s;
 			bound[n * nr + o] = (double)(IN + 2) * u * a;
 		}
-	for (int isa = LM_MATVEC_SCALAR; isa <= LM_MATVEC_AVX512; isa++) {
-		if (lm_matvec_set_isa((enum lm_matvec_isa)isa) < 0)
-			continue;
-		for (int th = 1; th <= 2; th++) {
-			lm_set_threads(th);
-			memcpy(y, bias, N * ldy * sizeof *y);
-			/* NaN where y must not be read (beta 0) or written (past nr) */
-			for (size_t n = 0; n < N; n++)
-				for (size_t o = beta ? nr : 0; o < ldy; o++)
-					y[n * ldy + o] = NAN;
-			CHECK(lm_matvec(y, ldy, x, &w, r0, nr, N, beta) == 0);
-			double worst = 0;
-			int bad_pad = 0;
-			for (size_t n = 0; n < N; n++) {
-				for (size_t o = 0; o < nr; o++) {
-					double e = fabs((double)y[n * ldy + o] - ref[n * nr + o]);
-					double r = bound[n * nr + o] > 0 ? e / bound[n * nr + o] : e > 0 ? INFINITY : 0;
-					if (!(r <= worst))
-						worst = isnan(r) ? INFINITY : r;
-				}
-				for (size_t o = nr; o < ldy; o++)
-					bad_pad += !isnan(y[n * ldy + o]);
-			}
-			CHECKF(worst <= 1.0 && bad_pad == 0,
-			       "%s IN %zu OUT %zu N %zu %s %d thread(s): error %.3g of the bound, %d pad written",
-			       lm_dtype_name(t), IN, OUT, N, lm_matvec_isa_name((enum lm_matvec_isa)isa), th,
-			       worst, bad_pad);
-			if (worst > st->worst)
-				st->worst = worst;
-			st->cases++;
-		}
-	}
-	lm_matvec_set_isa(LM_MATVEC_SCALAR);
+	struct mvcase c = {&w, x, bias, ref, bound, r0, nr, ldy, N, beta};
+	char what[96];
+	snprintf(what, sizeof what, "%s IN %zu OUT %zu N %zu", lm_dtype_name(t), IN, OUT, N);
+	mvcheck_isas(&c, y, what, st);
 	free(data), free(deq), free(x), free(bias), free(y), free(ref), free(bound);
 }
 

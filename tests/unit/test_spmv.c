@@ -20,6 +20,7 @@
 #include "pool.h"
 #include "quant.h"
 #include "rows.h"
+#include "mvcheck.h"
 #include "sparse.h"
 #include "util.h"
 
@@ -36,11 +37,6 @@ static float rnd(void)
 {
 	return (float)(rndu() & 0xffff) / 32768.0f - 1.0f;
 }
-
-struct stats {
-	int cases;
-	double worst;
-};
 
 /* f [OUT, IN] random with the sparsity of l: n of every m kept at random positions, or
  * each weight kept with probability density (a kept weight is never 0) */
@@ -149,38 +145,11 @@ static void one(enum lm_dtype t, const char *lay, double density, size_t OUT, si
 			bound[n * nr + o] = (double)(IN + 2) * u * a;
 		}
 	CHECK(lm_matvec_use(&w) == (getenv("LM_NO_MATVEC") == NULL));
-	for (int isa = LM_MATVEC_SCALAR; isa <= LM_MATVEC_AVX512; isa++) {
-		if (lm_matvec_set_isa((enum lm_matvec_isa)isa) < 0)
-			continue;
-		for (int th = 1; th <= 2; th++) {
-			lm_set_threads(th);
-			memcpy(y, bias, N * ldy * sizeof *y);
-			for (size_t n = 0; n < N; n++)
-				for (size_t o = beta ? nr : 0; o < ldy; o++)
-					y[n * ldy + o] = NAN;
-			CHECK(lm_matvec(y, ldy, x, &w, r0, nr, N, beta) == 0);
-			double worst = 0;
-			int bad_pad = 0;
-			for (size_t n = 0; n < N; n++) {
-				for (size_t o = 0; o < nr; o++) {
-					double e = fabs((double)y[n * ldy + o] - ref[n * nr + o]);
-					double r = bound[n * nr + o] > 0 ? e / bound[n * nr + o] : e > 0 ? INFINITY : 0;
-					if (!(r <= worst))
-						worst = isnan(r) ? INFINITY : r;
-				}
-				for (size_t o = nr; o < ldy; o++)
-					bad_pad += !isnan(y[n * ldy + o]);
-			}
-			CHECKF(worst <= 1.0 && bad_pad == 0,
-			       "%s %s %.0f%% OUT %zu IN %zu N %zu %s %d thread(s): error %.3g of the bound, %d pad written",
-			       lm_dtype_name(t), lay, density * 100, OUT, IN, N,
-			       lm_matvec_isa_name((enum lm_matvec_isa)isa), th, worst, bad_pad);
-			if (worst > st->worst)
-				st->worst = worst;
-			st->cases++;
-		}
-	}
-	lm_matvec_set_isa(LM_MATVEC_SCALAR);
+	struct mvcase c = {&w, x, bias, ref, bound, r0, nr, ldy, N, beta};
+	char what[96];
+	snprintf(what, sizeof what, "%s %s %.0f%% OUT %zu IN %zu N %zu", lm_dtype_name(t), lay,
+	         density * 100, OUT, IN, N);
+	mvcheck_isas(&c, y, what, st);
 	lm_set_threads(2);
 
 	/* 16 rows of x: the tile path, sparse rows expanded into the f32 tile sgemm reads */
