@@ -125,7 +125,7 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 {
 	const struct lm_sparse_view *v = &a->sv;
 	const size_t n = (size_t)v->l.n, m = (size_t)v->l.m, IN = a->IN, pb = (size_t)v->pb;
-	const size_t kc = v->kc, G = v->G;
+	const size_t kc = v->kc, G = v->G, xstep = VL / n * m;
 	const vi base = VLOADI(a->spbase), sh = VLOADI(a->spsh);
 	vf t[MV_NB];
 	float st[MV_NB];
@@ -143,11 +143,11 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 		size_t k = 0;
 		for (size_t j = 0; j < nb; j++)
 			acc[j] = VZERO();
-		for (; k + VL <= kc; k += VL) {
+		const float *xw = xg; /* moves xstep per chunk: no divide per chunk */
+		for (; k + VL <= kc; k += VL, xw += xstep) {
 			vf w = VQF(SP_CODES(bits, c, k), z);
 			vi idx = VADDI(base, VPOS(lm_sparse_bits(v->pos, bit0 + k * pb, VL * (int)pb, v->end),
 			                          sh, (int)pb));
-			const float *xw = xg + k / n * m;
 			for (size_t j = 0; j < nb; j++)
 				acc[j] = VFMA(w, SP_WIN(wmode, xw + j * IN, idx), acc[j]);
 		}
