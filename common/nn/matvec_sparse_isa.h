@@ -40,8 +40,9 @@
  * and 8 bytes more lie before the payload's end (every row but the last few), each chunk's
  * are one plain load, no bounds check; and where they fit 32 bits and the row starts on a
  * byte (2:4 when the inputs are a multiple of 8, as OPT's), lane j shifts its position out
- * of that one word (VPOSW), no second half to insert. Two chunks per step on two chains, so
- * an FMA's latency does not bound the sum. */
+ * of that one word (VPOSW), no second half to insert, four chunks per step on four chains
+ * while nb <= 2 (two otherwise, and two per step without VPOSW), so an FMA's latency does
+ * not bound the sum. */
 static inline __attribute__((always_inline)) MV_TARGET void
 MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t nb,
            enum lm_dtype dt, int wmode)
@@ -167,9 +168,9 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 
 /* s[n] = x[n] · row o for a bitmap row. Where the row's map starts on a byte and 64 bytes
  * follow its last value (every row but the payload's last few: the map comes after the
- * values), two chunks per step from one read of their 2 VL map bits, on two chains, with no
- * test for an empty chunk or the payload's end: one chain ran at under a third of dense
- * f16's speed, bound by its FMA latency and the chunk's branches. */
+ * values), several chunks per step from one read of their map bits, on up to four chains
+ * (as dot_nm), with no test for an empty chunk or the payload's end: one chain ran at
+ * under a third of dense f16's speed, bound by its FMA latency and the chunk's branches. */
 static inline __attribute__((always_inline)) MV_TARGET void
 MV(dot_bm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t nb, enum lm_dtype dt)
 {
