@@ -8,8 +8,11 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 LDFLAGS  ?=
 
-# project-owned flags, kept separate so CFLAGS can be replaced freely
-WARN      = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+# project-owned flags, kept separate so CFLAGS can be replaced freely. An undeclared function
+# is an error: C11 compilers only warn and assume it returns int, which truncates a returned
+# pointer (seen: a cblas.h without openblas_get_corename built a program that crashed at start)
+WARN      = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Werror=implicit-function-declaration
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Icommon
 # where lm-init finds the OPT tokenizer: the copy installed beside the program
 # (BINDIR/../share/lmpipe, whatever PREFIX was given at install), then DATADIR, then
