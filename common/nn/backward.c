@@ -583,6 +583,23 @@ int lm_logits_ce_backward(float *nll, float *dinp, float *dhead, const float *in
 	                               ws, ws_n);
 }
 
+/* the bf16-packed LM head of lm_logits_loss_backward, n uint32: one buffer per thread, grown
+ * and kept, since fresh pages for OPT-125m's 154 MB at every call cost more in page faults
+ * (system time) than packing per chunk did. NULL without the memory. */
+static uint32_t *head_buf(size_t n)
+{
+	static _Thread_local uint32_t *buf;
+	static _Thread_local size_t have;
+	if (n > have) {
+		lm_free(buf);
+		have = 0;
+		if (!(buf = lm_alloc(n * sizeof *buf)))
+			return NULL;
+		have = n;
+	}
+	return buf;
+}
+
 int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *inp,
                             const float *head, const int32_t *target, size_t N, size_t V,
                             size_t E, float scale, const struct lm_ce_opts *o, float *ws,
@@ -609,6 +626,20 @@ int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *
 	}
 	size_t rc = V ? ws_n / (per * V) : N;
 	float *wq = rinp ? ws + rc * V : NULL;
+	/* bf16: the head packed once for all chunks, in the layout of each product it enters
+	 * (logits: [V x E] as B^T; dinp: [V x E] as B). Packing it per chunk cost as much as the
+	 * products themselves (38.6M values twice per chunk of 83 rows for OPT-125m); the bits
+	 * are those of the unpacked product (gemm_bf16.h). Without the memory, per chunk. */
+	uint32_t *hz = NULL, *hd = NULL;
+	if (bf16 && E > 0 && V > 0 && N > rc) {
+		size_t nz = lm_gemm_bf16_packed_b(V, E), nd = dinp ? lm_gemm_bf16_packed_b(E, V) : 0;
+		if ((hz = head_buf(nz + nd)))
+			hd = dinp ? hz + nz : NULL;
+		if (hz)
+			lm_gemm_bf16_pack_b_t(hz, head, E, 0, V, E);
+		if (hd)
+			lm_gemm_bf16_pack_b_t(hd, head, E, 1, E, V);
+	}
 	for (size_t n0 = 0; n0 < N; n0 += rc) {
 		size_t nr = min_sz(rc, N - n0);
 		if (E == 0) {
@@ -616,7 +647,8 @@ int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *
 			if (wq)
 				memset(wq, 0, nr * V * sizeof *wq);
 		} else {
-			gemm(bf16, 0, 1, nr, V, E, inp + n0 * E, E, head, E, 0.0f, ws, V);
+			if (!hz || lm_gemm_bf16_b_packed(ws, V, inp + n0 * E, E, 0, hz, nr, V, E, 0.0f) < 0)
+				gemm(bf16, 0, 1, nr, V, E, inp + n0 * E, E, head, E, 0.0f, ws, V);
 			if (wq)
 				gemm(bf16, 0, 1, nr, V, E, rinp + n0 * E, E, rhead, E, 0.0f, wq, V);
 		}
@@ -625,7 +657,8 @@ int lm_logits_loss_backward(float *nll, float *dinp, float *dhead, const float *
 		lm_parallel_for(nr, 1 + 65536 / (V + 1), 0, ceb_rows, &j);
 		if (E == 0)
 			continue;
-		if (dinp)
+		if (dinp && (!hd || lm_gemm_bf16_b_packed(dinp + n0 * E, E, ws, V, 0, hd, nr, E, V,
+		                                          0.0f) < 0))
 			gemm(bf16, 0, 0, nr, E, V, ws, V, head, E, 0.0f, dinp + n0 * E, E);
 		if (dhead)
 			gemm(bf16, 1, 0, V, E, nr, ws, V, inp + n0 * E, E, 1.0f, dhead, E);

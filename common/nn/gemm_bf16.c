@@ -394,24 +394,49 @@ void lm_gemm_bf16_pack_a(uint32_t *ap, const float *A, size_t M, size_t K)
 		lm_parallel_for(M, 1 + ((size_t)1 << 18) / K, lm_threads(), pack_part, &j);
 }
 
-/* panels [u0, u1) of B packed whole, a K block at a time */
+/* panels [u0, u1) of B packed whole, a K block at a time, as gemm_part packs them */
 static void pack_b_part(void *ctx, size_t u0, size_t u1, int part)
 {
 	const struct gemm_job *j = ctx;
 	(void)part;
 	for (size_t jp = u0; jp < u1; jp++)
-		for (size_t p0 = 0; p0 < j->KP; p0 += KC)
-			pack_b_nt(j->bp + (jp * j->KP + p0) * NR, j->B, j->K, j->K, jp * NR,
-			          min_sz(j->N - jp * NR, NR), p0, min_sz(j->KP - p0, KC));
+		for (size_t p0 = 0; p0 < j->KP; p0 += KC) {
+			uint32_t *out = j->bp + (jp * j->KP + p0) * NR;
+			size_t nr = min_sz(j->N - jp * NR, NR), kp = min_sz(j->KP - p0, KC);
+			if (j->b_kn)
+				pack_b_kn(out, j->B, j->ldb, j->K, jp * NR, nr, p0, kp);
+			else
+				pack_b_nt(out, j->B, j->ldb, j->K, jp * NR, nr, p0, kp);
+		}
 }
 
-void lm_gemm_bf16_pack_b(uint32_t *bp, const float *B, size_t N, size_t K)
+void lm_gemm_bf16_pack_b_t(uint32_t *bp, const float *B, size_t ldb, int b_kn, size_t N,
+                           size_t K)
 {
-	struct gemm_job j = {NULL, 0, NULL, B, 0, K, 0, 0, 0, N, K, (K + 1) / 2, 0.0f,
+	struct gemm_job j = {NULL, 0, NULL, B, 0, ldb, b_kn, 0, 0, N, K, (K + 1) / 2, 0.0f,
 	                     NULL, NULL, bp, 0};
 	if (K)
 		lm_parallel_for((N + NR - 1) / NR, 1 + ((size_t)1 << 16) / (NR * K), lm_threads(),
 		                pack_b_part, &j);
+}
+
+void lm_gemm_bf16_pack_b(uint32_t *bp, const float *B, size_t N, size_t K)
+{
+	lm_gemm_bf16_pack_b_t(bp, B, K, 0, N, K);
+}
+
+int lm_gemm_bf16_b_packed(float *C, size_t ldc, const float *A, size_t lda, int a_km,
+                          const uint32_t *bp, size_t M, size_t N, size_t K, float beta)
+{
+	if (M == 0 || N == 0)
+		return 0;
+	if (K == 0) {
+		scale_c(C, ldc, M, N, beta);
+		return 0;
+	}
+	struct gemm_job j = {C, ldc, A, NULL, lda, 0, 0, a_km, M, N, K, (K + 1) / 2, beta,
+	                     NULL, bp, NULL, 0};
+	return run(&j);
 }
 
 int lm_gemm_bf16_nt_packed(float *C, size_t ldc, const uint32_t *ap, const uint32_t *bp,

@@ -30,4 +30,11 @@ void lm_gemm_bf16_pack_a(uint32_t *ap, const float *A, size_t M, size_t K);
 void lm_gemm_bf16_pack_b(uint32_t *bp, const float *B, size_t N, size_t K);
 int lm_gemm_bf16_nt_packed(float *C, size_t ldc, const uint32_t *ap, const uint32_t *bp,
                            size_t M, size_t N, size_t K, float beta);
+/* B packed whole from either layout, rows ldb apart: [N x K] or (b_kn) [K x N]; and the
+ * product of an unpacked A (as lm_gemm_bf16_t takes it) by such a B: the bits lm_gemm_bf16_t
+ * gives on the unpacked B. For a B used by many row chunks (the LM head in the loss). */
+void lm_gemm_bf16_pack_b_t(uint32_t *bp, const float *B, size_t ldb, int b_kn, size_t N,
+                           size_t K);
+int lm_gemm_bf16_b_packed(float *C, size_t ldc, const float *A, size_t lda, int a_km,
+                          const uint32_t *bp, size_t M, size_t N, size_t K, float beta);
 #endif

@@ -95,6 +95,19 @@ static void forms(size_t M, size_t N, size_t K)
 	CHECKF(!memcmp(C4, C0, M * N * 4), "%zu x %zu x %zu: A as [K x M] differs", M, N, K);
 	CHECKF(!memcmp(C5, C0, M * N * 4), "%zu x %zu x %zu: A as [K x M], B as [K x N] differ", M,
 	       N, K);
+	/* B packed whole from either layout (rows past their length), A unpacked or transposed:
+	 * the LM head packed once for all chunks of the loss */
+	uint32_t *bq = malloc((lm_gemm_bf16_packed_b(N, K) + 1) * 4);
+	float *C6 = malloc(M * N * 4), *C7 = malloc(M * N * 4);
+	for (size_t i = 0; i < M * N; i++) C6[i] = C7[i] = Cs[i];
+	lm_gemm_bf16_pack_b_t(bq, B, ldb, 0, N, K);
+	CHECK(lm_gemm_bf16_b_packed(C6, N, A, lda, 0, bq, M, N, K, 0.5f) == 0);
+	lm_gemm_bf16_pack_b_t(bq, Bt, N + 7, 1, N, K);
+	CHECK(lm_gemm_bf16_b_packed(C7, N, At, M + 3, 1, bq, M, N, K, 0.5f) == 0);
+	CHECKF(!memcmp(C6, C0, M * N * 4), "%zu x %zu x %zu: B packed whole differs", M, N, K);
+	CHECKF(!memcmp(C7, C0, M * N * 4), "%zu x %zu x %zu: B packed from [K x N], A as [K x M] "
+	       "differ", M, N, K);
+	free(bq); free(C6); free(C7);
 	free(At); free(C4); free(C5); free(Cs);
 	int same1 = 1;
 	for (size_t i = 0; i < M; i++)
