@@ -21,6 +21,9 @@ void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *inf
 /* inverse of A from its Cholesky factor (potrf's output), into the same triangle */
 void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
 void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
+/* inverse of a triangular A in place (diag "N": its own diagonal, "U": a unit one) */
+void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda,
+             int *info, size_t uplo_len, size_t diag_len);
 /* singular values (and vectors: jobu/jobvt "N", "S" thin, "A" all) of A [m,n], destroyed;
  * lwork = -1 asks for the workspace size in work[0]; info > 0: not converged */
 void dgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, double *a,

@@ -1,11 +1,15 @@
 /* hessian.c: see hessian.h */
 #include "hessian.h"
+#include "gemm_bf16.h"
+#include "kernels.h"
 #include "lapack.h"
 #include "util.h"
 
 #include <cblas.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 int lm_hessian_init(struct lm_hessian *h, size_t n)
 {
@@ -26,8 +30,40 @@ void lm_hessian_free(struct lm_hessian *h)
 	memset(h, 0, sizeof *h);
 }
 
+/* rows of H per bf16 product: H's upper triangle is covered by strips
+ * H[i0:i0+nb, i0:n], a little more than half the square (n = 3072: 54 %) in a few calls */
+#define HESS_BF16_ROWS 256
+
+/* With --compute bf16, H += X^T X by the bf16 GEMM: X rounded to bf16, products summed in
+ * fp32 (issue #19), in strips of the upper triangle. 0, or -1 when it found no memory
+ * before any sum (the GEMM fails before it writes C; a later strip that fails leaves the
+ * rest of the triangle to ssyrk). */
+static int add_bf16(struct lm_hessian *h, const float *X, size_t N)
+{
+	const size_t n = h->n;
+	for (size_t i0 = 0; i0 < n; i0 += HESS_BF16_ROWS) {
+		size_t nb = n - i0 < HESS_BF16_ROWS ? n - i0 : HESS_BF16_ROWS;
+		/* C [nb, n-i0] += A^T B: A = X[:, i0:i0+nb] given as [N, nb] (a_km), B =
+		 * X[:, i0:n] given as [N, n-i0] (b_kn), both rows n apart */
+		if (lm_gemm_bf16_t(h->H + i0 * n + i0, n, X + i0, n, 1, X + i0, n, 1, nb, n - i0, N,
+		                   1.0f) < 0) {
+			if (i0 == 0)
+				return -1;
+			/* a later strip: the earlier ones are summed; finish in f32 from here */
+			cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)(n - i0), (int)N, 1.0f,
+			            X + i0, (int)n, 1.0f, h->H + i0 * n + i0, (int)n);
+			return 0;
+		}
+	}
+	return 0;
+}
+
 void lm_hessian_add(struct lm_hessian *h, const float *X, size_t N, size_t nseq)
 {
+	if (lm_compute_used() == LM_COMPUTE_BF16 && N <= INT_MAX / 2 && add_bf16(h, X, N) == 0) {
+		h->nsamples += nseq;
+		return;
+	}
 	/* only the upper triangle: half the work of a GEMM; lm_hessian_finish mirrors it.
 	 * BLAS counts rows in int: a larger X goes in pieces */
 	for (size_t r0 = 0; r0 < N; r0 += INT_MAX / 2) {
@@ -59,50 +95,103 @@ int lm_hessian_finish(struct lm_hessian *h)
 	return 0;
 }
 
+/* n x n doubles for the factorization. A large fresh buffer is zero pages the kernel fills
+ * one 4 KiB fault at a time (n = 3072: 18k faults, each a trap out of a VM's guest, ~10 %
+ * of a SparseGPT run in sys time): ask for huge pages where the kernel gives them on
+ * request (transparent_hugepage=madvise), 512 times fewer faults. */
+static double *work_alloc(size_t bytes)
+{
+	const size_t huge = (size_t)2 << 20;
+	void *p = NULL;
+	if (bytes >= 2 * huge) {
+		size_t r = (bytes + huge - 1) / huge * huge;
+		if (posix_memalign(&p, huge, r) == 0) {
+#ifdef MADV_HUGEPAGE
+			(void)madvise(p, r, MADV_HUGEPAGE);   /* only advice: failing is harmless */
+#endif
+			return p;
+		}
+	}
+	return lm_alloc(bytes);
+}
+
+/* The reversed factorization, for --compute bf16 (issue #19): the same U in half the
+ * flops (2/3 n^3 against potrf + potri + potrf's 4/3 n^3), the f32 path keeping its own
+ * order of roundings. With P the reversal (P D P)_ij = D_(n-1-i)(n-1-j):
+ *   P D P = L L^T  =>  D = R R^T with R = P L P upper  =>  D^-1 = U^T U with U = R^-1 =
+ *   P L^-1 P, upper with a positive diagonal, hence the unique factor the other path
+ *   computes.
+ * A holds P D P row-major (= column-major, D being symmetric) on entry; U is written. */
+static int inv_chol_reversed(double *A, size_t n, float *U)
+{
+	int in = (int)n, info = 0;
+	dpotrf_("L", &in, A, &in, &info, 1);
+	if (info == 0)
+		dtrtri_("L", "N", &in, A, &in, &info, 1, 1);
+	if (info != 0)
+		return info;
+	/* L^-1 column-major: element (r, c) at A[c * n + r]; U_ij = (L^-1)_(n-1-i)(n-1-j) */
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < n; j++)
+			U[i * n + j] = j >= i ? (float)A[(n - 1 - j) * n + (n - 1 - i)] : 0.0f;
+	return 0;
+}
+
 int lm_hessian_inv_chol(const float *H, size_t n, double percdamp, unsigned char *dead, float *U)
 {
 	size_t nn;
 	double *A, mean = 0;
 	int in = (int)n, info = 0;
+	const int rev = lm_compute_used() == LM_COMPUTE_BF16;
 
 	if (n == 0 || n > INT_MAX)
 		return lm_seterr("Hessian: %zu columns (LAPACK takes 1 to %d)", n, INT_MAX);
-	if (lm_mul(n, n, &nn) < 0 || lm_mul(nn, sizeof *A, &nn) < 0 || !(A = lm_alloc(nn)))
+	if (lm_mul(n, n, &nn) < 0 || lm_mul(nn, sizeof *A, &nn) < 0 || !(A = work_alloc(nn)))
 		return lm_preerr("Cholesky of %zu x %zu", n, n);
-	for (size_t i = 0; i < n * n; i++)
-		A[i] = H[i];
+	/* rev: A = P H P, so A's diagonal entry n-1-j is H's entry j */
+	if (rev)
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < n; j++)
+				A[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
+	else
+		for (size_t i = 0; i < n * n; i++)
+			A[i] = H[i];
 	for (size_t j = 0; j < n; j++) {
+		const size_t a = rev ? n - 1 - j : j;
 		int d = H[j * n + j] == 0.0f;
 		if (dead)
 			dead[j] = (unsigned char)d;
 		/* an input that never fired has a zero row and column: give it a unit diagonal so
 		 * the matrix stays invertible; its weights are zeroed by the caller */
 		if (d)
-			A[j * n + j] = 1.0;
-		mean += A[j * n + j];
+			A[a * n + a] = 1.0;
+		mean += A[a * n + a];
 	}
 	mean /= (double)n;
 	for (size_t j = 0; j < n; j++)
 		A[j * n + j] += percdamp * mean;
 
-	/* A is symmetric, so LAPACK's column-major lower triangle is our row-major upper one:
-	 * D = L L^T, then D^-1 from L, then D^-1 = L2 L2^T, and L2 read row-major is the
-	 * upper U = L2^T with D^-1 = U^T U */
-	dpotrf_("L", &in, A, &in, &info, 1);
-	if (info == 0)
-		dpotri_("L", &in, A, &in, &info, 1);
-	if (info == 0)
+	if (rev) {
+		info = inv_chol_reversed(A, n, U);
+	} else {
+		/* A is symmetric, so LAPACK's column-major lower triangle is our row-major upper
+		 * one: D = L L^T, then D^-1 from L, then D^-1 = L2 L2^T, and L2 read row-major is
+		 * the upper U = L2^T with D^-1 = U^T U */
 		dpotrf_("L", &in, A, &in, &info, 1);
-	if (info != 0) {
-		lm_free(A);
-		if (info < 0)
-			return lm_seterr("LAPACK: argument %d of the Cholesky routines is invalid", -info);
+		if (info == 0)
+			dpotri_("L", &in, A, &in, &info, 1);
+		if (info == 0)
+			dpotrf_("L", &in, A, &in, &info, 1);
+		if (info == 0)
+			for (size_t i = 0; i < n; i++)
+				for (size_t j = 0; j < n; j++)
+					U[i * n + j] = j >= i ? (float)A[i * n + j] : 0.0f;
+	}
+	free(A);
+	if (info < 0)
+		return lm_seterr("LAPACK: argument %d of the Cholesky routines is invalid", -info);
+	if (info > 0)
 		return lm_seterr("the dampened Hessian (%zu x %zu) is not positive definite (minor %d); "
 		                 "more calibration data or a larger dampening may help", n, n, info);
-	}
-	for (size_t i = 0; i < n; i++)
-		for (size_t j = 0; j < n; j++)
-			U[i * n + j] = j >= i ? (float)A[i * n + j] : 0.0f;
-	lm_free(A);
 	return 0;
 }

@@ -8,6 +8,7 @@
  * update leaves a smaller layer-output error than zeroing the same weights alone. */
 #include "dtype.h"
 #include "hessian.h"
+#include "kernels.h"
 #include "prune.h"
 #include "rng.h"
 #include "sparsegpt.h"
@@ -499,12 +500,78 @@ static void test_sparsegpt(void)
 	free(X), free(W0), free(W), free(U), free(Uf), free(Hd), free(Ud), free(Wd), free(wh);
 }
 
+/* --compute bf16 (issue #19): the Hessian on the bf16 GEMM in strips of the upper triangle
+ * (300 columns: a strip of 256 rows and one of 44) equals the double sums of X rounded to
+ * bf16 up to fp32 summation, the lower triangle mirrored; the reversed factorization gives
+ * the f32 path's U (the same unique factor, other roundings), its zero lower part, the same
+ * dead columns, and still refuses a matrix that is not positive definite */
+static void test_bf16_hessian(void)
+{
+	enum { NC = 300, NT = 96 };
+	lm_set_compute(LM_COMPUTE_BF16);
+	if (lm_compute_used() != LM_COMPUTE_BF16) {
+		lm_set_compute(LM_COMPUTE_F32);
+		return;   /* no AVX512_BF16 here: --compute bf16 is f32 (calib-bf16.bats) */
+	}
+	struct lm_rng r;
+	float *X = xmalloc(NT * NC * sizeof *X), *U = xmalloc(NC * NC * sizeof *U);
+	float *U32 = xmalloc(NC * NC * sizeof *U32);
+	uint16_t *xb = xmalloc(NT * NC * sizeof *xb);
+	unsigned char dead[NC], dead32[NC];
+	struct lm_hessian h;
+	lm_rng_seed(&r, 9);
+	for (size_t t = 0; t < NT; t++) {
+		double f = lm_rng_normal(&r);
+		for (size_t c = 0; c < NC; c++)
+			X[t * NC + c] = c == 5 ? 0.0f : (float)(f + lm_rng_normal(&r));
+	}
+	CHECK(lm_hessian_init(&h, NC) == 0);
+	lm_hessian_add(&h, X, NT / 2, 1);
+	lm_hessian_add(&h, X + NT / 2 * NC, NT - NT / 2, 1);
+	CHECK(lm_hessian_finish(&h) == 0);
+	lm_convert(xb, LM_BF16, X, LM_F32, NT * NC);
+	float *Xr = xmalloc(NT * NC * sizeof *Xr);
+	lm_convert(Xr, LM_F32, xb, LM_BF16, NT * NC);
+	double md = 0, mh = 0, rd = 0;
+	for (size_t i = 0; i < NC; i++)
+		for (size_t j = 0; j < NC; j++) {
+			double s = 0, s32 = 0;
+			for (size_t t = 0; t < NT; t++) {
+				s += (double)Xr[t * NC + i] * Xr[t * NC + j];
+				s32 += (double)X[t * NC + i] * X[t * NC + j];
+			}
+			md = fmax(md, fabs(s - h.H[i * NC + j]));   /* 2 / nsamples = 1 */
+			rd = fmax(rd, fabs(s32 - h.H[i * NC + j]));
+			mh = fmax(mh, fabs(s));
+			CHECK(h.H[i * NC + j] == h.H[j * NC + i]);
+		}
+	CHECKF(md / mh < TOL_H, "bf16 Hessian vs double sums of bf16 inputs: %g", md / mh);
+	CHECKF(rd / mh > 0 && rd / mh < 1e-2, "bf16 Hessian vs f32 inputs: %g", rd / mh);
+
+	CHECK(lm_hessian_inv_chol(h.H, NC, 0.01, dead, U) == 0);
+	lm_set_compute(LM_COMPUTE_F32);
+	CHECK(lm_hessian_inv_chol(h.H, NC, 0.01, dead32, U32) == 0);
+	CHECK(!memcmp(dead, dead32, NC) && dead[5] == 1 && dead[4] == 0);
+	CHECKF(unit_relerr(U, U32, NC * NC) < 1e-5, "reversed U vs f32 path's: %g",
+	       unit_relerr(U, U32, NC * NC));
+	for (size_t i = 0; i < NC; i++)
+		for (size_t j = 0; j < i; j++)
+			CHECK(U[i * NC + j] == 0.0f);
+	lm_set_compute(LM_COMPUTE_BF16);
+	float neg[4] = {1, 2, 2, 1};
+	CHECK(lm_hessian_inv_chol(neg, 2, 0.0, NULL, U) < 0);
+	lm_set_compute(LM_COMPUTE_F32);
+	lm_hessian_free(&h);
+	free(X), free(Xr), free(xb), free(U), free(U32);
+}
+
 int main(void)
 {
 	test_select();
 	test_magnitude();
 	test_masks();
 	test_sparsegpt();
+	test_bf16_hessian();
 	CHECK(lm_prune_method_parse("SparseGPT") == LM_PRUNE_SPARSEGPT && lm_prune_method_parse("x") < 0);
 	CHECK(lm_prune_count(0.29, 100) == 28 && lm_prune_count(0.5, 7) == 3);   /* as int(100 * 0.29) */
 	return unit_done("test_prune");
