@@ -1,5 +1,6 @@
 /* sparsegpt.c: see sparsegpt.h */
 #include "sparsegpt.h"
+#include "gemm_bf16.h"
 #include "kernels.h"
 #include "util.h"
 
@@ -64,11 +65,31 @@ static void block_rows(void *ctx, size_t r0, size_t r1, int part)
 	j->loss[part] += loss / 2;
 }
 
+/* --compute bf16 (issue #19): the update of the columns after the block, W[:, i1+count:]
+ * -= Err U[i1:i1+count, i1+count:], on the bf16 GEMM (Err and U rounded to bf16, sums in
+ * fp32). Besides its own speed it keeps the walk off OpenBLAS: its idle threads spin
+ * (sched_yield) for a while after each call, and between one block's sgemm and the next
+ * they took a core from block_rows, 2 cores being the common case. Err is negated in place
+ * (nothing reads it after). -1 when the GEMM found no memory: the caller runs sgemm. */
+static int trailing_bf16(float *W, size_t rows, size_t cols, size_t i1, size_t count,
+                         const float *U, float *err)
+{
+	for (size_t i = 0; i < rows * count; i++)
+		err[i] = -err[i];
+	if (lm_gemm_bf16(W + i1 + count, cols, err, count, U + i1 * cols + i1 + count, cols, 1, rows,
+	                 cols - i1 - count, count, 1.0f) == 0)
+		return 0;
+	for (size_t i = 0; i < rows * count; i++)
+		err[i] = -err[i];
+	return -1;
+}
+
 int lm_sparsegpt(float *W, size_t rows, size_t cols, const float *U, const unsigned char *dead,
                  const struct lm_prune_spec *sp, size_t bs, double *loss)
 {
 	const int n = sp->n, m = sp->m;
 	int nt = lm_threads();
+	const int bf16 = lm_compute_used() == LM_COMPUTE_BF16;
 	unsigned char *mask = NULL;
 	uint64_t *keys = NULL;
 	uint32_t *bits = NULL;
@@ -124,6 +145,8 @@ int lm_sparsegpt(float *W, size_t rows, size_t cols, const float *U, const unsig
 				mask[i] = sp->sparsity > 0 && bits[i] <= thr;
 		}
 		lm_parallel_for(rows, 4, nt, block_rows, &j);
+		if (i1 + count < cols && bf16 && trailing_bf16(W, rows, cols, i1, count, U, err) == 0)
+			continue;
 		if (i1 + count < cols)
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)(cols - i1 - count),
 			            (int)count, -1.0f, err, (int)count, U + i1 * cols + i1 + count, (int)cols,

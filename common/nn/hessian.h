@@ -11,7 +11,10 @@
  * the batches summed in f32, as the reference does with torch float32 per window; the
  * factorization runs in double (LAPACK dpotrf/dpotri) and the factor is rounded to f32,
  * since an f32 Cholesky of a barely positive definite matrix can fail or lose digits the
- * f32 updates then amplify. */
+ * f32 updates then amplify.
+ * With --compute bf16 (lm_compute_used()), X^T X runs on the bf16 GEMM (X rounded to bf16,
+ * products summed in fp32) and the factor comes from the reversed Cholesky of D (potrf +
+ * trtri, half the flops of potrf + potri + potrf; still in double): issue #19. */
 #ifndef LM_HESSIAN_H
 #define LM_HESSIAN_H
 
