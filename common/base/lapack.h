@@ -22,6 +22,8 @@ void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *inf
 void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t uplo_len);
 void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 /* inverse of a triangular A in place (diag "N": its own diagonal, "U": a unit one) */
+void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda,
+             int *info, size_t uplo_len, size_t diag_len);
 void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda,
              int *info, size_t uplo_len, size_t diag_len);
 /* singular values (and vectors: jobu/jobvt "N", "S" thin, "A" all) of A [m,n], destroyed;

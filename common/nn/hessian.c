@@ -125,6 +125,33 @@ static double *work_alloc(size_t bytes)
 static int inv_chol_reversed(double *A, size_t n, float *U)
 {
 	int in = (int)n, info = 0;
+	/* first in f32, in U itself: the bf16 Hessian has lost more digits than an f32
+	 * factorization of the dampened matrix loses, and it takes half the time of double's.
+	 * A matrix f32 finds not positive definite (the case hessian.h warns of) goes on to
+	 * double from A, still intact */
+	for (size_t i = 0; i < n * n; i++)
+		U[i] = (float)A[i];
+	spotrf_("L", &in, U, &in, &info, 1);
+	if (info == 0)
+		strtri_("L", "N", &in, U, &in, &info, 1, 1);
+	if (info == 0) {
+		/* U_ij = (L^-1)_(n-1-i)(n-1-j) = U[(n-1-j) n + (n-1-i)] column-major: an involution
+		 * of the positions, done by swaps; the strict lower part is then what strtri left
+		 * of the other triangle */
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < n; j++) {
+				size_t p = i * n + j, q = (n - 1 - j) * n + (n - 1 - i);
+				if (p < q) {
+					float t = U[p];
+					U[p] = U[q], U[q] = t;
+				}
+			}
+		for (size_t i = 0; i < n; i++)
+			for (size_t j = 0; j < i; j++)
+				U[i * n + j] = 0.0f;
+		return 0;
+	}
+	info = 0;
 	dpotrf_("L", &in, A, &in, &info, 1);
 	if (info == 0)
 		dtrtri_("L", "N", &in, A, &in, &info, 1, 1);

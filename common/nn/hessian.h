@@ -14,7 +14,8 @@
  * f32 updates then amplify.
  * With --compute bf16 (lm_compute_used()), X^T X runs on the bf16 GEMM (X rounded to bf16,
  * products summed in fp32) and the factor comes from the reversed Cholesky of D (potrf +
- * trtri, half the flops of potrf + potri + potrf; still in double): issue #19. */
+ * trtri, half the flops of potrf + potri + potrf), in f32 unless f32 finds D not positive
+ * definite, then in double: issue #19. */
 #ifndef LM_HESSIAN_H
 #define LM_HESSIAN_H
 
