@@ -27,31 +27,77 @@ int lm_hessian_init(struct lm_hessian *h, size_t n)
 void lm_hessian_free(struct lm_hessian *h)
 {
 	lm_free(h->H);
+	free(h->ws);
 	memset(h, 0, sizeof *h);
 }
 
-/* rows of H per bf16 product: H's upper triangle is covered by strips
- * H[i0:i0+nb, i0:n], a little more than half the square (n = 3072: 54 %) in a few calls */
-#define HESS_BF16_ROWS 256
+/* A large buffer (the factorization's n x n doubles, the bf16 operands): fresh, it is
+ * zero pages the kernel fills one 4 KiB fault at a time (n = 3072: 18k faults, each a trap out of a VM's guest, ~10 %
+ * of a SparseGPT run in sys time): ask for huge pages where the kernel gives them on
+ * request (transparent_hugepage=madvise), 512 times fewer faults. */
+static double *work_alloc(size_t bytes)
+{
+	const size_t huge = (size_t)2 << 20;
+	void *p = NULL;
+	if (bytes >= 2 * huge) {
+		size_t r = (bytes + huge - 1) / huge * huge;
+		if (posix_memalign(&p, huge, r) == 0) {
+#ifdef MADV_HUGEPAGE
+			(void)madvise(p, r, MADV_HUGEPAGE);   /* only advice: failing is harmless */
+#endif
+			return p;
+		}
+	}
+	return lm_alloc(bytes);
+}
+
+/* columns of H per bf16 product: H's upper triangle is covered by strips
+ * H[0:i0+nb, i0:i0+nb], a little more than half the square (n = 3072: 54 %) */
+#define HESS_BF16_COLS 256
 
 /* With --compute bf16, H += X^T X by the bf16 GEMM: X rounded to bf16, products summed in
- * fp32 (issue #19), in strips of the upper triangle. 0, or -1 when it found no memory
- * before any sum (the GEMM fails before it writes C; a later strip that fails leaves the
- * rest of the triangle to ssyrk). */
+ * fp32 (issue #19), in column strips of the upper triangle. X^T is packed once as the
+ * GEMM's A (its rows from 0 to i0+nb a prefix of it), each strip's columns as its B: one
+ * conversion of X for A and one for all the Bs, where strips given as transposed operands
+ * repacked X[:, i0:] for every strip. The buffers stay in h for the next add. 0, or -1
+ * when it found no memory (H unchanged: the caller sums in f32). */
 static int add_bf16(struct lm_hessian *h, const float *X, size_t N)
 {
-	const size_t n = h->n;
-	for (size_t i0 = 0; i0 < n; i0 += HESS_BF16_ROWS) {
-		size_t nb = n - i0 < HESS_BF16_ROWS ? n - i0 : HESS_BF16_ROWS;
-		/* C [nb, n-i0] += A^T B: A = X[:, i0:i0+nb] given as [N, nb] (a_km), B =
-		 * X[:, i0:n] given as [N, n-i0] (b_kn), both rows n apart */
-		if (lm_gemm_bf16_t(h->H + i0 * n + i0, n, X + i0, n, 1, X + i0, n, 1, nb, n - i0, N,
-		                   1.0f) < 0) {
+	const size_t n = h->n, nb0 = n < HESS_BF16_COLS ? n : HESS_BF16_COLS;
+	size_t na = lm_gemm_bf16_packed_a(n, N), nbp = lm_gemm_bf16_packed_b(nb0, N), bytes;
+	/* X^T [n, N] f32, then A packed, then one B */
+	if (lm_mul(n, N, &bytes) < 0 || lm_mul(bytes, sizeof(float), &bytes) < 0 ||
+	    lm_add(bytes, (na + nbp) * sizeof(uint32_t), &bytes) < 0)
+		return -1;
+	if (h->ws_bytes < bytes) {
+		free(h->ws);
+		h->ws_bytes = 0;
+		if (!(h->ws = work_alloc(bytes)))
+			return -1;
+		h->ws_bytes = bytes;
+	}
+	float *XT = h->ws;
+	uint32_t *ap = (uint32_t *)(XT + n * N), *bp = ap + na;
+	/* 64 tokens at a time: 64 rows of X read across, each XT row written 256 bytes on */
+	for (size_t t0 = 0; t0 < N; t0 += 64) {
+		size_t t1 = N - t0 < 64 ? N : t0 + 64;
+		for (size_t c = 0; c < n; c++)
+			for (size_t t = t0; t < t1; t++)
+				XT[c * N + t] = X[t * n + c];
+	}
+	lm_gemm_bf16_pack_a(ap, XT, n, N);
+	for (size_t i0 = 0; i0 < n; i0 += HESS_BF16_COLS) {
+		size_t nb = n - i0 < HESS_BF16_COLS ? n - i0 : HESS_BF16_COLS;
+		lm_gemm_bf16_pack_b(bp, XT + i0 * N, nb, N);
+		/* C [i0+nb, nb] (columns i0.. of H) += XT[0:i0+nb] XT[i0:i0+nb]^T */
+		if (lm_gemm_bf16_nt_packed(h->H + i0, n, ap, bp, i0 + nb, nb, N, 1.0f) < 0) {
 			if (i0 == 0)
 				return -1;
-			/* a later strip: the earlier ones are summed; finish in f32 from here */
+			/* a later strip: the earlier ones are summed; the rest of the triangle in f32 */
 			cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)(n - i0), (int)N, 1.0f,
 			            X + i0, (int)n, 1.0f, h->H + i0 * n + i0, (int)n);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)i0, (int)(n - i0), (int)N,
+			            1.0f, X, (int)n, X + i0, (int)n, 1.0f, h->H + i0, (int)n);
 			return 0;
 		}
 	}
@@ -93,26 +139,6 @@ int lm_hessian_finish(struct lm_hessian *h)
 	}
 	h->finished = 1;
 	return 0;
-}
-
-/* n x n doubles for the factorization. A large fresh buffer is zero pages the kernel fills
- * one 4 KiB fault at a time (n = 3072: 18k faults, each a trap out of a VM's guest, ~10 %
- * of a SparseGPT run in sys time): ask for huge pages where the kernel gives them on
- * request (transparent_hugepage=madvise), 512 times fewer faults. */
-static double *work_alloc(size_t bytes)
-{
-	const size_t huge = (size_t)2 << 20;
-	void *p = NULL;
-	if (bytes >= 2 * huge) {
-		size_t r = (bytes + huge - 1) / huge * huge;
-		if (posix_memalign(&p, huge, r) == 0) {
-#ifdef MADV_HUGEPAGE
-			(void)madvise(p, r, MADV_HUGEPAGE);   /* only advice: failing is harmless */
-#endif
-			return p;
-		}
-	}
-	return lm_alloc(bytes);
 }
 
 /* The reversed factorization, for --compute bf16 (issue #19): the same U in half the

@@ -26,6 +26,8 @@ struct lm_hessian {
 	float *H;          /* [n,n] row-major; upper triangle while accumulating */
 	size_t nsamples;   /* windows added */
 	int finished;
+	void *ws;          /* bf16 products' packed operands, kept from one add to the next */
+	size_t ws_bytes;
 };
 
 /* n x n zeros; -1 + error (size, memory) */
