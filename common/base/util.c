@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -205,6 +206,22 @@ void *lm_alloc(size_t n)
 }
 
 void lm_free(void *p) { free(p); }
+
+void *lm_alloc_huge(size_t bytes)
+{
+	const size_t huge = (size_t)2 << 20;
+	void *p = NULL;
+	if (bytes >= 2 * huge && bytes <= SIZE_MAX - huge) {
+		size_t r = (bytes + huge - 1) / huge * huge;
+		if (posix_memalign(&p, huge, r) == 0) {
+#ifdef MADV_HUGEPAGE
+			(void)madvise(p, r, MADV_HUGEPAGE);   /* only advice: failing is harmless */
+#endif
+			return p;
+		}
+	}
+	return lm_alloc(bytes);
+}
 
 int lm_mul(size_t a, size_t b, size_t *out)
 {

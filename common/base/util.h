@@ -47,6 +47,13 @@ char *xstrdup(const char *s);
 /* 64-byte aligned, returns NULL and sets the error on failure (sizes from input) */
 void *lm_alloc(size_t n);
 void lm_free(void *p);
+/* lm_alloc for a large buffer written soon after (the layer Hessians, their factors):
+ * fresh, such a buffer is zero pages the kernel fills one 4 KiB fault at a time (n = 3072
+ * floats squared: 9k faults, each a trap out of a VM's guest; ~10 % of a SparseGPT run
+ * went to sys time), so from 4 MiB on it is 2 MiB aligned and asks for huge pages, where
+ * the kernel gives them on request (transparent_hugepage=madvise): 512 times fewer
+ * faults. Freed by lm_free. */
+void *lm_alloc_huge(size_t bytes);
 
 /* ---- overflow-checked size arithmetic: return -1 and set the error on overflow ---- */
 int lm_mul(size_t a, size_t b, size_t *out);

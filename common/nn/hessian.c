@@ -9,7 +9,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 int lm_hessian_init(struct lm_hessian *h, size_t n)
 {
@@ -17,7 +16,7 @@ int lm_hessian_init(struct lm_hessian *h, size_t n)
 	memset(h, 0, sizeof *h);
 	if (n == 0 || n > INT_MAX)
 		return lm_seterr("Hessian: %zu columns (LAPACK takes 1 to %d)", n, INT_MAX);
-	if (lm_mul(n, n, &nn) < 0 || lm_mul(nn, sizeof(float), &nn) < 0 || !(h->H = lm_alloc(nn)))
+	if (lm_mul(n, n, &nn) < 0 || lm_mul(nn, sizeof(float), &nn) < 0 || !(h->H = (float *)lm_alloc_huge(nn)))
 		return lm_preerr("Hessian of %zu columns", n);
 	memset(h->H, 0, nn);
 	h->n = n;
@@ -29,26 +28,6 @@ void lm_hessian_free(struct lm_hessian *h)
 	lm_free(h->H);
 	free(h->ws);
 	memset(h, 0, sizeof *h);
-}
-
-/* A large buffer (the factorization's n x n doubles, the bf16 operands): fresh, it is
- * zero pages the kernel fills one 4 KiB fault at a time (n = 3072: 18k faults, each a trap out of a VM's guest, ~10 %
- * of a SparseGPT run in sys time): ask for huge pages where the kernel gives them on
- * request (transparent_hugepage=madvise), 512 times fewer faults. */
-static double *work_alloc(size_t bytes)
-{
-	const size_t huge = (size_t)2 << 20;
-	void *p = NULL;
-	if (bytes >= 2 * huge) {
-		size_t r = (bytes + huge - 1) / huge * huge;
-		if (posix_memalign(&p, huge, r) == 0) {
-#ifdef MADV_HUGEPAGE
-			(void)madvise(p, r, MADV_HUGEPAGE);   /* only advice: failing is harmless */
-#endif
-			return p;
-		}
-	}
-	return lm_alloc(bytes);
 }
 
 /* columns of H per bf16 product: H's upper triangle is covered by strips
@@ -72,7 +51,7 @@ static int add_bf16(struct lm_hessian *h, const float *X, size_t N)
 	if (h->ws_bytes < bytes) {
 		free(h->ws);
 		h->ws_bytes = 0;
-		if (!(h->ws = work_alloc(bytes)))
+		if (!(h->ws = lm_alloc_huge(bytes)))
 			return -1;
 		h->ws_bytes = bytes;
 	}
@@ -199,7 +178,7 @@ int lm_hessian_inv_chol(const float *H, size_t n, double percdamp, unsigned char
 
 	if (n == 0 || n > INT_MAX)
 		return lm_seterr("Hessian: %zu columns (LAPACK takes 1 to %d)", n, INT_MAX);
-	if (lm_mul(n, n, &nn) < 0 || lm_mul(nn, sizeof *A, &nn) < 0 || !(A = work_alloc(nn)))
+	if (lm_mul(n, n, &nn) < 0 || lm_mul(nn, sizeof *A, &nn) < 0 || !(A = lm_alloc_huge(nn)))
 		return lm_preerr("Cholesky of %zu x %zu", n, n);
 	/* rev: A = P H P, so A's diagonal entry n-1-j is H's entry j */
 	if (rev)

@@ -153,7 +153,7 @@ static void calibrated_layer(struct lm_layerwise *d, struct lm_calib *cal, int l
 			continue;
 		if (d->hessian) {
 			float *H;
-			if (lm_hessian_finish(&st.h[g]) < 0 || !(U = lm_alloc(n * n * sizeof *U)))
+			if (lm_hessian_finish(&st.h[g]) < 0 || !(U = lm_alloc_huge(n * n * sizeof *U)))
 				die("layer %d: %s", l, lm_errmsg());
 			dead = xmalloc(n);
 			H = st.h[g].H;
