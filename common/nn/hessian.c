@@ -127,6 +127,9 @@ int lm_hessian_finish(struct lm_hessian *h)
  *   P L^-1 P, upper with a positive diagonal, hence the unique factor the other path
  *   computes.
  * A holds P D P row-major (= column-major, D being symmetric) on entry; U is written. */
+#ifndef HESS_CHOL_THREADS
+#define HESS_CHOL_THREADS 2048
+#endif
 static int inv_chol_reversed(double *A, size_t n, float *U)
 {
 	int in = (int)n, info = 0;
@@ -136,9 +139,17 @@ static int inv_chol_reversed(double *A, size_t n, float *U)
 	 * double from A, still intact */
 	for (size_t i = 0; i < n * n; i++)
 		U[i] = (float)A[i];
+	/* one BLAS thread below HESS_CHOL_THREADS columns: OpenBLAS's idle threads spin
+	 * (sched_yield) for ~0.1 s after a threaded call, and a 768-column factorization takes
+	 * a few ms; the spin then took a core from the bf16 GEMM that follows on our pool */
+	const int blas = openblas_get_num_threads();
+	if (n < HESS_CHOL_THREADS)
+		openblas_set_num_threads(1);
 	spotrf_("L", &in, U, &in, &info, 1);
 	if (info == 0)
 		strtri_("L", "N", &in, U, &in, &info, 1, 1);
+	if (n < HESS_CHOL_THREADS)
+		openblas_set_num_threads(blas);
 	if (info == 0) {
 		/* U_ij = (L^-1)_(n-1-i)(n-1-j) = U[(n-1-j) n + (n-1-i)] column-major: an involution
 		 * of the positions, done by swaps; the strict lower part is then what strtri left
