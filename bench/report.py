@@ -608,8 +608,9 @@ def prune_md():
     if bg:
         p("### `lm-prune --compute bf16` against f32\n")
         p("Same runs, interleaved: the calibration forward's products on bf16-rounded operands "
-          "with fp32 sums (`common/nn/gemm_bf16.c`); the Hessians, their factorization and the "
-          "updates stay in f32/f64. Whole process (*wall*), the model read and written included.\n")
+          "with fp32 sums (`common/nn/gemm_bf16.c`); the Hessians (XᵀX on the bf16 GEMM) and "
+          "SparseGPT's update after each block too; the factorization in f32 (double where f32 "
+          "finds no factor). Whole process (*wall*), the model read and written included.\n")
         p(head('method', 'threads', 'f32 wall s', 'bf16 wall s', 'f32 ÷ bf16'))
         for g in bg:
             _, m, j = g.split("-")
