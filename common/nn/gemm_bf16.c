@@ -388,7 +388,13 @@ size_t lm_gemm_bf16_packed_b(size_t N, size_t K)
 
 void lm_gemm_bf16_pack_a(uint32_t *ap, const float *A, size_t M, size_t K)
 {
-	struct gemm_job j = {NULL, 0, A, NULL, K, 0, 0, 0, M, 0, K, (K + 1) / 2, 0.0f,
+	lm_gemm_bf16_pack_a_t(ap, A, K, 0, M, K);
+}
+
+void lm_gemm_bf16_pack_a_t(uint32_t *ap, const float *A, size_t lda, int a_km, size_t M,
+                           size_t K)
+{
+	struct gemm_job j = {NULL, 0, A, NULL, lda, 0, 0, a_km, M, 0, K, (K + 1) / 2, 0.0f,
 	                     ap, NULL, NULL, 0};
 	if (K)
 		lm_parallel_for(M, 1 + ((size_t)1 << 18) / K, lm_threads(), pack_part, &j);

@@ -35,6 +35,10 @@ int lm_gemm_bf16_nt_packed(float *C, size_t ldc, const uint32_t *ap, const uint3
  * gives on the unpacked B. For a B used by many row chunks (the LM head in the loss). */
 void lm_gemm_bf16_pack_b_t(uint32_t *bp, const float *B, size_t ldb, int b_kn, size_t N,
                            size_t K);
+/* A packed as lm_gemm_bf16_pack_a packs it, from rows lda apart, or (a_km) from A given
+ * transposed, [K x M] */
+void lm_gemm_bf16_pack_a_t(uint32_t *ap, const float *A, size_t lda, int a_km, size_t M,
+                           size_t K);
 int lm_gemm_bf16_b_packed(float *C, size_t ldc, const float *A, size_t lda, int a_km,
                           const uint32_t *bp, size_t M, size_t N, size_t K, float beta);
 #endif

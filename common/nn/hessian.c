@@ -36,17 +36,16 @@ void lm_hessian_free(struct lm_hessian *h)
 
 /* With --compute bf16, H += X^T X by the bf16 GEMM: X rounded to bf16, products summed in
  * fp32 (issue #19), in column strips of the upper triangle. X^T is packed once as the
- * GEMM's A (its rows from 0 to i0+nb a prefix of it), each strip's columns as its B: one
- * conversion of X for A and one for all the Bs, where strips given as transposed operands
- * repacked X[:, i0:] for every strip. The buffers stay in h for the next add. 0, or -1
- * when it found no memory (H unchanged: the caller sums in f32). */
+ * GEMM's A, straight from X (its rows from 0 to i0+nb a prefix of it), each strip's columns
+ * of X as its B: one conversion of X for A and one for all the Bs, where strips given as
+ * transposed operands repacked X[:, i0:] for every strip. The packed buffers stay in h for
+ * the next add. 0, or -1 when it found no memory (H unchanged: the caller sums in f32). */
 static int add_bf16(struct lm_hessian *h, const float *X, size_t N)
 {
 	const size_t n = h->n, nb0 = n < HESS_BF16_COLS ? n : HESS_BF16_COLS;
 	size_t na = lm_gemm_bf16_packed_a(n, N), nbp = lm_gemm_bf16_packed_b(nb0, N), bytes;
-	/* X^T [n, N] f32, then A packed, then one B */
-	if (lm_mul(n, N, &bytes) < 0 || lm_mul(bytes, sizeof(float), &bytes) < 0 ||
-	    lm_add(bytes, (na + nbp) * sizeof(uint32_t), &bytes) < 0)
+	/* A packed, then one B */
+	if (lm_add(na, nbp, &bytes) < 0 || lm_mul(bytes, sizeof(uint32_t), &bytes) < 0)
 		return -1;
 	if (h->ws_bytes < bytes) {
 		free(h->ws);
@@ -55,20 +54,12 @@ static int add_bf16(struct lm_hessian *h, const float *X, size_t N)
 			return -1;
 		h->ws_bytes = bytes;
 	}
-	float *XT = h->ws;
-	uint32_t *ap = (uint32_t *)(XT + n * N), *bp = ap + na;
-	/* 64 tokens at a time: 64 rows of X read across, each XT row written 256 bytes on */
-	for (size_t t0 = 0; t0 < N; t0 += 64) {
-		size_t t1 = N - t0 < 64 ? N : t0 + 64;
-		for (size_t c = 0; c < n; c++)
-			for (size_t t = t0; t < t1; t++)
-				XT[c * N + t] = X[t * n + c];
-	}
-	lm_gemm_bf16_pack_a(ap, XT, n, N);
+	uint32_t *ap = h->ws, *bp = ap + na;
+	lm_gemm_bf16_pack_a_t(ap, X, n, 1, n, N);   /* X is X^T given transposed */
 	for (size_t i0 = 0; i0 < n; i0 += HESS_BF16_COLS) {
 		size_t nb = n - i0 < HESS_BF16_COLS ? n - i0 : HESS_BF16_COLS;
-		lm_gemm_bf16_pack_b(bp, XT + i0 * N, nb, N);
-		/* C [i0+nb, nb] (columns i0.. of H) += XT[0:i0+nb] XT[i0:i0+nb]^T */
+		lm_gemm_bf16_pack_b_t(bp, X + i0, n, 1, nb, N);   /* X[:, i0:i0+nb], [N x nb] */
+		/* C [i0+nb, nb] (columns i0.. of H) += X[:, 0:i0+nb]^T X[:, i0:i0+nb] */
 		if (lm_gemm_bf16_nt_packed(h->H + i0, n, ap, bp, i0 + nb, nb, N, 1.0f) < 0) {
 			if (i0 == 0)
 				return -1;

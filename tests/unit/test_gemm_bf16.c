@@ -104,6 +104,14 @@ static void forms(size_t M, size_t N, size_t K)
 	CHECK(lm_gemm_bf16_b_packed(C6, N, A, lda, 0, bq, M, N, K, 0.5f) == 0);
 	lm_gemm_bf16_pack_b_t(bq, Bt, N + 7, 1, N, K);
 	CHECK(lm_gemm_bf16_b_packed(C7, N, At, M + 3, 1, bq, M, N, K, 0.5f) == 0);
+	/* A packed from its transposed form, by both packed operands (the bf16 Hessian) */
+	uint32_t *aq = malloc((lm_gemm_bf16_packed_a(M, K) + 1) * 4);
+	float *C8 = malloc(M * N * 4);
+	for (size_t i = 0; i < M * N; i++) C8[i] = Cs[i];
+	lm_gemm_bf16_pack_a_t(aq, At, M + 3, 1, M, K);
+	CHECK(lm_gemm_bf16_nt_packed(C8, N, aq, bq, M, N, K, 0.5f) == 0);
+	CHECKF(!memcmp(C8, C0, M * N * 4), "%zu x %zu x %zu: A packed from [K x M] differs", M, N, K);
+	free(aq); free(C8);
 	CHECKF(!memcmp(C6, C0, M * N * 4), "%zu x %zu x %zu: B packed whole differs", M, N, K);
 	CHECKF(!memcmp(C7, C0, M * N * 4), "%zu x %zu x %zu: B packed from [K x N], A as [K x M] "
 	       "differ", M, N, K);
