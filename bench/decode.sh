@@ -3,7 +3,8 @@
 # by memory for every weight type? On an OPT-125m-shaped model (random weights, lm-init
 # --seed 1) in f32, f16, bf16 and packed q8, q4, q3, q2 (g128, RTN from the f16 stream, the
 # token embeddings and so the tied head packed too):
-#   1. the machine's read bandwidth (bench/bandwidth.c, a STREAM-like sum over 1 GiB);
+#   1. the machine's read bandwidth (bench/bandwidth.c, a STREAM-like sum over 1 GiB, the
+#      best of 4 KiB or 2 MiB pages and 1 or 4 streams per thread);
 #   2. lm-eval --generate "The history of the" -n 64: tokens/s at 1 and 2 threads, the weight
 #      bytes one token reads (every matrix once, the head whole, one row of positions), the
 #      GB/s that makes and its share of the measured bandwidth; and the same run on the tile
@@ -211,7 +212,8 @@ print(f"OPT-125m-shaped model, random weights (`lm-init --like opt-125m --seed 1
       f"and {facts['load_end']} at the end; median of {reps} run(s). \"others\": cores the rest "
       f"of the machine kept busy meanwhile (timings are only comparable where it is near 0).\n")
 print("Read bandwidth (`bench/bandwidth.c`: the sum of a "
-      f"{facts.get('bw_mib', '1024')} MiB buffer, median of 5 passes per probe): "
+      f"{facts.get('bw_mib', '1024')} MiB buffer, the best of four ways to read it (4 KiB or "
+      "2 MiB pages, 1 or 4 streams per thread), median of 5 passes per way and probe): "
       + ", ".join(f"**{bw[t]:.1f} GB/s** at {t} thread(s)" for t in sorted(bw)) + ".\n")
 print("Bytes/token: the weights one token reads (every matrix once, the head whole, one row of "
       "positions); GB/s = bytes/token x tokens/s; \"tile path\": the same run with "
