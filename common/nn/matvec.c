@@ -467,10 +467,10 @@ dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const f
            size_t IN, size_t nb)
 {
 	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	__m512 a0[MV_NB], a1[MV_NB];
+	__m512 a0[MV_NB], a1[MV_NB], a2[MV_NB], a3[MV_NB];
 	float st[MV_NB];
 	for (size_t n = 0; n < nb; n++)
-		a0[n] = a1[n] = _mm512_setzero_ps(), st[n] = 0.0f;
+		a0[n] = a1[n] = a2[n] = a3[n] = _mm512_setzero_ps(), st[n] = 0.0f;
 	for (size_t g = 0; g < ng; g++) {
 		const uint8_t *grp = row + g * gb, *c = grp + 4;
 		const float *xg = x + g * G;
@@ -481,6 +481,21 @@ dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const f
 		const __m512 lut = _mm512_mul_ps(_mm512_set1_ps(scale),
 		                                 _mm512_sub_ps(iota, _mm512_set1_ps((float)zero)));
 		size_t i = 0;
+		/* 64 codes per step on four chains while nb <= 2: two chains left each FMA's
+		 * latency bounding a decode step (nb = 1) */
+		for (; nb <= 2 && i + 64 <= G; i += 64) {
+			__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(c + i / 2)));
+			__m512i u = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(c + i / 2 + 16)));
+			__m512 w0 = _mm512_permutexvar_ps(v, lut), w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+			__m512 w2 = _mm512_permutexvar_ps(u, lut), w3 = _mm512_permutexvar_ps(_mm512_srli_epi32(u, 4), lut);
+			for (size_t n = 0; n < nb; n++) {
+				const float *xn = xg + n * IN + i;
+				a0[n] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xn), a0[n]);
+				a1[n] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xn + 16), a1[n]);
+				a2[n] = _mm512_fmadd_ps(w2, _mm512_loadu_ps(xn + 32), a2[n]);
+				a3[n] = _mm512_fmadd_ps(w3, _mm512_loadu_ps(xn + 48), a3[n]);
+			}
+		}
 		for (; i + 32 <= G; i += 32) {
 			__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(c + i / 2)));
 			__m512 w0 = _mm512_permutexvar_ps(v, lut);                        /* codes i, i+2, ... */
@@ -497,7 +512,8 @@ dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const f
 		}
 	}
 	for (size_t n = 0; n < nb; n++)
-		s[n] = _mm512_reduce_add_ps(_mm512_add_ps(a0[n], a1[n])) + st[n];
+		s[n] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0[n], a1[n]),
+		                                          _mm512_add_ps(a2[n], a3[n]))) + st[n];
 }
 
 static inline __attribute__((always_inline)) AVX512_T void

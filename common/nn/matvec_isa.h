@@ -19,15 +19,25 @@
 	                : (dt) == LM_F16 ? VF16((const uint16_t *)(w) + (i))             \
 	                                 : VBF16((const uint16_t *)(w) + (i)))
 
-/* s[n] = x[n] · w for nb rows of x (stride IN): two chains per row of x while they fit the
- * registers, so an FMA's latency does not bound one row's sum */
+/* s[n] = x[n] · w for nb rows of x (stride IN): four chains per row of x while nb <= 2, two
+ * while they fit the registers, so an FMA's latency does not bound one row's sum */
 static inline __attribute__((always_inline)) MV_TARGET void
 MV(dot_float)(float *s, const void *w, enum lm_dtype dt, const float *x, size_t IN, size_t nb)
 {
-	vf a0[MV_NB], a1[MV_NB];
+	vf a0[MV_NB], a1[MV_NB], a2[MV_NB], a3[MV_NB];
 	size_t i = 0;
 	for (size_t n = 0; n < nb; n++)
-		a0[n] = a1[n] = VZERO();
+		a0[n] = a1[n] = a2[n] = a3[n] = VZERO();
+	for (; nb <= 2 && i + 4 * VL <= IN; i += 4 * VL) { /* four chains while they fit */
+		vf w0 = MV_LOADW(dt, w, i), w1 = MV_LOADW(dt, w, i + VL);
+		vf w2 = MV_LOADW(dt, w, i + 2 * VL), w3 = MV_LOADW(dt, w, i + 3 * VL);
+		for (size_t n = 0; n < nb; n++) {
+			a0[n] = VFMA(w0, VLOADX(x + n * IN + i), a0[n]);
+			a1[n] = VFMA(w1, VLOADX(x + n * IN + i + VL), a1[n]);
+			a2[n] = VFMA(w2, VLOADX(x + n * IN + i + 2 * VL), a2[n]);
+			a3[n] = VFMA(w3, VLOADX(x + n * IN + i + 3 * VL), a3[n]);
+		}
+	}
 	for (; i + 2 * VL <= IN; i += 2 * VL) {
 		vf w0 = MV_LOADW(dt, w, i), w1 = MV_LOADW(dt, w, i + VL);
 		for (size_t n = 0; n < nb; n++) {
@@ -41,7 +51,7 @@ MV(dot_float)(float *s, const void *w, enum lm_dtype dt, const float *x, size_t 
 			a0[n] = VFMA(w0, VLOADX(x + n * IN + i), a0[n]);
 	}
 	for (size_t n = 0; n < nb; n++)
-		s[n] = VHSUM(VADD(a0[n], a1[n]));
+		s[n] = VHSUM(VADD(VADD(a0[n], a1[n]), VADD(a2[n], a3[n])));
 	for (; i < IN; i++) {
 		float wi = mv_scalar_w(w, dt, i);
 		for (size_t n = 0; n < nb; n++)

@@ -96,7 +96,7 @@ int main(void)
 	enum lm_dtype floats[] = {LM_F32, LM_F16, LM_BF16};
 	const size_t outs[] = {1, 7, 17, 769}, ns[] = {1, 2, 5};
 	/* odd sizes, sizes short of one vector, and no multiple of 8 or 16 */
-	const size_t ins_float[] = {1, 7, 37, 768, 769};
+	const size_t ins_float[] = {1, 7, 37, 100, 768, 769}; /* 100: 4, 2 and 1 vectors, a tail */
 	for (size_t d = 0; d < 3; d++)
 		for (size_t a = 0; a < sizeof ins_float / sizeof *ins_float; a++)
 			for (size_t b = 0; b < 4; b++)
@@ -105,9 +105,9 @@ int main(void)
 	const int bits[] = {2, 3, 4, 8};
 	for (size_t k = 0; k < 4; k++) {
 		/* per row: any IN (odd, codes straddling bytes, a tail past the vectors) */
-		const size_t ins_row[] = {1, 7, 37, 769};
+		const size_t ins_row[] = {1, 7, 37, 100, 769};
 		enum lm_dtype pr = (enum lm_dtype)lm_dtype_q(bits[k], 0);
-		for (size_t a = 0; a < 4; a++)
+		for (size_t a = 0; a < sizeof ins_row / sizeof *ins_row; a++)
 			for (size_t b = 0; b < 4; b++)
 				for (size_t c = 0; c < 3; c++)
 					one(pr, ins_row[a], outs[b], ns[c], &st);
