@@ -12,8 +12,9 @@
  *
  * Threads: the linear layers' GEMMs run on OpenBLAS's own pthreads; the row loops here
  * (layernorm, cross-entropy) and attention's (batch, head) pairs run on a small pthread
- * pool whose workers sleep on a condition variable between jobs (never spin: a spinning
- * thread would steal a core from OpenBLAS, see docs/performance.md §2). No OpenMP. */
+ * pool whose workers sleep on a condition variable between jobs (no spinning: a spinning
+ * thread would steal a core from OpenBLAS, see docs/performance.md §2; only the decode
+ * products, pool.h's hot jobs, are followed by a short poll that yields). No OpenMP. */
 #ifndef LM_KERNELS_H
 #define LM_KERNELS_H
 

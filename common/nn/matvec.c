@@ -748,7 +748,7 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 	}
 #endif
 	/* at least ~64k weights per thread: below that a wake-up costs more than it saves */
-	lm_parallel_for(nr, 1 + ((size_t)1 << 16) / (a.IN + 1), lm_threads(), mv_part, &j);
+	lm_parallel_for_hot(nr, 1 + ((size_t)1 << 16) / (a.IN + 1), lm_threads(), mv_part, &j);
 	lm_free(xs);
 	return 0;
 }

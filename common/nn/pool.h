@@ -1,5 +1,6 @@
 /* pool.h: the thread count and the small pthread pool that runs the kernels' row loops
- * (workers sleep on a condition variable between jobs, never spin: see kernels.h) */
+ * (workers sleep on a condition variable between jobs; they poll a short while only
+ * after a hot job: see pool.c and kernels.h) */
 #ifndef LM_POOL_H
 #define LM_POOL_H
 
@@ -17,5 +18,9 @@ int lm_threads(void);
  * inside fn). Returns the number of parts used. */
 typedef void lm_range_fn(void *ctx, size_t i0, size_t i1, int part);
 int lm_parallel_for(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void *ctx);
+/* the same for jobs that come back to back, each short (the decode products): after it
+ * the workers poll for the next job for a fraction of a millisecond before they sleep,
+ * so the next one starts without a wake-up through the kernel */
+int lm_parallel_for_hot(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void *ctx);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TOL 1e-5   /* relative (max abs err / max abs value) for f32 kernels vs references */
 
@@ -324,6 +325,19 @@ static void test_threads(void)
 		ok &= c.hits[i] == (i < 500 ? 50 : 50 * 1001);
 	CHECK(ok);
 	CHECK(lm_parallel_for(1000, 600, 0, cover_part, &c) == 1);  /* grain too big for 2 */
+	/* hot jobs (polling workers) mixed with plain ones (sleeping workers), back to back and
+	 * after a pause past the polling window: every index once per job, and the caller
+	 * sees the other part's writes as soon as the call returns */
+	static struct cover h;
+	ok = 1;
+	for (int rep = 0; rep < 400; rep++) {
+		int hot = rep % 3 != 2;
+		if (rep % 100 == 99)
+			usleep(1000); /* > the 0.2 ms of polling: the worker has gone to sleep */
+		CHECK((hot ? lm_parallel_for_hot : lm_parallel_for)(1000, 1, 0, cover_part, &h) == 2);
+		ok &= h.hits[0] == rep + 1 && h.hits[999] == (rep + 1) * 1001;
+	}
+	CHECK(ok);
 	/* the threaded row loops give the same numbers */
 	test_layernorm();
 	test_attention();
