@@ -388,6 +388,24 @@ static inline __attribute__((always_inline)) AVX512_T __m512i pos_avx512(uint64_
 	return _mm512_and_si512(_mm512_srlv_epi32(v, sh), _mm512_set1_epi32((1 << pb) - 1));
 }
 
+/* a 4-bit group's 16 values scale * (q - zero), (q - zero) exact: one rounding each, as
+ * lm_q_value and the dense q4 rows */
+static inline __attribute__((always_inline)) AVX512_T __m512 q4lut_avx512(float scale, int zero)
+{
+	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	return _mm512_mul_ps(_mm512_set1_ps(scale), _mm512_sub_ps(iota, _mm512_set1_ps((float)zero)));
+}
+
+/* 16 consecutive 4-bit codes (8 bytes at p) looked up in lut: lane j takes byte j / 2,
+ * shifted right by 4 for odd j; vpermps reads only the index's low 4 bits, so no mask */
+static inline __attribute__((always_inline)) AVX512_T __m512 q4w_avx512(const uint8_t *p, __m512 lut)
+{
+	const __m512i half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+	const __m512i nib = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+	__m512i b = _mm512_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+	return _mm512_permutexvar_ps(_mm512_srlv_epi32(_mm512_permutexvar_epi32(half, b), nib), lut);
+}
+
 /* x at lanes idx < 64: two two-vector permutes, picked by idx's bit 5 */
 static inline __attribute__((always_inline)) AVX512_T __m512 win4_avx512(const float *xw, __m512i idx)
 {
@@ -421,6 +439,8 @@ static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uin
 #define VPOS(w, sh, pb) pos_avx512(w, sh, pb)
 #define VPOSW(w, sh, pb) _mm512_and_si512(_mm512_srlv_epi32(_mm512_set1_epi32((int)(w)), sh), \
                                           _mm512_set1_epi32((1 << (pb)) - 1))
+#define VQ4LUT(scale, zero) q4lut_avx512(scale, zero)
+#define VQ4W(p, lut) q4w_avx512(p, lut)
 #define VWIN2(xw, idx) _mm512_permutex2var_ps(_mm512_loadu_ps(xw), idx, _mm512_loadu_ps((xw) + 16))
 #define VWIN4(xw, idx) win4_avx512(xw, idx)
 #define VGATHER(xw, idx) _mm512_i32gather_ps(idx, xw, 4)
@@ -432,6 +452,8 @@ static inline __attribute__((always_inline)) AVX512_T __m512 bm_avx512(const uin
 #undef VPOS
 #undef VPOSW
 #undef VWIN2
+#undef VQ4LUT
+#undef VQ4W
 #undef VWIN4
 #undef VGATHER
 #undef VBM

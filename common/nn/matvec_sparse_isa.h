@@ -14,6 +14,8 @@
  *   VBM(val, dt, mask, end): VL weights of a bitmap chunk: lane j is the next kept value
  *     where bit j of mask is set, 0 elsewhere; reads no byte at or past end
  *   VBMW(val, dt, mask): the same where 64 bytes at val may be read
+ *   VQ4LUT(scale, zero), VQ4W(p, lut) (optional): a 4-bit group's 16 values scale *
+ *     (q - zero) in one register, and VL consecutive 4-bit codes at p looked up in it
  *
  * N:M: a chunk of VL kept values (VL a multiple of n) covers VL/n groups of m inputs, the
  * window of x at k/n*m; each value's input is (j/n)*m + its position (mv_args.spbase +
@@ -140,6 +142,17 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 		int zero;
 		mv_grid_f16c(grp, &scale, &zero);
 		vi z = VZI(zero);
+#ifdef VQ4W
+		/* 4-bit codes by table, as the dense q4 rows (the convert and subtract per chunk
+		 * were a third of the loop): the weights come scaled, one rounding each as
+		 * lm_q_value, so the group's sum takes no multiply at its end */
+		const int lut4 = bits == 4;
+		const vf lut = lut4 ? VQ4LUT(scale, zero) : VZERO();
+#define SP_QW(k) (lut4 ? VQ4W(c + (k) / 2, lut) : VQF(SP_CODES(bits, c, k), z))
+#else
+		const int lut4 = 0;
+#define SP_QW(k) VQF(SP_CODES(bits, c, k), z)
+#endif
 		vf acc[MV_NB];
 		size_t k = 0;
 		for (size_t j = 0; j < nb; j++)
@@ -158,7 +171,7 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 			for (; k + 2 * VL <= kc; k += 2 * VL, xw += 2 * xstep) {
 				uint32_t p0, p1;
 				memcpy(&p0, pp + k * pb / 8, 4), memcpy(&p1, pp + k * pb / 8 + pstep, 4);
-				vf w0 = VQF(SP_CODES(bits, c, k), z), w1 = VQF(SP_CODES(bits, c, k + VL), z);
+				vf w0 = SP_QW(k), w1 = SP_QW(k + VL);
 				vi i0 = VADDI(base, VPOSW(p0, shw, (int)pb));
 				vi i1 = VADDI(base, VPOSW(p1, shw, (int)pb));
 				for (size_t j = 0; j < nb; j++) {
@@ -170,15 +183,16 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 				acc[j] = VADD(acc[j], acc1[j]);
 		}
 		for (; k + VL <= kc; k += VL, xw += xstep) {
-			vf w = VQF(SP_CODES(bits, c, k), z);
+			vf w = SP_QW(k);
 			vi idx = VADDI(base, VPOS(lm_sparse_bits(v->pos, bit0 + k * pb, VL * (int)pb, v->end),
 			                          sh, (int)pb));
 			for (size_t j = 0; j < nb; j++)
 				acc[j] = VFMA(w, SP_WIN(wmode, xw + j * IN, idx), acc[j]);
 		}
+#undef SP_QW
 		vf sv = VSET1(scale);
 		for (size_t j = 0; j < nb; j++)
-			t[j] = VFMA(sv, acc[j], t[j]);
+			t[j] = lut4 ? VADD(t[j], acc[j]) : VFMA(sv, acc[j], t[j]);
 		for (; k < kc; k++) { /* groups whose kept codes are not whole vectors */
 			size_t col = k / n * m + lm_sparse_bits(v->pos, bit0 + k * pb, (int)pb, v->end);
 			float wi = scale * (float)(mv_code(c, k, bits) - zero);
