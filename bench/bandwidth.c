@@ -40,7 +40,7 @@ static int cmp(const void *a, const void *b)
 struct part {
 	const uint64_t *p;
 	size_t n;        /* words, a multiple of LANES * streams */
-	int streams;     /* the part read as this many equal runs side by side */
+	int streams;     /* the part read as 1 or 4 equal runs side by side */
 	uint64_t sum;
 	pthread_t th;
 };
@@ -69,8 +69,6 @@ static void *sum_part(void *arg)
 	line_t acc[4] = {0};
 	if (pt->streams == 4)
 		SUM_STREAMS(4);
-	else if (pt->streams == 2)
-		SUM_STREAMS(2);
 	else
 		SUM_STREAMS(1);
 	uint64_t s = 0;

@@ -488,7 +488,6 @@ static inline __attribute__((always_inline)) AVX512_T void
 dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const float *x,
            size_t IN, size_t nb)
 {
-	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	__m512 a0[MV_NB], a1[MV_NB], a2[MV_NB], a3[MV_NB];
 	float st[MV_NB];
 	for (size_t n = 0; n < nb; n++)
@@ -499,9 +498,7 @@ dot_q4_lut(float *s, const uint8_t *row, size_t G, size_t ng, size_t gb, const f
 		float scale;
 		int zero;
 		mv_grid_f16c(grp, &scale, &zero);
-		/* scale * (q - zero): (q - zero) is exact, so one rounding, as lm_q_value */
-		const __m512 lut = _mm512_mul_ps(_mm512_set1_ps(scale),
-		                                 _mm512_sub_ps(iota, _mm512_set1_ps((float)zero)));
+		const __m512 lut = q4lut_avx512(scale, zero);
 		size_t i = 0;
 		/* 64 codes per step on four chains while nb <= 2: two chains left each FMA's
 		 * latency bounding a decode step (nb = 1) */

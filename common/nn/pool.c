@@ -49,18 +49,30 @@ static long now_ns(void)
 	return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* poll until *v differs from old (gen) or, with below, until it is not above 0
- * (pending), until the clock passes `until`; 1 if it did */
-static int poll_until(const void *v, unsigned long old, int below, long until)
+/* sched_yield until done(arg) or the clock passes `until` (looked at every 16 tries);
+ * 1 if done */
+static int poll_until(int (*done)(unsigned long), unsigned long arg, long until)
 {
 	for (int i = 0;; i++) {
-		if (below ? __atomic_load_n((const int *)v, __ATOMIC_ACQUIRE) <= 0
-		          : __atomic_load_n((const unsigned long *)v, __ATOMIC_ACQUIRE) != old)
+		if (done(arg))
 			return 1;
 		if (i % 16 == 0 && now_ns() > until)
 			return 0;
 		sched_yield();
 	}
+}
+
+/* a job after generation `seen` is published (a worker's wait) */
+static int gen_moved(unsigned long seen)
+{
+	return __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) != seen;
+}
+
+/* every worker's part of the job has ended (the caller's wait) */
+static int parts_done(unsigned long unused)
+{
+	(void)unused;
+	return __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) <= 0;
 }
 
 static void *pool_worker(void *arg)
@@ -70,7 +82,7 @@ static void *pool_worker(void *arg)
 	long poll_end = 0; /* poll for the next job until then: POOL_SPIN_NS after a hot one */
 	for (;;) {
 		if (poll_end)
-			poll_until(&pool.gen, seen, 0, poll_end);
+			poll_until(gen_moved, seen, poll_end);
 		pthread_mutex_lock(&pool.mu);
 		while (pool.gen == seen)
 			pthread_cond_wait(&pool.go, &pool.mu);
@@ -149,7 +161,7 @@ static int run(size_t n, size_t grain, int maxparts, lm_range_fn *fn, void *ctx,
 	pthread_cond_broadcast(&pool.go);
 	pthread_mutex_unlock(&pool.mu);
 	fn(ctx, 0, n / parts, 0);
-	if (!poll_until(&pool.pending, 0, 1, now_ns() + POOL_SPIN_NS)) {
+	if (!poll_until(parts_done, 0, now_ns() + POOL_SPIN_NS)) {
 		pthread_mutex_lock(&pool.mu);
 		while (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0)
 			pthread_cond_wait(&pool.done, &pool.mu);
