@@ -35,7 +35,7 @@ struct mv_args {
 	size_t G, ng, gb;        /* packed: inputs per group, groups per row, bytes per group */
 	/* kept sparse (model.h): the payload's parts, and for the N:M vector loops
 	 * (matvec_sparse_isa.h) the window of x a vector of kept values spans (2 or 4 vectors:
-	 * permutes; 3: a gather; 0: plain C rows), each lane's group start (j / n * m) and the
+	 * permutes; 3: a gather; 5: 2:4 on AVX2, x reordered by pair_x; 0: plain C rows), each lane's group start (j / n * m) and the
 	 * shift of its position bits ((j % 8) * pb; spshw: j * pb, all VL from one word) */
 	int sparse, spwin;
 	struct lm_sparse_view sv;
@@ -256,14 +256,29 @@ static inline __attribute__((always_inline)) AVX2_T __m256 win2_avx2(const float
 	return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
 }
 
-/* lane j of a byte's bitmap chunk takes kept value bm_idx8[mask][j] (the set bits below j) */
-static uint8_t bm_idx8[256][8];
+/* 2:4 (window mode 5): x at lanes idx from a block of 16 inputs reordered by pair_x, so
+ * that each 128-bit half of the block's two vectors holds the four inputs of the groups its
+ * lanes read: in-lane permutes of the two's halves and a fixed blend, where VWIN2's two
+ * lane-crossing permutes needed a shift and a variable blend to pick each lane's vector */
+static inline __attribute__((always_inline)) AVX2_T __m256 winp_avx2(const float *xw, __m256i idx)
+{
+	__m256 a = _mm256_permutevar_ps(_mm256_loadu_ps(xw), idx);     /* groups 0 and 2 */
+	__m256 b = _mm256_permutevar_ps(_mm256_loadu_ps(xw + 8), idx); /* groups 1 and 3 */
+	return _mm256_blend_ps(a, b, 0xcc);
+}
 
-static void bm_idx8_init(void)
+/* lane j of a byte's bitmap chunk takes kept value bm_lane8[mask][j] & 7 (the set bits
+ * below j), and keeps it where the lane's sign bit is set (bit j of the mask): one load
+ * gives the permute its indices and the blend its mask (vpermps reads only the low three
+ * bits), where widening byte indices and testing the mask's bits took five operations */
+static int32_t bm_lane8[256][8];
+
+static void bm_lane8_init(void)
 {
 	for (unsigned mk = 0; mk < 256; mk++)
 		for (unsigned j = 0; j < 8; j++)
-			bm_idx8[mk][j] = (uint8_t)__builtin_popcount(mk & ((1u << j) - 1));
+			bm_lane8[mk][j] = (int32_t)((unsigned)__builtin_popcount(mk & ((1u << j) - 1)) |
+			                            (mk >> j & 1u) << 31);
 }
 
 /* 8 weights of a bitmap chunk: the next popcount(mk) values at val, in mk's lanes; whole:
@@ -287,10 +302,9 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 	else
 		f = _mm256_castsi256_ps(_mm256_slli_epi32(
 		    _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p)), 16));
-	__m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)bm_idx8[mk]));
-	__m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-	__m256i on = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)mk), bit), bit);
-	return _mm256_and_ps(_mm256_permutevar8x32_ps(f, idx), _mm256_castsi256_ps(on));
+	__m256i lane = _mm256_loadu_si256((const __m256i *)(const void *)bm_lane8[mk]);
+	return _mm256_blendv_ps(_mm256_setzero_ps(), _mm256_permutevar8x32_ps(f, lane),
+	                        _mm256_castsi256_ps(lane));
 }
 
 #define VLOADI(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
@@ -301,6 +315,8 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 #define VWIN2(xw, idx) win2_avx2(xw, idx)
 #define VGATHER(xw, idx) _mm256_i32gather_ps(xw, idx, 4)
 #define VWIN4(xw, idx) VGATHER(xw, idx)
+#define VWINP(xw, idx) winp_avx2(xw, idx)
+#define VPOSR(w, sh) _mm256_srlv_epi32(_mm256_set1_epi32((int)(w)), sh)
 #define VBM(val, dt, mk, end) bm_avx2(val, dt, mk, (size_t)((end) - (val)) >= 8 * (dt == LM_F32 ? 4u : 2u))
 #define VBMW(val, dt, mk) bm_avx2(val, dt, mk, 1)
 #include "matvec_sparse_isa.h"
@@ -311,6 +327,8 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 #undef VWIN2
 #undef VGATHER
 #undef VWIN4
+#undef VWINP
+#undef VPOSR
 #undef VBM
 #undef VBMW
 #undef MV
@@ -578,6 +596,16 @@ static void split_x(float *xs, const float *x, size_t N, size_t IN, size_t G, si
 		}
 }
 
+/* x [N, IN] as the AVX2 2:4 rows read it (window mode 5, winp_avx2): per block of 16
+ * inputs, the groups of four 0, 2, 1, 3; IN is a multiple of 16 */
+static void pair_x(float *xs, const float *x, size_t N, size_t IN)
+{
+	static const int from[4] = {0, 8, 4, 12};
+	for (size_t r = 0; r < N * IN; r += 16)
+		for (int q = 0; q < 4; q++)
+			memcpy(xs + r + 4 * q, x + r + from[q], 4 * sizeof *x);
+}
+
 /* ---- dispatch ---- */
 
 static int isa_set = -1; /* enum lm_matvec_isa once chosen */
@@ -628,9 +656,14 @@ static mv_rows_fn *sp_rows_isa(struct mv_args *a, enum lm_matvec_isa isa)
 	    vl * a->sv.pb <= 48) { /* positions of a vector: one 64-bit read, 32 bits per 8 lanes */
 		int win = vl / n * m;
 		a->spwin = win == 2 * vl ? 2 : win == 4 * vl ? 4 : 3;
+		/* 2:4 on AVX2 with whole blocks of 16 inputs (per row, and per quant group where
+		 * the codes are packed): x reordered once per product (pair_x) for in-lane permutes */
+		if (isa == LM_MATVEC_AVX2 && n == 2 && m == 4 && a->IN % 16 == 0 &&
+		    (!a->sv.bits || a->sv.G % 16 == 0))
+			a->spwin = 5;
 	}
-	if (a->sv.l.kind == LM_LAYOUT_BITMAP && isa == LM_MATVEC_AVX2 && !bm_idx8[255][7])
-		bm_idx8_init(); /* before the threads start */
+	if (a->sv.l.kind == LM_LAYOUT_BITMAP && isa == LM_MATVEC_AVX2 && !bm_lane8[255][7])
+		bm_lane8_init(); /* before the threads start */
 	return isa == LM_MATVEC_AVX512 ? sparse_rows_for_avx512(a) : sparse_rows_for_avx2(a);
 }
 #endif
@@ -763,6 +796,12 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 		    !(xs = lm_alloc(N * a.IN * sizeof *xs)))
 			return -1;
 		split_x(xs ? xs : stack, x, N, a.IN, a.G, a.ng, fn == rows_q4_avx2 ? 16 : 32);
+		j.x = xs ? xs : stack;
+	} else if (a.sparse && a.spwin == 5) {
+		if (N * a.IN > sizeof stack / sizeof *stack &&
+		    !(xs = lm_alloc(N * a.IN * sizeof *xs)))
+			return -1;
+		pair_x(xs ? xs : stack, x, N, a.IN);
 		j.x = xs ? xs : stack;
 	}
 #endif

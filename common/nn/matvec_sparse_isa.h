@@ -11,6 +11,10 @@
  *   VWIN2(xw, idx) / VWIN4(xw, idx): xw[idx[j]] per lane, idx < 2 VL / < 4 VL, from that
  *     many floats at xw loaded whole (permutes in registers)
  *   VGATHER(xw, idx): the same for any idx (a hardware gather)
+ *   VWINP(xw, idx) (optional): 2:4 with VL = 8 from x reordered by blocks of 16 inputs
+ *     (matvec.c's pair_x): lane j's input (j / 2) * 4 + idx[j] % 4 by two in-lane permutes
+ *     and a blend, window mode 5; with it VPOSR(w, shw): VPOSW without the mask (the
+ *     permutes read only each lane's two low bits)
  *   VBM(val, dt, mask, end): VL weights of a bitmap chunk: lane j is the next kept value
  *     where bit j of mask is set, 0 elsewhere; reads no byte at or past end
  *   VBMW(val, dt, mask): the same where 64 bytes at val may be read
@@ -34,8 +38,19 @@
 	((bits) == 8 ? VU8((c) + (i)) : VCODES((c) + (i) * (size_t)(bits) / 8, (bits)))
 
 /* x at the window xw for lanes idx, by the window's width (a constant after inlining) */
+#ifdef VWINP
+#define SP_WINP(xw, idx) VWINP(xw, idx)
+#define SP_POSW(wmode, w, shw, pb) ((wmode) == 5 ? VPOSR(w, shw) : VPOSW(w, shw, pb))
+#else
+#define SP_WINP(xw, idx) VWIN2(xw, idx) /* never chosen: mode 5 needs VWINP */
+#define SP_POSW(wmode, w, shw, pb) VPOSW(w, shw, pb)
+#endif
 #define SP_WIN(wmode, xw, idx)                                                          \
-	((wmode) == 2 ? VWIN2(xw, idx) : (wmode) == 4 ? VWIN4(xw, idx) : VGATHER(xw, idx))
+	((wmode) == 2 ? VWIN2(xw, idx) : (wmode) == 4 ? VWIN4(xw, idx)                    \
+	              : (wmode) == 5 ? SP_WINP(xw, idx) : VGATHER(xw, idx))
+/* lane j's input in the window: its group's start plus its position (mode 5 reads only the
+ * position's two bits, the start being where its permute looks) */
+#define SP_IDX(wmode, base, p) ((wmode) == 5 ? (p) : VADDI(base, p))
 
 /* s[n] = x[n] · row o for a float N:M row. A chunk's positions start k * pb / 8 bytes into
  * the row's (VL * pb is whole bytes), at the row's bit offset s0: where the row's positions
@@ -75,8 +90,10 @@ MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 			memcpy(&p2, pk + 2 * pstep, 4), memcpy(&p3, pk + 3 * pstep, 4);
 			vf w0 = SP_LOADW(dt, val, k), w1 = SP_LOADW(dt, val, k + VL);
 			vf w2 = SP_LOADW(dt, val, k + 2 * VL), w3 = SP_LOADW(dt, val, k + 3 * VL);
-			vi i0 = VADDI(base, VPOSW(p0, shw, (int)pb)), i1 = VADDI(base, VPOSW(p1, shw, (int)pb));
-			vi i2 = VADDI(base, VPOSW(p2, shw, (int)pb)), i3 = VADDI(base, VPOSW(p3, shw, (int)pb));
+			vi i0 = SP_IDX(wmode, base, SP_POSW(wmode, p0, shw, (int)pb));
+			vi i1 = SP_IDX(wmode, base, SP_POSW(wmode, p1, shw, (int)pb));
+			vi i2 = SP_IDX(wmode, base, SP_POSW(wmode, p2, shw, (int)pb));
+			vi i3 = SP_IDX(wmode, base, SP_POSW(wmode, p3, shw, (int)pb));
 			for (size_t j = 0; j < nb; j++) {
 				acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
 				acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
@@ -172,8 +189,8 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 				uint32_t p0, p1;
 				memcpy(&p0, pp + k * pb / 8, 4), memcpy(&p1, pp + k * pb / 8 + pstep, 4);
 				vf w0 = SP_QW(k), w1 = SP_QW(k + VL);
-				vi i0 = VADDI(base, VPOSW(p0, shw, (int)pb));
-				vi i1 = VADDI(base, VPOSW(p1, shw, (int)pb));
+				vi i0 = SP_IDX(wmode, base, SP_POSW(wmode, p0, shw, (int)pb));
+				vi i1 = SP_IDX(wmode, base, SP_POSW(wmode, p1, shw, (int)pb));
 				for (size_t j = 0; j < nb; j++) {
 					acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
 					acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
@@ -316,6 +333,14 @@ SP_NM(f16, LM_F16, 3)
 SP_NM(bf16, LM_BF16, 2)
 SP_NM(bf16, LM_BF16, 4)
 SP_NM(bf16, LM_BF16, 3)
+#ifdef VWINP
+#define SP_NM_CALL_f32_5(k) SP_NM_DOT(LM_F32, 5, k)
+#define SP_NM_CALL_f16_5(k) SP_NM_DOT(LM_F16, 5, k)
+#define SP_NM_CALL_bf16_5(k) SP_NM_DOT(LM_BF16, 5, k)
+SP_NM(f32, LM_F32, 5)
+SP_NM(f16, LM_F16, 5)
+SP_NM(bf16, LM_BF16, 5)
+#endif
 
 #define SP_NMQ_DOT(b, wm, k) MV(dot_nmq)(s, a, o, x, k, b, wm)
 #define SP_NMQ(b, wm)                                                                   \
@@ -338,6 +363,16 @@ SP_NMQ_CALLS(2)
 SP_NMQ_CALLS(3)
 SP_NMQ_CALLS(4)
 SP_NMQ_CALLS(8)
+#ifdef VWINP
+#define SP_NMQ_CALL_2_5(k) SP_NMQ_DOT(2, 5, k)
+#define SP_NMQ_CALL_3_5(k) SP_NMQ_DOT(3, 5, k)
+#define SP_NMQ_CALL_4_5(k) SP_NMQ_DOT(4, 5, k)
+#define SP_NMQ_CALL_8_5(k) SP_NMQ_DOT(8, 5, k)
+SP_NMQ(2, 5)
+SP_NMQ(3, 5)
+SP_NMQ(4, 5)
+SP_NMQ(8, 5)
+#endif
 
 #define SP_BM_CALL_f32(k) MV(dot_bm)(s, a, o, x, k, LM_F32)
 #define SP_BM_CALL_f16(k) MV(dot_bm)(s, a, o, x, k, LM_F16)
@@ -354,24 +389,33 @@ static mv_rows_fn *MV(sparse_rows_for)(const struct mv_args *a)
 		return a->dt == LM_F32 ? MV(rows_bm_f32) : a->dt == LM_F16 ? MV(rows_bm_f16) : MV(rows_bm_bf16);
 	if (!wm)
 		return NULL;
-#define SP_PICK3(p2, p4, p3) (wm == 2 ? (p2) : wm == 4 ? (p4) : (p3))
+#ifdef VWINP
+#define SP_P5(p) (p)
+#else
+#define SP_P5(p) NULL /* mode 5 is not chosen without VWINP */
+#endif
+#define SP_PICK3(name) (wm == 2 ? MV(name##_w2) : wm == 4 ? MV(name##_w4) : wm == 5 ? SP_P5(MV(name##_w5)) \
+	                                                                          : MV(name##_w3))
 	switch (a->sv.bits) {
 	case 0:
-		return a->dt == LM_F32   ? SP_PICK3(MV(rows_nm_f32_w2), MV(rows_nm_f32_w4), MV(rows_nm_f32_w3))
-		       : a->dt == LM_F16 ? SP_PICK3(MV(rows_nm_f16_w2), MV(rows_nm_f16_w4), MV(rows_nm_f16_w3))
-		                         : SP_PICK3(MV(rows_nm_bf16_w2), MV(rows_nm_bf16_w4), MV(rows_nm_bf16_w3));
-	case 2: return SP_PICK3(MV(rows_nmq2_w2), MV(rows_nmq2_w4), MV(rows_nmq2_w3));
-	case 3: return SP_PICK3(MV(rows_nmq3_w2), MV(rows_nmq3_w4), MV(rows_nmq3_w3));
-	case 4: return SP_PICK3(MV(rows_nmq4_w2), MV(rows_nmq4_w4), MV(rows_nmq4_w3));
-	case 8: return SP_PICK3(MV(rows_nmq8_w2), MV(rows_nmq8_w4), MV(rows_nmq8_w3));
+		return a->dt == LM_F32 ? SP_PICK3(rows_nm_f32) : a->dt == LM_F16 ? SP_PICK3(rows_nm_f16)
+		                                                                 : SP_PICK3(rows_nm_bf16);
+	case 2: return SP_PICK3(rows_nmq2);
+	case 3: return SP_PICK3(rows_nmq3);
+	case 4: return SP_PICK3(rows_nmq4);
+	case 8: return SP_PICK3(rows_nmq8);
 	default: return NULL;
 	}
 #undef SP_PICK3
+#undef SP_P5
 }
 
 #undef SP_LOADW
 #undef SP_CODES
 #undef SP_WIN
+#undef SP_WINP
+#undef SP_POSW
+#undef SP_IDX
 #undef SP_NB_SWITCH
 #undef SP_ROWS
 #undef SP_NM
