@@ -189,3 +189,11 @@ assert d["cores"] >= 1 and isinstance(d["features"], list), d
 	run -2 --separate-stderr lm-info --system --tokenize hello
 	[ -z "$output" ]
 }
+
+@test "lm-info --system: an OPENBLAS_CORETYPE this CPU cannot execute is dropped with one warning" {
+	grep -qw avx512f /proc/cpuinfo && skip "this CPU executes OpenBLAS's AVX-512 cores"
+	run -0 --separate-stderr env -u LM_BLAS_CORE OPENBLAS_CORETYPE=SkylakeX lm-info --system --json
+	[[ "$stderr" == *"OPENBLAS_CORETYPE=SkylakeX needs instructions this CPU lacks"* ]]
+	[ "$(printf '%s\n' "$stderr" | wc -l)" -eq 1 ]
+	[[ "$output" == *"needs instructions this CPU lacks: OpenBLAS's own choice"* ]]
+}

@@ -15,8 +15,9 @@
  * The rule is by CPU feature, not by CPU name: with AVX-512 (F, CD, BW, DQ, VL) the AVX-512
  * core, Cooperlake where the CPU also has AVX512_BF16 (the core OpenBLAS itself picks on
  * Zen 4 and Cooper Lake), SkylakeX otherwise. A CPU without AVX-512 keeps OpenBLAS's own
- * choice. OPENBLAS_CORETYPE set by the user always wins (lm-info --system then says which
- * core lmpipe would have chosen); LM_BLAS_CORE=openblas keeps OpenBLAS's choice and
+ * choice. OPENBLAS_CORETYPE set by the user wins (lm-info --system then says which
+ * core lmpipe would have chosen), unless it names a core this CPU cannot execute (AVX-512
+ * ones without AVX-512): then it is dropped with a warning, as OpenBLAS would crash; LM_BLAS_CORE=openblas keeps OpenBLAS's choice and
  * LM_BLAS_CORE=NAME asks for core NAME the same way (to compare cores). Both variables set
  * here are removed again in the second start, so that programs this one starts choose for
  * themselves. */
@@ -73,13 +74,28 @@ static int core_is(const char *core, const char *want)
 	return core && want && strcasecmp(core, want) == 0;
 }
 
+/* whether this CPU can execute core's kernels: OpenBLAS takes OPENBLAS_CORETYPE on trust,
+ * and an AVX-512 core on a CPU without AVX-512 dies of SIGILL in the first product */
+int lm_blas_core_runs(const char *core)
+{
+	if (core_is(core, "SkylakeX"))
+		return cpu_avx512();
+	if (core_is(core, "Cooperlake") || core_is(core, "SapphireRapids"))
+		return cpu_avx512() && cpu_avx512_bf16();
+	return 1;
+}
+
 /* the second start: see whether the core asked for runs (OpenBLAS ignores a name it does
  * not know), then remove both variables so that programs this one starts choose afresh */
 static void second_start(const char *mark)
 {
-	static char name[32], why[96];
+	static char name[32], why[160];
 	const char *now = getenv("OPENBLAS_CORETYPE"), *by = getenv("LM_BLAS_CORE");
-	if (now && strcmp(now, mark) == 0) {
+	if (mark[0] == '!') { /* the user's core was dropped (lm_blas_core_start) */
+		snprintf(why, sizeof why, "OPENBLAS_CORETYPE=%.40s needs instructions this CPU lacks: "
+		         "OpenBLAS's own choice", mark + 1);
+		reason = why;
+	} else if (now && strcmp(now, mark) == 0) {
 		snprintf(name, sizeof name, "%s", mark);
 		asked = name;
 		if (by && *by && strcmp(by, "auto") != 0)
@@ -109,7 +125,19 @@ void lm_blas_core_start(char **argv)
 		second_start(mark);
 		return;
 	}
-	if (getenv("OPENBLAS_CORETYPE")) {
+	const char *user = getenv("OPENBLAS_CORETYPE");
+	if (user && !lm_blas_core_runs(user)) {
+		/* start again without it (OpenBLAS has read it already), saying so once */
+		char m[40];
+		snprintf(m, sizeof m, "!%.38s", user);
+		fprintf(stderr, "%s: warning: OPENBLAS_CORETYPE=%s needs instructions this CPU lacks; "
+		        "OpenBLAS chooses its core\n", argv && argv[0] ? argv[0] : "lmpipe", user);
+		if (argv && argv[0] && setenv(MARK, m, 1) == 0 && unsetenv("OPENBLAS_CORETYPE") == 0)
+			execv("/proc/self/exe", argv);
+		reason = "could not restart without OPENBLAS_CORETYPE";
+		return;
+	}
+	if (user) {
 		reason = "OPENBLAS_CORETYPE set in the environment";
 		return;
 	}

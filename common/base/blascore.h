@@ -6,11 +6,15 @@
  * NULL: leave OpenBLAS's choice */
 const char *lm_blas_core_for_cpu(int avx512, int avx512_bf16);
 
+/* 1 if this CPU can execute OpenBLAS core `core`'s kernels (AVX-512 ones need AVX-512) */
+int lm_blas_core_runs(const char *core);
+
 /* lm_blas_core_for_cpu for this CPU */
 const char *lm_blas_core_best(void);
 
 /* First thing a program does (lm_prog_init): where OpenBLAS runs a core without AVX-512 on
- * a CPU with it, set OPENBLAS_CORETYPE and execute the program again with argv; returns when
+ * a CPU with it, set OPENBLAS_CORETYPE and execute the program again with argv (and where
+ * the environment's OPENBLAS_CORETYPE cannot run here, drop it and do the same); returns when
  * nothing is to be done, in the second start, or when the restart failed. */
 void lm_blas_core_start(char **argv);
 
