@@ -787,22 +787,22 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1};
 	if (j.chunk < 1)
 		j.chunk = 1;
-	/* x split for the 4-bit kernels: on the stack up to 64 KiB (decoding up to IN = 16384),
-	 * else allocated (a few rows of a wider model) */
+	/* x reordered for the kernels that read it so (the 4-bit rows: split_x; AVX2 2:4 rows:
+	 * pair_x): on the stack up to 64 KiB (decoding up to IN = 16384), else allocated (a few
+	 * rows of a wider model) */
 	float stack[16384], *xs = NULL;
 #ifdef MV_X86
-	if (fn == rows_q4_lut_avx512 || fn == rows_q4_avx2) {
+	const int split = fn == rows_q4_lut_avx512 || fn == rows_q4_avx2;
+	if (split || (a.sparse && a.spwin == 5)) {
 		if (N * a.IN > sizeof stack / sizeof *stack &&
 		    !(xs = lm_alloc(N * a.IN * sizeof *xs)))
 			return -1;
-		split_x(xs ? xs : stack, x, N, a.IN, a.G, a.ng, fn == rows_q4_avx2 ? 16 : 32);
-		j.x = xs ? xs : stack;
-	} else if (a.sparse && a.spwin == 5) {
-		if (N * a.IN > sizeof stack / sizeof *stack &&
-		    !(xs = lm_alloc(N * a.IN * sizeof *xs)))
-			return -1;
-		pair_x(xs ? xs : stack, x, N, a.IN);
-		j.x = xs ? xs : stack;
+		float *d = xs ? xs : stack;
+		if (split)
+			split_x(d, x, N, a.IN, a.G, a.ng, fn == rows_q4_avx2 ? 16 : 32);
+		else
+			pair_x(d, x, N, a.IN);
+		j.x = d;
 	}
 #endif
 	/* at least ~64k weights per thread: below that a wake-up costs more than it saves */

@@ -293,93 +293,43 @@ MV(dot_bm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 
 /* ---- the row kernels: dtype or code bits, window and nb constants in each instance ---- */
 
-#define SP_NB_SWITCH(call)                                                              \
+/* nb is a constant in each inlined dot: dot(s, a, o, x, nb, args...) for nb = 1 .. 4 */
+#define SP_NB_SWITCH(dot, ...)                                                          \
 	switch (nb) {                                                                  \
-	case 1: call(1); break;                                                        \
-	case 2: call(2); break;                                                        \
-	case 3: call(3); break;                                                        \
-	default: call(4); break;                                                       \
+	case 1: MV(dot)(s, a, o, x, 1, __VA_ARGS__); break;                            \
+	case 2: MV(dot)(s, a, o, x, 2, __VA_ARGS__); break;                            \
+	case 3: MV(dot)(s, a, o, x, 3, __VA_ARGS__); break;                            \
+	default: MV(dot)(s, a, o, x, 4, __VA_ARGS__); break;                           \
 	}
 
-#define SP_ROWS(name, dotcall)                                                          \
+/* the row kernel name: every row o0 .. o1 by dot with the constant arguments given */
+#define SP_ROWS(name, dot, ...)                                                         \
 	static MV_TARGET void MV(name)(const struct mv_args *a, const float *x, float *y,     \
 	                               size_t nb, size_t o0, size_t o1)                   \
 	{                                                                              \
 		for (size_t o = o0; o < o1; o++) {                                     \
 			float s[MV_NB];                                                \
-			SP_NB_SWITCH(dotcall)                                          \
+			SP_NB_SWITCH(dot, __VA_ARGS__)                                 \
 			mv_store(y, a->ldy, o - a->r0, s, nb, a->beta);                \
 		}                                                                      \
 	}
 
-#define SP_NM(dtn, dt, wm) SP_ROWS(rows_nm_##dtn##_w##wm, SP_NM_CALL_##dtn##_##wm)
-
-#define SP_NM_DOT(dt, wm, k) MV(dot_nm)(s, a, o, x, k, dt, wm)
-#define SP_NM_CALL_f32_2(k) SP_NM_DOT(LM_F32, 2, k)
-#define SP_NM_CALL_f32_4(k) SP_NM_DOT(LM_F32, 4, k)
-#define SP_NM_CALL_f32_3(k) SP_NM_DOT(LM_F32, 3, k)
-#define SP_NM_CALL_f16_2(k) SP_NM_DOT(LM_F16, 2, k)
-#define SP_NM_CALL_f16_4(k) SP_NM_DOT(LM_F16, 4, k)
-#define SP_NM_CALL_f16_3(k) SP_NM_DOT(LM_F16, 3, k)
-#define SP_NM_CALL_bf16_2(k) SP_NM_DOT(LM_BF16, 2, k)
-#define SP_NM_CALL_bf16_4(k) SP_NM_DOT(LM_BF16, 4, k)
-#define SP_NM_CALL_bf16_3(k) SP_NM_DOT(LM_BF16, 3, k)
-SP_NM(f32, LM_F32, 2)
-SP_NM(f32, LM_F32, 4)
-SP_NM(f32, LM_F32, 3)
-SP_NM(f16, LM_F16, 2)
-SP_NM(f16, LM_F16, 4)
-SP_NM(f16, LM_F16, 3)
-SP_NM(bf16, LM_BF16, 2)
-SP_NM(bf16, LM_BF16, 4)
-SP_NM(bf16, LM_BF16, 3)
+/* N:M rows of values (dtype dt) or of codes (b bits), in window mode wm */
+#define SP_NM(dtn, dt, wm) SP_ROWS(rows_nm_##dtn##_w##wm, dot_nm, dt, wm)
+#define SP_NMQ(b, wm) SP_ROWS(rows_nmq##b##_w##wm, dot_nmq, b, wm)
+#define SP_NM_MODES(wm)                                                                 \
+	SP_NM(f32, LM_F32, wm) SP_NM(f16, LM_F16, wm) SP_NM(bf16, LM_BF16, wm)          \
+	SP_NMQ(2, wm) SP_NMQ(3, wm) SP_NMQ(4, wm) SP_NMQ(8, wm)
+SP_NM_MODES(2)
+SP_NM_MODES(4)
+SP_NM_MODES(3)
 #ifdef VWINP
-#define SP_NM_CALL_f32_5(k) SP_NM_DOT(LM_F32, 5, k)
-#define SP_NM_CALL_f16_5(k) SP_NM_DOT(LM_F16, 5, k)
-#define SP_NM_CALL_bf16_5(k) SP_NM_DOT(LM_BF16, 5, k)
-SP_NM(f32, LM_F32, 5)
-SP_NM(f16, LM_F16, 5)
-SP_NM(bf16, LM_BF16, 5)
+SP_NM_MODES(5)
 #endif
 
-#define SP_NMQ_DOT(b, wm, k) MV(dot_nmq)(s, a, o, x, k, b, wm)
-#define SP_NMQ(b, wm)                                                                   \
-	SP_ROWS(rows_nmq##b##_w##wm, SP_NMQ_CALL_##b##_##wm)
-#define SP_NMQ_CALLS(b)                                                                 \
-	SP_NMQ(b, 2) SP_NMQ(b, 4) SP_NMQ(b, 3)
-#define SP_NMQ_CALL_2_2(k) SP_NMQ_DOT(2, 2, k)
-#define SP_NMQ_CALL_2_4(k) SP_NMQ_DOT(2, 4, k)
-#define SP_NMQ_CALL_2_3(k) SP_NMQ_DOT(2, 3, k)
-#define SP_NMQ_CALL_3_2(k) SP_NMQ_DOT(3, 2, k)
-#define SP_NMQ_CALL_3_4(k) SP_NMQ_DOT(3, 4, k)
-#define SP_NMQ_CALL_3_3(k) SP_NMQ_DOT(3, 3, k)
-#define SP_NMQ_CALL_4_2(k) SP_NMQ_DOT(4, 2, k)
-#define SP_NMQ_CALL_4_4(k) SP_NMQ_DOT(4, 4, k)
-#define SP_NMQ_CALL_4_3(k) SP_NMQ_DOT(4, 3, k)
-#define SP_NMQ_CALL_8_2(k) SP_NMQ_DOT(8, 2, k)
-#define SP_NMQ_CALL_8_4(k) SP_NMQ_DOT(8, 4, k)
-#define SP_NMQ_CALL_8_3(k) SP_NMQ_DOT(8, 3, k)
-SP_NMQ_CALLS(2)
-SP_NMQ_CALLS(3)
-SP_NMQ_CALLS(4)
-SP_NMQ_CALLS(8)
-#ifdef VWINP
-#define SP_NMQ_CALL_2_5(k) SP_NMQ_DOT(2, 5, k)
-#define SP_NMQ_CALL_3_5(k) SP_NMQ_DOT(3, 5, k)
-#define SP_NMQ_CALL_4_5(k) SP_NMQ_DOT(4, 5, k)
-#define SP_NMQ_CALL_8_5(k) SP_NMQ_DOT(8, 5, k)
-SP_NMQ(2, 5)
-SP_NMQ(3, 5)
-SP_NMQ(4, 5)
-SP_NMQ(8, 5)
-#endif
-
-#define SP_BM_CALL_f32(k) MV(dot_bm)(s, a, o, x, k, LM_F32)
-#define SP_BM_CALL_f16(k) MV(dot_bm)(s, a, o, x, k, LM_F16)
-#define SP_BM_CALL_bf16(k) MV(dot_bm)(s, a, o, x, k, LM_BF16)
-SP_ROWS(rows_bm_f32, SP_BM_CALL_f32)
-SP_ROWS(rows_bm_f16, SP_BM_CALL_f16)
-SP_ROWS(rows_bm_bf16, SP_BM_CALL_bf16)
+SP_ROWS(rows_bm_f32, dot_bm, LM_F32)
+SP_ROWS(rows_bm_f16, dot_bm, LM_F16)
+SP_ROWS(rows_bm_bf16, dot_bm, LM_BF16)
 
 /* the kernel for a's layout in this instruction set; NULL: the plain C rows */
 static mv_rows_fn *MV(sparse_rows_for)(const struct mv_args *a)
@@ -419,7 +369,5 @@ static mv_rows_fn *MV(sparse_rows_for)(const struct mv_args *a)
 #undef SP_NB_SWITCH
 #undef SP_ROWS
 #undef SP_NM
-#undef SP_NM_DOT
-#undef SP_NMQ_DOT
 #undef SP_NMQ
-#undef SP_NMQ_CALLS
+#undef SP_NM_MODES
