@@ -168,5 +168,13 @@ void lm_blas_core_start(char **argv)
 	reason = "could not restart with OPENBLAS_CORETYPE: OpenBLAS's own choice";
 }
 
+void lm_blas_core_guard(char **argv)
+{
+	const char *user = getenv("OPENBLAS_CORETYPE");
+	/* the first start with a core that cannot run here, or the second start of either */
+	if ((user && !lm_blas_core_runs(user)) || getenv(MARK))
+		lm_blas_core_start(argv);
+}
+
 const char *lm_blas_core_asked(void) { return asked; }
 const char *lm_blas_core_reason(void) { return reason; }

@@ -18,6 +18,11 @@ const char *lm_blas_core_best(void);
  * nothing is to be done, in the second start, or when the restart failed. */
 void lm_blas_core_start(char **argv);
 
+/* For a harness that runs on the core it is given (the unit tests under each core, make
+ * unit-cores): only lm_blas_core_start's dropping of an OPENBLAS_CORETYPE this CPU cannot
+ * execute, never a core of lmpipe's own choosing */
+void lm_blas_core_guard(char **argv);
+
 /* the core asked for (NULL when OpenBLAS chose), and why, in a few words */
 const char *lm_blas_core_asked(void);
 const char *lm_blas_core_reason(void);

@@ -24,10 +24,8 @@ static int unit_failed, unit_checks;
  * glibc passes argc and argv to an executable's constructors. */
 __attribute__((constructor)) static void unit_blas_core(int argc, char **argv)
 {
-	const char *c = getenv("OPENBLAS_CORETYPE");
 	(void)argc;
-	if ((c && !lm_blas_core_runs(c)) || getenv("LM_BLAS_CORE_SET"))
-		lm_blas_core_start(argv);
+	lm_blas_core_guard(argv);
 }
 
 #define CHECK(cond) do { unit_checks++; if (!(cond)) { unit_failed++; \
