@@ -83,12 +83,12 @@ unit-cores: $(UNITS)
 	test $$fail = 0
 
 bats: all
-	PATH="$(CURDIR)/bin:$$PATH" bats --tap tests/
+	PATH="$(CURDIR)/bin:$$PATH" bats --tap --timing tests/
 
 # leak checks stay on in the unit tests; a one-shot program exiting on an error need not free
 # what the OS reclaims
 bats-asan:
-	LM_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0 PATH="$(CURDIR)/$(BIN):$$PATH" LM_BIN="$(CURDIR)/$(BIN)" bats --tap tests/
+	LM_SANITIZE=1 ASAN_OPTIONS=detect_leaks=0 PATH="$(CURDIR)/$(BIN):$$PATH" LM_BIN="$(CURDIR)/$(BIN)" bats --tap --timing tests/
 
 manlint:
 	@if mandoc -Tlint -Wwarning $(MAN1) $(MAN5); then echo "check: ok manlint"; \

@@ -11,10 +11,13 @@ mkdir -p "$(dirname "$log")"
 : >"$log"
 seg=$log.stage
 for t in "$@"; do
+	t0=$(date +%s)
 	# shellcheck disable=SC2086
 	{ $mk "$t"; echo $? >"$seg.rc"; } 2>&1 | tee "$seg"
 	rc=$(cat "$seg.rc")
 	cat "$seg" >>"$log"
+	# where CI's time goes (count.sh reads only "check: ok" and "check: FAIL" lines)
+	echo "check: time $t: $(($(date +%s) - t0)) s" | tee -a "$log"
 	if [ "$rc" -ne 0 ] && sh tests/count.sh "$seg" >/dev/null; then
 		echo "check: FAIL $t: make $t exited with status $rc" | tee -a "$log"
 	fi

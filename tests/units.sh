@@ -6,6 +6,7 @@
 # Lines printed, read by tests/count.sh:
 #   unit: ok NAME[ LABEL]: N checks
 #   unit: FAIL NAME[ LABEL]: F of N checks failed      (or: died with status S)
+#   unit: time NAME[ LABEL]: S s                        (where the time goes; not counted)
 # Exits 1 if any program failed. LABEL names the variant (an OpenBLAS core type, a thread count).
 dir=${1:?usage: units.sh DIR [LABEL]}
 label=${2:+ $2}
@@ -15,9 +16,11 @@ trap 'rm -f "$out"' EXIT
 for t in "$dir"/test_*; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t")
+	t0=$(date +%s)
 	LM_TESTDATA=${LM_TESTDATA:-tests/fixtures} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} \
 		"$t" >"$out" 2>&1
 	rc=$?
+	echo "unit: time $name$label: $(($(date +%s) - t0)) s"
 	# the harness's own last line: "<name>: N checks, F failed" (tests/unit/unit.h)
 	sum=$(grep -E '^[A-Za-z0-9_-]+: [0-9]+ checks, [0-9]+ failed$' "$out" | tail -n 1)
 	n=$(echo "$sum" | sed -n 's/.*: \([0-9]*\) checks, .*/\1/p')
