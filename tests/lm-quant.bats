@@ -89,9 +89,10 @@ print([v for k, v in d.items() if k.split(' ')[0] == 'rtn_w4g128'][0])" > "$BATS
 	run -0 lm-info "$q"
 	assert_line --regexp '^model.decoder.embed_tokens.weight +q4g128 +50272x256 .* 4\.25 dense$'  # bits, then the layout column
 	lm-quant -q -b 4 -g 128 "$in" > "$BATS_TEST_TMPDIR/q.lms"
-	# packed embeddings cost perplexity, but not much (opt-micro: 78.96 -> 83.09)
-	qe=$(ppl "$q")
-	ql=$(ppl "$BATS_TEST_TMPDIR/q.lms")
+	# packed embeddings cost perplexity, but not much (opt-micro, the first 16 windows: 75.54 ->
+	# 79.31; all 138: 78.96 -> 83.09, a run 9 times as long, and this test also runs under ASan)
+	qe=$(ppl "$q" 16)
+	ql=$(ppl "$BATS_TEST_TMPDIR/q.lms" 16)
 	run -0 "$PYTHON" -c "qe, ql = $qe, $ql; print(qe, ql); assert ql < qe < 1.1 * ql"
 	run -0 lm-eval --generate "The history of the" -n 4 "$q"
 	echo "A man is playing a guitar." > "$BATS_TEST_TMPDIR/s.txt"
@@ -109,9 +110,9 @@ print([v for k, v in d.items() if k.split(' ')[0] == 'rtn_w4g128'][0])" > "$BATS
 	[ -z "$output" ]
 }
 
-ppl() { # stream -> perplexity on all 138 windows of novels-test.txt
-	lm-eval -q --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 --json "$1" |
-		"$PYTHON" -c "import json, sys; d = json.load(sys.stdin); assert d['windows'] == 138; print(d['perplexity'])"
+ppl() { # stream [K] -> perplexity on all 138 windows of novels-test.txt, or the first K
+	lm-eval -q --ppl "$DATA/novels-eval/novels-test.txt" --seqlen 512 ${2:+--windows $2} --json "$1" |
+		"$PYTHON" -c "import json, sys; d = json.load(sys.stdin); assert d['windows'] == ${2:-138}; print(d['perplexity'])"
 }
 
 @test "lm-quant --help and man page" {
