@@ -193,7 +193,7 @@ assert d["cores"] >= 1 and isinstance(d["features"], list), d
 @test "lm-info --system: an OPENBLAS_CORETYPE this CPU cannot execute is dropped with one warning" {
 	grep -qw avx512f /proc/cpuinfo && skip "this CPU executes OpenBLAS's AVX-512 cores"
 	run -0 --separate-stderr env -u LM_BLAS_CORE OPENBLAS_CORETYPE=SkylakeX lm-info --system --json
+	assert_one_line_error lm-info
 	[[ "$stderr" == *"OPENBLAS_CORETYPE=SkylakeX needs instructions this CPU lacks"* ]]
-	[ "$(printf '%s\n' "$stderr" | wc -l)" -eq 1 ]
 	[[ "$output" == *"needs instructions this CPU lacks: OpenBLAS's own choice"* ]]
 }

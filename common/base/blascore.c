@@ -17,8 +17,8 @@
  * Zen 4 and Cooper Lake), SkylakeX otherwise. A CPU without AVX-512 keeps OpenBLAS's own
  * choice. OPENBLAS_CORETYPE set by the user wins (lm-info --system then says which
  * core lmpipe would have chosen), unless it names a core this CPU cannot execute (AVX-512
- * ones without AVX-512): then it is dropped with a warning, as OpenBLAS would crash; LM_BLAS_CORE=openblas keeps OpenBLAS's choice and
- * LM_BLAS_CORE=NAME asks for core NAME the same way (to compare cores). Both variables set
+ * ones without AVX-512): then it is dropped with a warning, as OpenBLAS would crash.
+ * LM_BLAS_CORE=openblas keeps OpenBLAS's choice and LM_BLAS_CORE=NAME asks for core NAME the same way (to compare cores). Both variables set
  * here are removed again in the second start, so that programs this one starts choose for
  * themselves. */
 #include "blascore.h"
@@ -118,6 +118,22 @@ const char *lm_blas_core_best(void)
 	return lm_blas_core_for_cpu(avx512, avx512 && cpu_avx512_bf16());
 }
 
+/* the first start with OPENBLAS_CORETYPE=user naming a core this CPU cannot execute: start
+ * again without it (OpenBLAS has read it already), saying so once; 1 if that was the case */
+static int drop_unrunnable(const char *user, char **argv)
+{
+	char m[40];
+	if (!user || lm_blas_core_runs(user))
+		return 0;
+	snprintf(m, sizeof m, "!%.38s", user);
+	fprintf(stderr, "%s: warning: OPENBLAS_CORETYPE=%s needs instructions this CPU lacks; "
+	        "OpenBLAS chooses its core\n", argv && argv[0] ? argv[0] : "lmpipe", user);
+	if (argv && argv[0] && setenv(MARK, m, 1) == 0 && unsetenv("OPENBLAS_CORETYPE") == 0)
+		execv("/proc/self/exe", argv);
+	reason = "could not restart without OPENBLAS_CORETYPE";
+	return 1;
+}
+
 void lm_blas_core_start(char **argv)
 {
 	const char *choice = getenv("LM_BLAS_CORE"), *mark = getenv(MARK), *want;
@@ -126,17 +142,8 @@ void lm_blas_core_start(char **argv)
 		return;
 	}
 	const char *user = getenv("OPENBLAS_CORETYPE");
-	if (user && !lm_blas_core_runs(user)) {
-		/* start again without it (OpenBLAS has read it already), saying so once */
-		char m[40];
-		snprintf(m, sizeof m, "!%.38s", user);
-		fprintf(stderr, "%s: warning: OPENBLAS_CORETYPE=%s needs instructions this CPU lacks; "
-		        "OpenBLAS chooses its core\n", argv && argv[0] ? argv[0] : "lmpipe", user);
-		if (argv && argv[0] && setenv(MARK, m, 1) == 0 && unsetenv("OPENBLAS_CORETYPE") == 0)
-			execv("/proc/self/exe", argv);
-		reason = "could not restart without OPENBLAS_CORETYPE";
+	if (drop_unrunnable(user, argv))
 		return;
-	}
 	if (user) {
 		reason = "OPENBLAS_CORETYPE set in the environment";
 		return;
@@ -170,10 +177,11 @@ void lm_blas_core_start(char **argv)
 
 void lm_blas_core_guard(char **argv)
 {
-	const char *user = getenv("OPENBLAS_CORETYPE");
-	/* the first start with a core that cannot run here, or the second start of either */
-	if ((user && !lm_blas_core_runs(user)) || getenv(MARK))
-		lm_blas_core_start(argv);
+	const char *mark = getenv(MARK);
+	if (mark)
+		second_start(mark);
+	else
+		drop_unrunnable(getenv("OPENBLAS_CORETYPE"), argv);
 }
 
 const char *lm_blas_core_asked(void) { return asked; }
