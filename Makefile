@@ -19,7 +19,7 @@ MAN5      = $(wildcard man/*.5)
 all: $(PROGS)
 
 # the kernels and the loops over them (config.mk's KFLAGS)
-$(filter %/kernels.o %/matvec.o %/pool.o %/rows.o %/forward.o %/quant.o %/backward.o %/train.o %/optim.o,$(LIB_OBJ)): XFLAGS = $(KFLAGS)
+$(filter %/kernels.o %/matvec.o %/matvec_avx2.o %/matvec_avx512.o %/matvec_sparse_avx2.o %/matvec_sparse_avx512.o %/pool.o %/rows.o %/forward.o %/quant.o %/backward.o %/train.o %/optim.o,$(LIB_OBJ)): XFLAGS = $(KFLAGS)
 
 $(B)/common/%.o: common/%.c $(LIB_HDR) config.mk
 	@mkdir -p $(@D)

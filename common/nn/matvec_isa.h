@@ -1,5 +1,6 @@
-/* matvec_isa.h: the row loops of matvec.c, written once over a few vector macros and
- * compiled once per instruction set (matvec.c includes this file after defining them).
+/* matvec_isa.h: the dense row loops of matvec.c, written once over a few vector macros and
+ * compiled once per instruction set (matvec_avx2.c and matvec_avx512.c include this file
+ * after matvec_avx2.h or matvec_avx512.h has defined them).
  *
  * What the includer defines: MV(name) (the set's suffix), MV_TARGET (its target
  * attribute), VL (float lanes), the types vf / vi (VL floats / VL int32), and
