@@ -11,7 +11,8 @@ setup_file() {
 	echo "-c $DATA/novels-eval/novels-calib.txt --nsamples 32 --seqlen 512" > "$BATS_FILE_TMPDIR/cal"
 	# checks a pruned stream against its input: check.py IN OUT MODE ARGS...
 	cat > "$BATS_FILE_TMPDIR/check.py" <<'PY'
-import math, os, struct, sys, msgpack
+import math, os, sys, msgpack
+import numpy as np  # whole matrices as arrays: as Python floats a check took 3-5 s
 sys.path.insert(0, os.path.join(os.environ["TOP"], "tests"))
 from sparse_layout import dense  # pruned matrices are stored sparse (--store sparse)
 LINEAR = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight", "fc1.weight", "fc2.weight")
@@ -29,11 +30,10 @@ def read(path):
     return hdr, recs
 
 def values(rec, body):
-    fmt = {"f16": "e", "f32": "f"}[rec["dtype"]]
-    return struct.unpack("<%d%s" % (len(body) // struct.calcsize(fmt), fmt), body)
+    return np.frombuffer(body, {"f16": "<f2", "f32": "<f4"}[rec["dtype"]]).astype(np.float64)
 
-def is_zero(x):
-    return x == 0.0
+def first(bad):  # the first failing index of a check, for its message
+    return int(np.flatnonzero(bad)[0])
 
 src, dst = read(sys.argv[1]), read(sys.argv[2])
 mode, args = sys.argv[3], sys.argv[4:]
@@ -47,50 +47,51 @@ for n, (rec, body) in src[1].items():
         assert dbody == body and "prune" not in drec.get("attrs", {}), "%s changed" % n
 
 if mode == "global":
-    allw = sorted(abs(x) for n in pruned for x in values(*src[1][n]))
+    allw = np.sort(np.concatenate([np.abs(values(*src[1][n])) for n in pruned]))
     gthr = allw[int(math.floor(float(args[0]) * len(allw))) - 1]
 for n in pruned:
     rec, body = src[1][n]
     drec, dbody = dst[1][n]
     w, p = values(rec, body), values(drec, dbody)
     rows, cols = rec["shape"]
-    zeros = sum(map(is_zero, p))
+    z = p == 0.0
+    zeros = int(z.sum())
     a = drec["attrs"]["prune"]
     assert abs(a["sparsity"] - zeros / len(p)) < 1e-12, (n, a, zeros)
     if mode in ("magnitude", "global", "include"):
         s = float(args[0])
-        thr = gthr if mode == "global" else sorted(abs(x) for x in w)[int(math.floor(s * len(w))) - 1]
+        thr = gthr if mode == "global" else np.sort(np.abs(w))[int(math.floor(s * len(w))) - 1]
         # exactly the weights at or below the k-th smallest magnitude, the others untouched
-        for x, y in zip(w, p):
-            assert (y == 0.0 and abs(x) <= thr) or (y == x and abs(x) > thr), (n, x, y, thr)
+        bad = ~((z & (np.abs(w) <= thr)) | ((p == w) & (np.abs(w) > thr)))
+        assert not bad.any(), (n, w[first(bad)], p[first(bad)], thr)
         assert a["method"] == "magnitude" and a["pattern"] == "unstructured", a
     elif mode == "wanda":
         k = int(math.floor(float(args[0]) * cols))
-        for r in range(rows):
-            row = p[r * cols:(r + 1) * cols]
-            assert sum(map(is_zero, row)) == k, (n, r)
-            assert all(y == 0.0 or y == x for x, y in zip(w[r * cols:(r + 1) * cols], row)), (n, r)
+        bad = z.reshape(rows, cols).sum(axis=1) != k
+        assert not bad.any(), (n, first(bad))
+        bad = ~(z | (p == w)).reshape(rows, cols).all(axis=1)
+        assert not bad.any(), (n, first(bad))
         assert a["method"] == "wanda" and a["pattern"] == "unstructured", a
     # SparseGPT zeroes the columns of inputs that never fired (dead) on top of its mask
-    dead = [c for c in range(cols) if all(is_zero(p[r * cols + c]) for r in range(rows))] \
-        if "sparsegpt" in (mode, args[-1]) else []
+    dead = z.reshape(rows, cols).all(axis=0) if "sparsegpt" in (mode, args[-1]) else np.zeros(cols, bool)
     if mode == "sparsegpt":
-        s, want = float(args[0]), len(dead) * rows
+        s, want = float(args[0]), int(dead.sum()) * rows
         for i1 in range(0, cols, 128):
             cnt = min(128, cols - i1)
             k = int(math.floor(s * rows * cnt)) + 1
-            zb = sum(is_zero(p[r * cols + c]) for r in range(rows) for c in range(i1, i1 + cnt))
+            zb = int(z.reshape(rows, cols)[:, i1:i1 + cnt].sum())
             assert zb >= k, (n, i1, zb, k)
             want += k
         # an updated weight may round to an f16 zero: allow one in 10^4
         assert zeros <= want + max(2, len(p) // 10000), (n, zeros, want)
-        assert sum(x != y and y != 0.0 for x, y in zip(w, p)) > len(p) // 4, "%s: no update" % n
+        assert int(((w != p) & ~z).sum()) > len(p) // 4, "%s: no update" % n
         assert a["method"] == "sparsegpt" and a["pattern"] == "unstructured", a
     elif mode == "nm":
         N, M, method = int(args[0]), int(args[1]), args[2]
-        for b in range(0, len(p), M):
-            d = sum(1 for c in dead if b % cols <= c < b % cols + M) if method == "sparsegpt" else 0
-            assert sum(map(is_zero, p[b:b + M])) == max(N, d), (n, b)
+        # zeros of each group of M (row-major), against N or its dead inputs if more
+        d = np.tile(dead.reshape(-1, M).sum(axis=1), rows) if method == "sparsegpt" else 0
+        bad = z.reshape(-1, M).sum(axis=1) != np.maximum(N, d)
+        assert not bad.any(), (n, first(bad) * M)
         assert a["method"] == method and a["pattern"] == "%d:%d" % (N, M), a
 if mode == "global":
     sp = [dst[1][n][0]["attrs"]["prune"]["sparsity"] for n in pruned]

@@ -14,6 +14,7 @@ setup_file() {
 	# (the six linears, and the names given)
 	cat > "$BATS_FILE_TMPDIR/check.py" <<'PY'
 import struct, sys, msgpack
+import numpy as np  # dequantizing every matrix in Python loops took 2-3 s a check
 LINEAR = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight", "fc1.weight", "fc2.weight")
 
 def read(path):
@@ -33,15 +34,13 @@ def dequant(rec, body, bits, G):
     G = G or cols
     gb = 4 + (G * bits + 7) // 8
     assert len(body) == rows * cols // G * gb, (rec["name"], len(body))
-    out, off = [], 0
-    for r in range(rows):
-        for g in range(cols // G):
-            scale, zero, res = struct.unpack_from("<eBB", body, off)
-            codes = int.from_bytes(body[off + 4:off + gb], "little")
-            assert res == 0
-            out += [scale * (((codes >> (j * bits)) & ((1 << bits) - 1)) - zero) for j in range(G)]
-            off += gb
-    return out
+    grp = np.frombuffer(body, np.uint8).reshape(rows * cols // G, gb)
+    scale = grp[:, :2].copy().view("<f2").astype(np.float64)        # [groups, 1]
+    zero = grp[:, 2:3].astype(np.int64)
+    assert (grp[:, 3] == 0).all()
+    bitv = np.unpackbits(grp[:, 4:], axis=1, bitorder="little")[:, :G * bits]
+    codes = bitv.reshape(-1, G, bits).astype(np.int64) @ (1 << np.arange(bits, dtype=np.int64))
+    return (scale * (codes - zero)).reshape(-1)
 
 src, dst = read(sys.argv[1]), read(sys.argv[2])
 bits, G = int(sys.argv[3]), int(sys.argv[4])

@@ -11,9 +11,9 @@ setup_file() {
 	lm-import -t f32 "$MICRO" > "$BATS_FILE_TMPDIR/micro32.lms"
 	# reads and compares streams: stream.py prune|check ...
 	cat > "$BATS_FILE_TMPDIR/stream.py" <<'PY'
-import math, struct, sys, zlib, msgpack
+import math, sys, zlib, msgpack
+import numpy as np  # whole matrices as arrays: as Python floats each check took 4 s
 LINEAR = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight", "fc1.weight", "fc2.weight")
-FMT = {"f16": "e", "f32": "f", "bf16": None}
 
 def read(path):
     u = msgpack.Unpacker(open(path, "rb"), raw=False, max_buffer_size=1 << 30)
@@ -30,8 +30,9 @@ def read(path):
     return hdr, recs, order
 
 def values(rec, body):
-    f = FMT[rec["dtype"]]
-    return struct.unpack("<%d%s" % (len(body) // struct.calcsize(f), f), body)
+    if rec["dtype"] == "bf16":
+        return (np.frombuffer(body, "<u2").astype(np.uint32) << 16).view(np.float32)
+    return np.frombuffer(body, {"f16": "<f2", "f32": "<f4"}[rec["dtype"]])
 
 def write(path, hdr, recs):
     out = open(path, "wb")
@@ -54,10 +55,10 @@ if cmd == "prune":
         rec, body = recs[name]
         if not name.endswith(LINEAR):
             continue
+        assert rec["dtype"] in ("f16", "f32"), rec["dtype"]
         w = values(rec, body)
-        thr = sorted(abs(x) for x in w)[int(math.floor(0.5 * len(w))) - 1]
-        p = [0.0 if abs(x) <= thr else x for x in w]
-        recs[name] = (rec, struct.pack("<%d%s" % (len(p), FMT[rec["dtype"]]), *p))
+        thr = np.sort(np.abs(w))[int(math.floor(0.5 * len(w))) - 1]
+        recs[name] = (rec, np.where(np.abs(w) <= thr, w.dtype.type(0), w).tobytes())
     write(sys.argv[3], hdr, recs)
 elif cmd == "check":
     # check.py IN OUT TRAINED-GLOB...: zeros of every matrix unchanged; tensors outside the
@@ -72,9 +73,8 @@ elif cmd == "check":
         (r0, b0), (r1, b1) = src[1][name], dst[1][name]
         assert r0["dtype"] == r1["dtype"] and r0["shape"] == r1["shape"], name
         if len(r0["shape"]) == 2:
-            z0 = [x == 0.0 for x in values(r0, b0)]
-            z1 = [x == 0.0 for x in values(r1, b1)]
-            assert z0 == z1, "%s: zeros changed (%d -> %d)" % (name, sum(z0), sum(z1))
+            z0, z1 = values(r0, b0) == 0, values(r1, b1) == 0
+            assert (z0 == z1).all(), "%s: zeros changed (%d -> %d)" % (name, z0.sum(), z1.sum())
         if not any(fnmatch.fnmatchcase(name, g) for g in globs):
             assert b0 == b1, "%s changed but does not train" % name
             assert r0.get("attrs", {}) == r1.get("attrs", {}), name
