@@ -4,8 +4,8 @@
 # Called by `make check` (and so by .ci/run); a no-op when everything is there.
 set -eu
 pkgs="build-essential pkg-config libmsgpack-dev libopenblas-dev libarchive-dev zlib1g-dev
-libjansson-dev libpcre2-dev bats bats-support bats-assert mandoc python3 python3-msgpack
-util-linux $*"
+libjansson-dev libpcre2-dev bats bats-support bats-assert parallel mandoc python3 python3-msgpack
+python3-numpy util-linux $*"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
