@@ -91,7 +91,8 @@ unit-cores: $(UNITS)
 # bats files run side by side, BATS_JOBS at a time (bats --jobs needs GNU parallel; without it,
 # or at BATS_JOBS=1, one after another); a file's tests keep their order. Much of a test is
 # process start-up and single-threaded Python: on 2 cores the pass took 521 s, not 735.
-BATS_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+JOBS      ?= $(shell nproc 2>/dev/null || echo 1)
+BATS_JOBS ?= $(JOBS)
 BATS_RUN   = bats --tap --timing $(shell [ "$(BATS_JOBS)" -gt 1 ] 2>/dev/null && \
                command -v parallel >/dev/null && echo --jobs $(BATS_JOBS) --no-parallelize-within-files)
 
@@ -109,14 +110,15 @@ manlint:
 
 # every stage runs whatever the others gave; the last line counts every unit check and
 # every bats test (tests/check.sh), and the target fails if any failed
+# builds one job per core (JOBS): without it CI compiled one file at a time
 check: deps
-	$(MAKE) all
-	@sh tests/check.sh $(B)/check.log "$(MAKE) --no-print-directory" unit fuzz-replay manlint bats
+	$(MAKE) -j$(JOBS) all
+	@sh tests/check.sh $(B)/check.log "$(MAKE) --no-print-directory -j$(JOBS)" unit fuzz-replay manlint bats
 
 # the whole suite again with ASan+UBSan: its own build tree and programs (bin-asan/)
 check-asan:
-	$(MAKE) B=build-asan BIN=bin-asan SANITIZE=1 all
-	@sh tests/check.sh build-asan/check.log "$(MAKE) --no-print-directory B=build-asan BIN=bin-asan SANITIZE=1" \
+	$(MAKE) -j$(JOBS) B=build-asan BIN=bin-asan SANITIZE=1 all
+	@sh tests/check.sh build-asan/check.log "$(MAKE) --no-print-directory -j$(JOBS) B=build-asan BIN=bin-asan SANITIZE=1" \
 	  unit fuzz-replay bats-asan
 
 demo: all
