@@ -199,7 +199,20 @@ static mv_rows_fn *rows_for(struct mv_args *a)
 	if (isa == LM_MATVEC_SCALAR)
 		return rows_scalar;
 #ifdef MV_X86
-	return isa == LM_MATVEC_AVX512 ? lm_mv_dense_avx512(a) : lm_mv_dense_avx2(a);
+	const struct mv_dense_set *s = isa == LM_MATVEC_AVX512 ? &lm_mv_dense_avx512 : &lm_mv_dense_avx2;
+	switch (a->dt) {
+	case LM_F32: return s->f32;
+	case LM_F16: return s->f16;
+	case LM_BF16: return s->bf16;
+	default: break;
+	}
+	switch (a->bits) {
+	case 2: return s->q2;
+	case 3: return s->q3;
+	case 4: a->xsplit = s->q4split; return s->q4;
+	case 8: return s->q8;
+	default: break;
+	}
 #endif
 	return NULL;
 }

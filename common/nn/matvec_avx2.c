@@ -5,20 +5,8 @@
 #ifdef MV_X86
 #include "matvec_isa.h"
 
-mv_rows_fn *lm_mv_dense_avx2(struct mv_args *a)
-{
-	switch (a->dt) {
-	case LM_F32: return rows_f32_avx2;
-	case LM_F16: return rows_f16_avx2;
-	case LM_BF16: return rows_bf16_avx2;
-	default: break;
-	}
-	switch (a->bits) {
-	case 2: return rows_q2_avx2;
-	case 3: return rows_q3_avx2;
-	case 4: a->xsplit = 16; return rows_q4_avx2; /* pair4_avx2 reads x split */
-	case 8: return rows_q8_avx2;
-	default: return NULL;
-	}
-}
+/* pair4_avx2 reads x split in blocks of 16 */
+const struct mv_dense_set lm_mv_dense_avx2 = {rows_f32_avx2, rows_f16_avx2, rows_bf16_avx2,
+                                              rows_q2_avx2, rows_q3_avx2, rows_q4_avx2,
+                                              rows_q8_avx2, 16};
 #endif

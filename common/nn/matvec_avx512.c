@@ -84,20 +84,8 @@ static AVX512_T void rows_q4_lut_avx512(const struct mv_args *a, const float *x,
 	}
 }
 
-mv_rows_fn *lm_mv_dense_avx512(struct mv_args *a)
-{
-	switch (a->dt) {
-	case LM_F32: return rows_f32_avx512;
-	case LM_F16: return rows_f16_avx512;
-	case LM_BF16: return rows_bf16_avx512;
-	default: break;
-	}
-	switch (a->bits) {
-	case 2: return rows_q2_avx512;
-	case 3: return rows_q3_avx512;
-	case 4: a->xsplit = 32; return rows_q4_lut_avx512;
-	case 8: return rows_q8_avx512;
-	default: return NULL;
-	}
-}
+/* dot_q4_lut reads x split in blocks of 32 */
+const struct mv_dense_set lm_mv_dense_avx512 = {rows_f32_avx512, rows_f16_avx512, rows_bf16_avx512,
+                                                rows_q2_avx512, rows_q3_avx512, rows_q4_lut_avx512,
+                                                rows_q8_avx512, 32};
 #endif

@@ -114,10 +114,15 @@ static inline __attribute__((always_inline)) AVX2_T void mv_grid_f16c(const uint
 	*zero = (int)((hd >> 16) & 0xffu);
 }
 
-/* each set's row kernel for a's storage, NULL where it has none (the chooser may set a's
- * xsplit); a sparse one wants a->spwin set first */
-mv_rows_fn *lm_mv_dense_avx2(struct mv_args *a);
-mv_rows_fn *lm_mv_dense_avx512(struct mv_args *a);
+/* each set's dense row kernels, by storage; its 4-bit rows read x split in blocks of q4split
+ * inputs (split_x) */
+struct mv_dense_set {
+	mv_rows_fn *f32, *f16, *bf16, *q2, *q3, *q4, *q8;
+	int q4split;
+};
+extern const struct mv_dense_set lm_mv_dense_avx2, lm_mv_dense_avx512;
+
+/* each set's sparse row kernel for a, NULL where it has none; a->spwin set first */
 mv_rows_fn *lm_mv_sparse_avx2(struct mv_args *a);
 mv_rows_fn *lm_mv_sparse_avx512(struct mv_args *a);
 
