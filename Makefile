@@ -75,8 +75,14 @@ fuzz:
 deps:
 	@sh .ci/deps.sh
 
+# the decode product's probe (bench/matvec.c): built with the unit programs so it keeps
+# compiling, run by hand
+$(B)/bench/matvec: bench/matvec.c $(B)/libcommon.a $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(XFLAGS) $(WARN) -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
+
 # every unit program runs even when one fails; tests/units.sh prints a count per program
-unit: $(UNITS)
+unit: $(UNITS) $(B)/bench/matvec
 	@sh tests/units.sh $(B)/tests
 
 # the unit tests again under each OpenBLAS core type this CPU can execute (Debian's OpenBLAS

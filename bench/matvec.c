@@ -1,0 +1,174 @@
+/* bench/matvec.c: the decode product alone (common/nn/matvec.h), per weight storage: how
+ * many weights per second lm_matvec reads for one row of x, in cache or not, so a change to
+ * a row kernel can be measured without a whole lm-eval --generate around it.
+ *
+ *   make build/bench/matvec
+ *   build/bench/matvec [-t THREADS] [-r REPS] [-n ROWS_OF_X] OUT IN STORAGE...
+ *
+ * STORAGE is a dtype (f32 f16 bf16, or packed: q2g128 q4g128 q8c ...) or a float dtype and
+ * a sparse layout, f16/2:4 or bf16/bitmap: half the weights zero (2 of every 4, or each
+ * weight by a coin), encoded as lm-prune writes them. OUT x IN picks the case: OPT-125m's
+ * head is 50272 768 (77 MB of f16: read from memory), fc1 3072 768 (4.7 MB: from cache
+ * after the first repetition). Weights are random (a fixed seed); the time is the best of
+ * REPS products (default 50), after one untimed. Prints one line per storage:
+ *
+ *   STORAGE OUTxIN N=1 T=2: 0.412 ms, 11.5 GB/s stored, 5.73 G weights/s
+ *
+ * "stored" counts the bytes the storage keeps (values, codes, positions, group headers).
+ * Like every timing here, it means something only on a quiet machine (bench/lib.sh). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dtype.h"
+#include "matvec.h"
+#include "pool.h"
+#include "rows.h"
+#include "sparse.h"
+#include "util.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static uint32_t next(void) /* xorshift64*: the same matrices on every run */
+{
+	rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+	return (uint32_t)((rng * 0x2545f4914f6cdd1du) >> 32);
+}
+
+static float unif(void) { return (float)next() / 4294967296.0f - 0.5f; }
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* w [out, in] of storage spec (dtype[/layout]); its data lm_alloc'd, as a model's are */
+static int make(struct lm_mat *w, const char *spec, size_t out, size_t in)
+{
+	char dts[32];
+	const char *slash = strchr(spec, '/');
+	size_t dl = slash ? (size_t)(slash - spec) : strlen(spec);
+	if (dl >= sizeof dts)
+		return lm_seterr("%s: no such storage", spec);
+	memcpy(dts, spec, dl), dts[dl] = 0;
+	int dt = lm_dtype_parse(dts);
+	if (dt < 0)
+		return lm_seterr("%s: no such dtype", dts);
+	memset(w, 0, sizeof *w);
+	w->dtype = (enum lm_dtype)dt, w->rows = (int64_t)out, w->cols = (int64_t)in;
+	if (lm_dtype_is_packed(w->dtype)) {
+		const struct lm_dtype_info *q = lm_dtype_info(w->dtype);
+		const size_t rb = lm_dtype_row_bytes(w->dtype, in), G = q->qgroup ? (size_t)q->qgroup : in;
+		const size_t gb = sizeof(struct lm_qgroup) + (G * (size_t)q->qbits + 7) / 8;
+		uint8_t *d;
+		if (slash)
+			return lm_seterr("%s: sparse packed rows are not made here", spec);
+		if (!rb || in % G || !(d = lm_alloc(rb * out)))
+			return lm_seterr("%s: %zu inputs do not make its rows", spec, in);
+		for (size_t i = 0; i < rb * out; i++)
+			d[i] = (uint8_t)next();
+		for (size_t o = 0; o < out; o++) /* sane grids: a small scale, the middle code */
+			for (size_t g = 0; g < in / G; g++) {
+				struct lm_qgroup h = {lm_f32_to_f16(0.01f + 0.01f * (float)(next() % 8)),
+				                      (uint8_t)(1u << (q->qbits - 1)), 0};
+				memcpy(d + o * rb + g * gb, &h, sizeof h);
+			}
+		w->data = d, w->nbytes = rb * out;
+		return 0;
+	}
+	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16)
+		return lm_seterr("%s: not a weight dtype", dts);
+	const size_t es = lm_dtype_size(w->dtype), n = out * in;
+	struct lm_layout want = {LM_LAYOUT_DENSE, 0, 0}, got;
+	if (slash && lm_layout_parse(slash + 1, &want) < 0)
+		return -1;
+	if (want.kind == LM_LAYOUT_BITMAP)
+		want.kind = LM_LAYOUT_UNSTRUCTURED; /* as lm-prune asks */
+	float *f = lm_alloc(n * sizeof *f);
+	uint8_t *d = lm_alloc(n * es);
+	if (!f || !d)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		int drop = want.kind == LM_LAYOUT_NM ? (int)(i % (size_t)want.m) >= want.n
+		           : want.kind == LM_LAYOUT_UNSTRUCTURED ? (int)(next() & 1)
+		                                                 : 0;
+		f[i] = drop ? 0.0f : unif() + (unif() < 0 ? -0.1f : 0.1f); /* kept: never 0 */
+	}
+	if (lm_convert(d, w->dtype, f, LM_F32, n) < 0)
+		return -1;
+	lm_free(f);
+	w->data = d, w->nbytes = n * es;
+	if (want.kind == LM_LAYOUT_DENSE)
+		return 0;
+	void *p = NULL;
+	size_t len = 0;
+	if (lm_sparse_encode(d, w->dtype, w->rows, w->cols, &want, &got, &p, &len) < 0)
+		return -1;
+	if (!p || got.kind != (want.kind == LM_LAYOUT_UNSTRUCTURED ? LM_LAYOUT_BITMAP : want.kind))
+		return lm_seterr("%s: not encoded so at %zu inputs", spec, in);
+	lm_free(d);
+	w->layout = got, w->data = p, w->nbytes = len;
+	if (got.kind == LM_LAYOUT_BITMAP) {
+		if (!(w->rowoff = lm_alloc((out + 1) * sizeof *w->rowoff)))
+			return -1;
+		lm_sparse_row_starts(w->rowoff, p, len, w->dtype, w->rows, w->cols);
+	}
+	return 0;
+}
+
+static void usage(void)
+{
+	fputs("usage: matvec [-t threads] [-r reps] [-n rows-of-x] OUT IN STORAGE...\n", stderr);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int threads = 1, reps = 50, c;
+	size_t N = 1;
+	while ((c = getopt(argc, argv, "t:r:n:")) != -1) {
+		if (c == 't')
+			threads = atoi(optarg);
+		else if (c == 'r')
+			reps = atoi(optarg);
+		else if (c == 'n')
+			N = (size_t)atol(optarg);
+		else
+			usage();
+	}
+	if (argc - optind < 3 || threads < 1 || reps < 1 || N < 1 || N > LM_MATVEC_MAX_N)
+		usage();
+	const size_t out = (size_t)atol(argv[optind]), in = (size_t)atol(argv[optind + 1]);
+	if (!out || !in)
+		usage();
+	lm_set_threads(threads);
+	float *x = lm_alloc(N * in * sizeof *x), *y = lm_alloc(N * out * sizeof *y);
+	if (!x || !y)
+		return 1;
+	for (size_t i = 0; i < N * in; i++)
+		x[i] = unif();
+	for (int a = optind + 2; a < argc; a++) {
+		struct lm_mat w;
+		if (make(&w, argv[a], out, in) < 0 || lm_matvec(y, out, x, &w, 0, out, N, 0.0f) < 0) {
+			fprintf(stderr, "matvec: %s\n", lm_errmsg());
+			return 1;
+		}
+		double best = 1e30;
+		for (int r = 0; r < reps; r++) {
+			double t0 = now();
+			lm_matvec(y, out, x, &w, 0, out, N, 0.0f);
+			double t = now() - t0;
+			best = t < best ? t : best;
+		}
+		printf("%s %zux%zu N=%zu T=%d: %.3f ms, %.1f GB/s stored, %.2f G weights/s\n", argv[a],
+		       out, in, N, threads, best * 1e3, (double)w.nbytes / best * 1e-9,
+		       (double)(out * in) / best * 1e-9);
+		lm_free(w.data), lm_free(w.rowoff);
+	}
+	lm_free(x), lm_free(y);
+	return 0;
+}
