@@ -5,9 +5,10 @@
  *   make build/bench/matvec
  *   build/bench/matvec [-t THREADS] [-r REPS] [-n ROWS_OF_X] OUT IN STORAGE...
  *
- * STORAGE is a dtype (f32 f16 bf16, or packed: q2g128 q4g128 q8c ...) or a float dtype and
- * a sparse layout, f16/2:4 or bf16/bitmap: half the weights zero (2 of every 4, or each
- * weight by a coin), encoded as lm-prune writes them. OUT x IN picks the case: OPT-125m's
+ * STORAGE is a dtype (f32 f16 bf16, or packed: q2g128 q4g128 q8c ...) and optionally a
+ * sparse layout, f16/2:4, bf16/bitmap, q4g128/2:4 (packed: N:M only): half the weights
+ * zero (the last n of every m, or each weight by a coin), packed by RTN, encoded as
+ * lm-prune and lm-quant write them. OUT x IN picks the case: OPT-125m's
  * head is 50272 768 (77 MB of f16: read from memory), fc1 3072 768 (4.7 MB: from cache
  * after the first repetition). Weights are random (a fixed seed); the time is the best of
  * REPS products (default 50), after one untimed. Prints one line per storage:
@@ -25,6 +26,7 @@
 #include "dtype.h"
 #include "matvec.h"
 #include "pool.h"
+#include "quant.h"
 #include "rows.h"
 #include "sparse.h"
 #include "util.h"
@@ -60,36 +62,21 @@ static int make(struct lm_mat *w, const char *spec, size_t out, size_t in)
 		return lm_seterr("%s: no such dtype", dts);
 	memset(w, 0, sizeof *w);
 	w->dtype = (enum lm_dtype)dt, w->rows = (int64_t)out, w->cols = (int64_t)in;
-	if (lm_dtype_is_packed(w->dtype)) {
-		const struct lm_dtype_info *q = lm_dtype_info(w->dtype);
-		const size_t rb = lm_dtype_row_bytes(w->dtype, in), G = q->qgroup ? (size_t)q->qgroup : in;
-		const size_t gb = sizeof(struct lm_qgroup) + (G * (size_t)q->qbits + 7) / 8;
-		uint8_t *d;
-		if (slash)
-			return lm_seterr("%s: sparse packed rows are not made here", spec);
-		if (!rb || in % G || !(d = lm_alloc(rb * out)))
-			return lm_seterr("%s: %zu inputs do not make its rows", spec, in);
-		for (size_t i = 0; i < rb * out; i++)
-			d[i] = (uint8_t)next();
-		for (size_t o = 0; o < out; o++) /* sane grids: a small scale, the middle code */
-			for (size_t g = 0; g < in / G; g++) {
-				struct lm_qgroup h = {lm_f32_to_f16(0.01f + 0.01f * (float)(next() % 8)),
-				                      (uint8_t)(1u << (q->qbits - 1)), 0};
-				memcpy(d + o * rb + g * gb, &h, sizeof h);
-			}
-		w->data = d, w->nbytes = rb * out;
-		return 0;
-	}
-	if (w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16)
+	const int packed = lm_dtype_is_packed(w->dtype);
+	if (!packed && w->dtype != LM_F32 && w->dtype != LM_F16 && w->dtype != LM_BF16)
 		return lm_seterr("%s: not a weight dtype", dts);
-	const size_t es = lm_dtype_size(w->dtype), n = out * in;
+	const int64_t shape[2] = {(int64_t)out, (int64_t)in};
+	const size_t n = out * in;
+	size_t nb;
 	struct lm_layout want = {LM_LAYOUT_DENSE, 0, 0}, got;
+	if (lm_dtype_nbytes(w->dtype, 2, shape, &nb) < 0)
+		return -1;
 	if (slash && lm_layout_parse(slash + 1, &want) < 0)
 		return -1;
 	if (want.kind == LM_LAYOUT_BITMAP)
 		want.kind = LM_LAYOUT_UNSTRUCTURED; /* as lm-prune asks */
 	float *f = lm_alloc(n * sizeof *f);
-	uint8_t *d = lm_alloc(n * es);
+	uint8_t *d = lm_alloc(nb);
 	if (!f || !d)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
@@ -98,10 +85,11 @@ static int make(struct lm_mat *w, const char *spec, size_t out, size_t in)
 		                                                 : 0;
 		f[i] = drop ? 0.0f : unif() + (unif() < 0 ? -0.1f : 0.1f); /* kept: never 0 */
 	}
-	if (lm_convert(d, w->dtype, f, LM_F32, n) < 0)
+	/* packed: by RTN, as lm-quant does, a zero becoming its group's zero point */
+	if ((packed ? lm_q_rtn(d, w->dtype, f, out, in, 0) : lm_convert(d, w->dtype, f, LM_F32, n)) < 0)
 		return -1;
 	lm_free(f);
-	w->data = d, w->nbytes = n * es;
+	w->data = d, w->nbytes = nb;
 	if (want.kind == LM_LAYOUT_DENSE)
 		return 0;
 	void *p = NULL;
