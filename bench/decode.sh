@@ -9,7 +9,10 @@
 #      bytes one token reads (every matrix once, the head whole, one row of positions), the
 #      GB/s that makes and its share of the measured bandwidth; and the same run on the tile
 #      path of before nn/matvec (LM_NO_MATVEC=1), to show what the fused kernel changed;
-#   3. bench/torch_decode.py, a PyTorch KV-cache greedy loop, on the f32 model.
+#   3. bench/torch_decode.py, a PyTorch KV-cache greedy loop, on the f32 model;
+#   4. the row kernels alone (bench/matvec.c): G weights/s of each storage on the head's
+#      shape (50272 x 768, read from memory) and fc1's (3072 x 768, from cache), so a row
+#      that is slow can be told apart as bound by memory or by its kernel.
 # Prints a Markdown section on stdout, progress on stderr; runs alone, on a quiet machine:
 #
 #   sh bench/decode.sh > bench/decode.md
@@ -25,6 +28,7 @@
 #   BENCH_DECODE_TILE=0        skip the LM_NO_MATVEC=1 runs
 #   BENCH_DECODE_TORCH=0       skip PyTorch
 #   BENCH_DECODE_BW_MIB=M      the bandwidth probe's buffer (default 1024)
+#   BENCH_DECODE_KERNELS=0     skip the kernel probe (4.)
 #   BENCH_KEEP=1, TMPDIR, BENCH_QUIET_MAX, BENCH_QUIET_BUDGET: see bench/lib.sh
 #
 # The sparse rows are kept sparse in memory by lm-eval (LM_NO_SPARSE=1 would expand them):
@@ -41,6 +45,9 @@ NTOK=${BENCH_DECODE_TOKENS:-64}
 TILE=${BENCH_DECODE_TILE:-1}
 TORCH=${BENCH_DECODE_TORCH:-1}
 BW_MIB=${BENCH_DECODE_BW_MIB:-1024}
+KERN=${BENCH_DECODE_KERNELS:-1}
+# the probe's storage for each weight type of the table (the linears' storage)
+KSTORE="f32=f32 f16=f16 bf16=bf16 q8=q8g128 q4=q4g128 q3=q3g128 q2=q2g128 s50=f16/bitmap s24=f16/2:4 s24q4=q4g128/2:4"
 PROMPT="The history of the"
 
 bench_start decode
@@ -91,6 +98,14 @@ IDS=$(bin/lm-eval --generate "$PROMPT" -n 1 --json -q "$B/f32.lms" |
 fact prompt_ids "$IDS"
 if [ "$TORCH" = 1 ]; then bin/lm-export -o "$B/hf" "$B/f32.lms" > /dev/null; fi
 cc -O3 -march=native -std=c11 -Wall -Wextra -pthread -o "$B/bandwidth" bench/bandwidth.c
+KLIST=
+if [ "$KERN" = 1 ]; then
+	make -s build/bench/matvec >&2 || fail "cannot build build/bench/matvec"
+	for m in $MODELS; do
+		for kv in $KSTORE; do [ "${kv%%=*}" = "$m" ] && KLIST="$KLIST ${kv#*=}"; done
+	done
+	fact kernels "$KLIST"
+fi
 
 GEN='bin/lm-eval --generate "%s" -n %s -j %s --json -q $B/%s.lms'
 TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_decode.py $B/hf --ids "%s" -n %s --threads %s --json'
@@ -111,6 +126,13 @@ while [ "$rep" -le "$REPS" ]; do
 			measure "gen-f32-j$j.torch.r$rep" "$(printf "$TOR" "$j" "$j" "$IDS" "$NTOK" "$j")"
 		fi
 	done
+	if [ -n "$KLIST" ]; then
+		say "  kernel probe, repetition $rep/$REPS"
+		for j in $THREADS; do
+			measure "kern-head-j$j.probe.r$rep" "build/bench/matvec -t $j -r 20 50272 768 $KLIST"
+			measure "kern-fc1-j$j.probe.r$rep" "build/bench/matvec -t $j -r 200 3072 768 $KLIST"
+		done
+	fi
 	rep=$((rep + 1))
 done
 
@@ -272,5 +294,42 @@ if ("f32", j) in res:
                      + ("met" if not low else "not met") + "**"
                      + (f" (below: {', '.join(low)})" if low else ""))
     print(f"Targets of issue #18 at {j} thread(s): " + "; ".join(lines) + ".\n")
+kl = facts.get("kernels", "").split()
+if kl:
+    print("**The row kernels alone** (`build/bench/matvec -t T -r 20 50272 768 STORAGE...`, the "
+          "head's shape, read from memory; `-r 200 3072 768`, fc1's, from cache after the first "
+          "product): one row of x, G weights/s (dense weights of the matrix over the best of the "
+          "repetitions' products), median over the section's repetitions (range); \"vs f16\": "
+          "against dense f16 at the same threads and shape. A row whose decode is slow while its "
+          "kernel is fast from memory lost its time elsewhere.\n")
+
+    def probe(shape, j):
+        """{storage: [G weights/s per repetition]}"""
+        got = {}
+        for r in runs(f"kern-{shape}-j{j}", "probe"):
+            for line in r[4].splitlines():
+                mm = re.match(r"(\S+) \S+ N=1 T=\d+: [\d.]+ ms, ([\d.]+) GB/s stored, ([\d.]+) G weights/s", line)
+                if mm:
+                    got.setdefault(mm.group(1), []).append((float(mm.group(3)), float(mm.group(2))))
+        return got
+
+    cols = [(sh, j) for sh in ("head", "fc1") for j in threads]
+    pr = {c: probe(*c) for c in cols}
+    print("| storage | " + " | ".join(f"{'head 50272x768' if sh == 'head' else 'fc1 3072x768'}, {j} thread(s): G weights/s (GB/s stored) | vs f16"
+                                  for sh, j in cols) + " |")
+    print("|---|" + "---|---|" * len(cols))
+    for k in kl:
+        cells = []
+        for c in cols:
+            v = pr[c].get(k, [])
+            f16 = med([x[0] for x in pr[c].get("f16", [])])
+            if not v:
+                cells += ["-", "-"]
+                continue
+            g = [x[0] for x in v]
+            cells += [f"{med(g):.2f} ({min(g):.2f}-{max(g):.2f}) ({med([x[1] for x in v]):.1f})",
+                      f"{med(g) / f16:.2f}x" if f16 == f16 else "-"]
+        print(f"| {k} | " + " | ".join(cells) + " |")
+    print()
 print(f"The section took {facts['total_time']}.")
 PY
