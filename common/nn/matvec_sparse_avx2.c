@@ -38,7 +38,8 @@ static inline __attribute__((always_inline)) AVX2_T __m256 winp_avx2(const float
  * mask, which bytes of the next values land in lane j, and 0x80 (a zero byte) for the
  * lanes the mask drops: f16 expands into its 8 halves and then converts; bf16 lands in
  * each f32 lane's high half, so it needs no conversion. Both skip the lane-crossing
- * permute and the blend: on Zen 3 the f16 rows ran at a third of dense f16's speed. */
+ * permute and the blend (Zen 3, f16 at 50 %, in cache: 7.8 -> 9.4 G weights/s, against
+ * dense f16's 15). */
 static int32_t bm_lane8[256][8];
 static uint8_t bm_shuf16[256][16], bm_shufbf[256][32];
 
@@ -70,13 +71,13 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 		memcpy(buf, val, (size_t)__builtin_popcount(mk) * es);
 		p = buf;
 	}
-	if (dt == LM_F16)
-		return _mm256_cvtph_ps(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)p),
-		                                        _mm_loadu_si128((const __m128i *)(const void *)bm_shuf16[mk])));
-	if (dt == LM_BF16)
-		return _mm256_castsi256_ps(_mm256_shuffle_epi8(
-		    _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
-		    _mm256_loadu_si256((const __m256i *)(const void *)bm_shufbf[mk])));
+	if (dt != LM_F32) {
+		const __m128i h = _mm_loadu_si128((const __m128i *)(const void *)p);
+		if (dt == LM_F16)
+			return _mm256_cvtph_ps(_mm_shuffle_epi8(h, _mm_loadu_si128((const __m128i *)bm_shuf16[mk])));
+		return _mm256_castsi256_ps(_mm256_shuffle_epi8(_mm256_broadcastsi128_si256(h),
+		                                               _mm256_loadu_si256((const __m256i *)bm_shufbf[mk])));
+	}
 	__m256 f = _mm256_loadu_ps((const float *)(const void *)p);
 	__m256i lane = _mm256_loadu_si256((const __m256i *)(const void *)bm_lane8[mk]);
 	return _mm256_blendv_ps(_mm256_setzero_ps(), _mm256_permutevar8x32_ps(f, lane),
