@@ -79,7 +79,7 @@ deps:
 # compiling, run by hand
 $(B)/bench/matvec: bench/matvec.c $(B)/libcommon.a $(LIB_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(XFLAGS) $(WARN) -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
 
 # every unit program runs even when one fails; tests/units.sh prints a count per program
 unit: $(UNITS) $(B)/bench/matvec

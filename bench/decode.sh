@@ -304,7 +304,7 @@ if kl:
           "kernel is fast from memory lost its time elsewhere.\n")
 
     def probe(shape, j):
-        """{storage: [G weights/s per repetition]}"""
+        """{storage: [(G weights/s, GB/s stored) per repetition]}"""
         got = {}
         for r in runs(f"kern-{shape}-j{j}", "probe"):
             for line in r[4].splitlines():

@@ -7,7 +7,7 @@
  *
  * STORAGE is a dtype (f32 f16 bf16, or packed: q2g128 q4g128 q8c ...) and optionally a
  * sparse layout, f16/2:4, bf16/bitmap, q4g128/2:4 (packed: N:M only): half the weights
- * zero (the last n of every m, or each weight by a coin), packed by RTN, encoded as
+ * zero (all but the first n of every m, or each weight by a coin), packed by RTN, encoded as
  * lm-prune and lm-quant write them. OUT x IN picks the case: OPT-125m's
  * head is 50272 768 (77 MB of f16: read from memory), fc1 3072 768 (4.7 MB: from cache
  * after the first repetition). Weights are random (a fixed seed); the time is the best of
@@ -20,33 +20,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "dtype.h"
 #include "matvec.h"
 #include "pool.h"
 #include "quant.h"
-#include "rows.h"
+#include "rng.h"
 #include "sparse.h"
 #include "util.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15u;
+static struct lm_rng rng; /* seeded in main: the same matrices on every run */
 
-static uint32_t next(void) /* xorshift64*: the same matrices on every run */
-{
-	rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
-	return (uint32_t)((rng * 0x2545f4914f6cdd1du) >> 32);
-}
-
-static float unif(void) { return (float)next() / 4294967296.0f - 0.5f; }
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+static float unif(void) { return (float)lm_rng_uniform(&rng) - 0.5f; }
 
 /* w [out, in] of storage spec (dtype[/layout]); its data lm_alloc'd, as a model's are */
 static int make(struct lm_mat *w, const char *spec, size_t out, size_t in)
@@ -81,7 +68,7 @@ static int make(struct lm_mat *w, const char *spec, size_t out, size_t in)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		int drop = want.kind == LM_LAYOUT_NM ? (int)(i % (size_t)want.m) >= want.n
-		           : want.kind == LM_LAYOUT_UNSTRUCTURED ? (int)(next() & 1)
+		           : want.kind == LM_LAYOUT_UNSTRUCTURED ? (int)(lm_rng_u64(&rng) & 1)
 		                                                 : 0;
 		f[i] = drop ? 0.0f : unif() + (unif() < 0 ? -0.1f : 0.1f); /* kept: never 0 */
 	}
@@ -134,6 +121,7 @@ int main(int argc, char **argv)
 	if (!out || !in)
 		usage();
 	lm_set_threads(threads);
+	lm_rng_seed(&rng, 1);
 	float *x = lm_alloc(N * in * sizeof *x), *y = lm_alloc(N * out * sizeof *y);
 	if (!x || !y)
 		return 1;
@@ -147,9 +135,9 @@ int main(int argc, char **argv)
 		}
 		double best = 1e30;
 		for (int r = 0; r < reps; r++) {
-			double t0 = now();
+			double t0 = lm_now();
 			lm_matvec(y, out, x, &w, 0, out, N, 0.0f);
-			double t = now() - t0;
+			double t = lm_now() - t0;
 			best = t < best ? t : best;
 		}
 		printf("%s %zux%zu N=%zu T=%d: %.3f ms, %.1f GB/s stored, %.2f G weights/s\n", argv[a],

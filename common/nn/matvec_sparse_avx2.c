@@ -43,7 +43,7 @@ static inline __attribute__((always_inline)) AVX2_T __m256 winp_avx2(const float
 static int32_t bm_lane8[256][8];
 static uint8_t bm_shuf16[256][16], bm_shufbf[256][32];
 
-static void bm_lane8_init(void)
+static void bm_tables_init(void)
 {
 	for (unsigned mk = 0; mk < 256; mk++)
 		for (unsigned j = 0; j < 8; j++) {
@@ -101,7 +101,7 @@ static inline __attribute__((always_inline)) AVX2_T __m256 bm_avx2(const uint8_t
 mv_rows_fn *lm_mv_sparse_avx2(struct mv_args *a)
 {
 	if (a->sv.l.kind == LM_LAYOUT_BITMAP && !bm_lane8[255][7])
-		bm_lane8_init(); /* before the threads start */
+		bm_tables_init(); /* before the threads start */
 	return sparse_rows_for_avx2(a);
 }
 #endif
