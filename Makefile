@@ -19,7 +19,8 @@ MAN5      = $(wildcard man/*.5)
 all: $(PROGS)
 
 # the kernels and the loops over them (config.mk's KFLAGS)
-MV_KERN = %/matvec_avx2.o %/matvec_avx512.o %/matvec_sparse_avx2.o %/matvec_sparse_avx512.o
+MV_KERN = %/matvec_avx2.o %/matvec_avx512.o %/matvec_sparse_avx2.o %/matvec_sparse_avx512.o \
+          %/matvec_x8_avx2.o %/matvec_x8.o
 $(filter %/kernels.o %/matvec.o $(MV_KERN) %/pool.o %/rows.o %/forward.o %/quant.o %/backward.o %/train.o %/optim.o,$(LIB_OBJ)): XFLAGS = $(KFLAGS)
 ifeq ($(SANITIZE),1)
 # the SIMD decode kernels under ASan+UBSan at -O1, every check kept: at -O3 each sparse file

@@ -20,7 +20,9 @@
 #   BENCH_REPS=N               repetitions of every measurement, interleaved (default 5; the
 #                              tables give the median)
 #   BENCH_DECODE_THREADS=L     thread counts (default "1 2")
-#   BENCH_DECODE_MODELS=L      weight types (default "f32 f16 bf16 q8 q4 q3 q2 s50 s24 s24q4":
+#   BENCH_DECODE_MODELS=L      weight types (default "f32 f16 bf16 q8 q4 q4x8 q3 q2 s50 s24 s24q4":
+#                              q4x8 = the q4 stream decoded with lm-eval --act8 (4-bit weights
+#                              on 8-bit activations, integer products);
 #                              s50 = 50 % unstructured (bitmap), s24 = 2:4, both f16 by
 #                              lm-prune's magnitude from the f16 stream; s24q4 = s24 then
 #                              lm-quant -b 4 -g 128, which keeps the 2:4 layout of the codes)
@@ -40,14 +42,14 @@ cd "$(dirname "$0")/.."
 
 REPS=${BENCH_REPS:-5}
 THREADS=${BENCH_DECODE_THREADS:-1 2}
-MODELS=${BENCH_DECODE_MODELS:-f32 f16 bf16 q8 q4 q3 q2 s50 s24 s24q4}
+MODELS=${BENCH_DECODE_MODELS:-f32 f16 bf16 q8 q4 q4x8 q3 q2 s50 s24 s24q4}
 NTOK=${BENCH_DECODE_TOKENS:-64}
 TILE=${BENCH_DECODE_TILE:-1}
 TORCH=${BENCH_DECODE_TORCH:-1}
 BW_MIB=${BENCH_DECODE_BW_MIB:-1024}
 KERN=${BENCH_DECODE_KERNELS:-1}
 # the probe's storage for each weight type of the table (the linears' storage)
-KSTORE="f32=f32 f16=f16 bf16=bf16 q8=q8g128 q4=q4g128 q3=q3g128 q2=q2g128 s50=f16/bitmap s24=f16/2:4 s24q4=q4g128/2:4"
+KSTORE="f32=f32 f16=f16 bf16=bf16 q8=q8g128 q4=q4g128 q4x8=q4g128+x8 q3=q3g128 q2=q2g128 s50=f16/bitmap s24=f16/2:4 s24q4=q4g128/2:4"
 PROMPT="The history of the"
 
 bench_start decode
@@ -66,6 +68,9 @@ make_model() {
 	case $1 in
 	f32) bin/lm-init --like opt-125m --seed 1 -o "$B/f32.lms" ;;
 	f16 | bf16) bin/lm-init --like opt-125m --seed 1 -t "$1" -o "$B/$1.lms" ;;
+	q4x8) # the same stream, read with --act8 (flags_of)
+		[ -f "$B/q4.lms" ] || make_model q4
+		ln -s q4.lms "$B/q4x8.lms" ;;
 	q8 | q4 | q3 | q2) eval "bin/lm-quant -q -b ${1#q} -g 128 $PACK -o \"\$B/$1.lms\" \"\$B/f16.lms\"" ;;
 	s50) bin/lm-prune -q -s 0.5 -o "$B/s50.lms" "$B/f16.lms" ;;
 	s24) bin/lm-prune -q --nm 2:4 -o "$B/s24.lms" "$B/f16.lms" ;;
@@ -75,6 +80,8 @@ make_model() {
 	*) fail "make_model: no recipe for '$1'" ;;
 	esac
 }
+# lm-eval's options for a weight type's row beyond its stream
+flags_of() { [ "$1" = q4x8 ] && echo "--act8 " || true; }
 say "decode: OPT-125m-shaped models ($MODELS)"
 make_model f32
 make_model f16
@@ -107,7 +114,7 @@ if [ "$KERN" = 1 ]; then
 	fact kernels "$KLIST"
 fi
 
-GEN='bin/lm-eval --generate "%s" -n %s -j %s --json -q $B/%s.lms'
+GEN='bin/lm-eval --generate "%s" -n %s -j %s --json -q %s$B/%s.lms'
 TOR='GLIBC_TUNABLES=glibc.malloc.hugetlb=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=%s OPENBLAS_NUM_THREADS=%s /usr/bin/python3 bench/torch_decode.py $B/hf --ids "%s" -n %s --threads %s --json'
 TLIST=$(echo "$THREADS" | tr ' ' ',')
 rep=1
@@ -117,9 +124,10 @@ while [ "$rep" -le "$REPS" ]; do
 	for j in $THREADS; do
 		say "  lm-eval --generate, $j thread(s), repetition $rep/$REPS"
 		for m in $MODELS; do
-			measure "gen-$m-j$j.lmeval.r$rep" "$(printf "$GEN" "$PROMPT" "$NTOK" "$j" "$m")"
-			if [ "$TILE" = 1 ]; then
-				measure "gen-$m-j$j.tile.r$rep" "LM_NO_MATVEC=1 $(printf "$GEN" "$PROMPT" "$NTOK" "$j" "$m")"
+			measure "gen-$m-j$j.lmeval.r$rep" "$(printf "$GEN" "$PROMPT" "$NTOK" "$j" "$(flags_of "$m")" "$m")"
+			# (the tile path has no --act8: it converts tiles to f32 whatever the flag)
+			if [ "$TILE" = 1 ] && [ -z "$(flags_of "$m")" ]; then
+				measure "gen-$m-j$j.tile.r$rep" "LM_NO_MATVEC=1 $(printf "$GEN" "$PROMPT" "$NTOK" "$j" "" "$m")"
 			fi
 		done
 		if [ "$TORCH" = 1 ]; then
@@ -260,8 +268,10 @@ for j in threads:
         tt = tps(tr) if tr else float("nan")
         same = ("-" if ids(rr) is None else "yes" if ids(tr) == ids(rr) else "**no**") if tr else "-"
         pct = 100 * gbs / bw[j] if j in bw else float("nan")
-        print(f"| {m} ({facts['dtype_' + m].replace(',', ', ')}) | {by / 1e6:.0f} MB | {t:.1f} | "
-              f"{gbs:.1f} | {pct:.0f} % | {t / f32:.2f}x | {tt:.1f} | {t / tt:.2f}x | {same} | "
+        name = m + (" (--act8)" if m == "q4x8" else "")
+        tile = f"{tt:.1f} | {t / tt:.2f}x" if tr else "- | -"
+        print(f"| {name} ({facts['dtype_' + m].replace(',', ', ')}) | {by / 1e6:.0f} MB | {t:.1f} | "
+              f"{gbs:.1f} | {pct:.0f} % | {t / f32:.2f}x | {tile} | {same} | "
               f"{mib(med([r[1] for r in rr]))} | {med([r[3] for r in rr]):.2f} |")
     tr = runs(f"gen-f32-j{j}", "torch")
     if tr:
@@ -279,6 +289,7 @@ if ("f32", j) in res:
     # issue #18's ratios: (what, numerator row, denominator row, target)
     for what, num, den, want in (("f16 >= 1.8x f32's tokens/s", "f16", "f32", 1.8),
                                  ("q4 with packed embeddings >= 4x f32", "q4", "f32", 4),
+                                 ("the same on 8-bit activations (--act8)", "q4x8", "f32", 4),
                                  ("2:4 f16 >= 1.6x dense f16", "s24", "f16", 1.6),
                                  ("50 % unstructured >= 1.3x dense f16", "s50", "f16", 1.3)):
         if (num, j) in res and (den, j) in res:

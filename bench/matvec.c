@@ -15,6 +15,7 @@
  *
  *   STORAGE OUTxIN N=1 T=2: 0.412 ms, 11.5 GB/s stored, 5.73 G weights/s
  *
+ * A storage ending in +x8 (q4g128+x8) runs on 8-bit x (lm_matvec_set_act8, lm-eval --act8).
  * "stored" counts the bytes the storage keeps (values, codes, positions, group headers).
  * Like every timing here, it means something only on a quiet machine (bench/lib.sh). */
 #include <stdio.h>
@@ -35,10 +36,17 @@ static struct lm_rng rng; /* seeded in main: the same matrices on every run */
 
 static float unif(void) { return (float)lm_rng_uniform(&rng) - 0.5f; }
 
-/* w [out, in] of storage spec (dtype[/layout]); its data lm_alloc'd, as a model's are */
-static int make(struct lm_mat *w, const char *spec, size_t out, size_t in)
+/* w [out, in] of storage spec (dtype[/layout][+x8]); its data lm_alloc'd, as a model's are;
+ * *x8: 1 for +x8 */
+static int make(struct lm_mat *w, const char *spec, size_t out, size_t in, int *x8)
 {
-	char dts[32];
+	char dts[32], buf[64];
+	const size_t sl = strlen(spec);
+	*x8 = sl > 3 && strcmp(spec + sl - 3, "+x8") == 0;
+	if (sl >= sizeof buf)
+		return lm_seterr("%s: no such storage", spec);
+	memcpy(buf, spec, sl - (*x8 ? 3 : 0)), buf[sl - (*x8 ? 3 : 0)] = 0;
+	spec = buf;
 	const char *slash = strchr(spec, '/');
 	size_t dl = slash ? (size_t)(slash - spec) : strlen(spec);
 	if (dl >= sizeof dts)
@@ -129,7 +137,9 @@ int main(int argc, char **argv)
 		x[i] = unif();
 	for (int a = optind + 2; a < argc; a++) {
 		struct lm_mat w;
-		if (make(&w, argv[a], out, in) < 0 || lm_matvec(y, out, x, &w, 0, out, N, 0.0f) < 0) {
+		int x8 = 0;
+		if (make(&w, argv[a], out, in, &x8) < 0 ||
+		    (lm_matvec_set_act8(x8), lm_matvec(y, out, x, &w, 0, out, N, 0.0f)) < 0) {
 			fprintf(stderr, "matvec: %s\n", lm_errmsg());
 			return 1;
 		}

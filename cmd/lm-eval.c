@@ -2,6 +2,7 @@
  * zero-shot tasks, question/answer files, early exit; the modes are in common/prog/evalrun.c */
 #include "cli.h"
 #include "evalrun.h"
+#include "matvec.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -65,6 +66,8 @@ static const char usage_text[] =
 	"      --compute C       f32 (default) or bf16: the linear layers, attention and the\n"
 	"                        LM head multiply bf16-rounded inputs and weights, summing in\n"
 	"                        f32 (AVX512_BF16 CPUs; elsewhere f32, with a note)\n"
+	"      --act8            decoding with 4-bit weights: activations rounded to 8 bits per\n"
+	"                        group, integer products (faster; values change slightly)\n"
 	"  -j, --threads N       threads (default: all cores)\n"
 	"      --no-verify       skip CRC-32 checks of the input stream\n"
 	"  -q, --quiet           no progress on stderr\n"
@@ -78,7 +81,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 	enum { O_STS = 0x170, O_DEMO, O_TMPL, O_AVG, O_MC, O_RETR, O_RETRIEVER, O_RAND, O_NOPROJ, O_SEED };
 	enum { O_QA = 0x190, O_QCOL, O_ACOL, O_HARM, O_MATCH, O_WORDS };
 	enum { O_TASK = 0x1d0, O_TDATA, O_LIMIT, O_LOGS, O_BOS };
-	enum { O_VERBATIM = 0x1e0, O_COMPUTE };
+	enum { O_VERBATIM = 0x1e0, O_COMPUTE, O_ACT8 };
 	enum { O_ETHR = 0x1b0, O_ERULE, O_EXITS, O_SWEEP, O_THRS, O_CFRAC, O_TEMP, O_TOPK };
 	static const struct option lopts[] = {
 		{"ppl", required_argument, 0, 'p'}, {"seqlen", required_argument, 0, 's'},
@@ -104,9 +107,9 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		{"exits", required_argument, 0, O_EXITS}, {"exit-sweep", required_argument, 0, O_SWEEP},
 		{"thresholds", required_argument, 0, O_THRS}, {"context-frac", required_argument, 0, O_CFRAC},
 		{"temperature", required_argument, 0, O_TEMP}, {"top-k", required_argument, 0, O_TOPK},
-		{"compute", required_argument, 0, O_COMPUTE},
+		{"compute", required_argument, 0, O_COMPUTE}, {"act8", no_argument, 0, O_ACT8},
 		{"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-	int rule_set = 0, bf16 = 0, c;
+	int rule_set = 0, bf16 = 0, act8 = 0, c;
 
 	while ((c = getopt_long(argc, argv, "p:s:w:b:g:n:j:k:qhV", lopts, NULL)) != -1) {
 		switch (c) {
@@ -128,6 +131,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 		case O_AVG: o->ec.avg = 1; break;
 		case O_VERBATIM: o->ec.verbatim = 1; break;
 		case O_COMPUTE: bf16 = lm_cli_compute_arg(optarg); break;
+		case O_ACT8: act8 = 1; break;
 		case O_MC: o->mc = optarg; break;
 		case O_RETR: o->retrieve = optarg; break;
 		case O_RETRIEVER: o->retriever = optarg; break;
@@ -203,6 +207,7 @@ static void parse(int argc, char **argv, struct lm_eval_opts *o)
 	if (lm_embed_cfg_check(&o->ec) < 0)
 		edie(2, "%s", lm_errmsg());
 	lm_cli_compute(bf16); /* after every usage check, so a usage error stays one line */
+	lm_matvec_set_act8(act8);
 	o->input = optind < argc ? argv[optind] : NULL;
 }
 

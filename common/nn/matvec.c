@@ -125,6 +125,10 @@ static void pair_x(float *xs, const float *x, size_t N, size_t IN)
 /* ---- dispatch ---- */
 
 static int isa_set = -1; /* enum lm_matvec_isa once chosen */
+static int act8_on;      /* lm_matvec_set_act8 */
+
+void lm_matvec_set_act8(int on) { act8_on = on != 0; }
+int lm_matvec_act8(void) { return act8_on; }
 
 static int isa_has(enum lm_matvec_isa isa)
 {
@@ -195,6 +199,14 @@ static mv_rows_fn *rows_for(struct mv_args *a)
 			fn = sp_rows_isa(a, isa);
 #endif
 		return fn ? fn : rows_sparse_scalar;
+	}
+	if (act8_on && a->bits == 4 && a->G % 32 == 0) { /* matvec_x8.c */
+		a->act8 = 1;
+#ifdef MV_X86
+		if (isa != LM_MATVEC_SCALAR)
+			return mv_rows_q4x8_avx2;
+#endif
+		return mv_rows_q4x8_scalar;
 	}
 	if (isa == LM_MATVEC_SCALAR)
 		return rows_scalar;
@@ -278,9 +290,16 @@ static void mv_part(void *ctx, size_t o0, size_t o1, int part)
 	o0 += j->a->r0, o1 += j->a->r0;
 	for (size_t c0 = o0; c0 < o1; c0 += j->chunk) {
 		size_t c1 = c0 + j->chunk < o1 ? c0 + j->chunk : o1;
-		for (size_t n0 = 0; n0 < j->N; n0 += MV_NB)
-			j->fn(j->a, j->x + n0 * j->a->IN, j->y + n0 * j->a->ldy,
+		for (size_t n0 = 0; n0 < j->N; n0 += MV_NB) {
+			const struct mv_args *a = j->a;
+			struct mv_args at; /* the 8-bit rows read x from a: its rows from n0 on */
+			if (a->act8 && n0) {
+				at = *a, a = &at;
+				at.x8 += n0 * a->IN, at.x8scale += n0 * a->ng, at.x8sum += n0 * a->ng;
+			}
+			j->fn(a, j->x + n0 * a->IN, j->y + n0 * a->ldy,
 			      j->N - n0 < MV_NB ? j->N - n0 : MV_NB, c0, c1);
+		}
 	}
 }
 
@@ -318,9 +337,28 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 		j.x = d;
 	}
 #endif
+	/* x in int8 for the 4-bit rows on 8-bit x, on the stack as above */
+	int8_t q8stack[16384], *q8 = NULL;
+	float s8stack[16384 / 32], *s8 = NULL;
+	int32_t t8stack[16384 / 32], *t8 = NULL;
+	if (a.act8) {
+		if (N * a.IN > sizeof q8stack) {
+			q8 = lm_alloc(N * a.IN), s8 = lm_alloc(N * a.ng * sizeof *s8);
+			t8 = lm_alloc(N * a.ng * sizeof *t8);
+			if (!q8 || !s8 || !t8) {
+				lm_free(q8), lm_free(s8), lm_free(t8), lm_free(xs);
+				return -1;
+			}
+		}
+		int8_t *q = q8 ? q8 : q8stack;
+		float *sc = s8 ? s8 : s8stack;
+		int32_t *su = t8 ? t8 : t8stack;
+		mv_x8_quantize(q, sc, su, x, N, a.IN, a.G, a.ng);
+		a.x8 = q, a.x8scale = sc, a.x8sum = su;
+	}
 	/* at least ~64k weights per thread: below that a wake-up costs more than it saves */
 	lm_parallel_for_hot(nr, 1 + ((size_t)1 << 16) / (a.IN + 1), lm_threads(), mv_part, &j);
-	lm_free(xs);
+	lm_free(xs), lm_free(q8), lm_free(s8), lm_free(t8);
 	return 0;
 }
 

@@ -42,6 +42,13 @@ int lm_matvec_use(const struct lm_mat *w);
 int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size_t r0, size_t nr,
               size_t N, float beta);
 
+/* 4-bit weights (groups of a multiple of 32 inputs) on 8-bit activations when on: x is
+ * rounded to int8 per quantization group and the codes multiply it in integers
+ * (matvec_x8.c), about three times as fast on AVX2, with x off by up to half a step of its
+ * group (max |x| / 254) and so not the same values as off (the default) */
+void lm_matvec_set_act8(int on);
+int lm_matvec_act8(void);
+
 /* the instruction set in use; lm_matvec_set_isa makes it `isa` (tests, benchmarks: to run
  * every path this CPU has), -1 + error when the CPU lacks it */
 enum lm_matvec_isa lm_matvec_isa(void);

@@ -39,6 +39,12 @@ struct mv_args {
 	struct lm_sparse_view sv;
 	int32_t spbase[16], spsh[16], spshw[16];
 	int xsplit;              /* x reordered by split_x in blocks of xsplit inputs (4-bit rows) */
+	/* 4-bit rows on 8-bit x (lm_matvec_set_act8): x rounded per group of G inputs, laid out
+	 * for the kernels' byte products (mv_x8_quantize); the rows' x argument is unused */
+	int act8;
+	const int8_t *x8;        /* [N, IN], each group split in blocks as mv_x8_quantize says */
+	const float *x8scale;    /* [N, ng]: x ~ x8scale * x8 within a group */
+	const int32_t *x8sum;    /* [N, ng]: the sum of a group's x8, for the zero point */
 };
 
 /* rows [o0, o1) of W against nb <= MV_NB rows of x (stride IN), into y (rows ldy apart,
@@ -80,6 +86,19 @@ static inline void mv_store(float *y, size_t ldy, size_t j, const float *s, size
 	for (size_t n = 0; n < nb; n++)
 		y[n * ldy + j] = beta != 0.0f ? y[n * ldy + j] + s[n] : s[n];
 }
+
+/* ---- 4-bit rows on 8-bit x (matvec_x8.c) ---- */
+
+/* x [N, IN] rounded to int8 per group of G inputs (scale = max |x| / 127, nearest even) into
+ * q, scale and sum ([N, ng] each); each group's codes in blocks of 64 inputs, the 32 even
+ * ones then the 32 odd ones (the low and high nibbles of 32 code bytes), a last block of 32
+ * likewise 16 and 16. G is a multiple of 32. */
+void mv_x8_quantize(int8_t *q, float *scale, int32_t *sum, const float *x, size_t N, size_t IN,
+                    size_t G, size_t ng);
+/* plain C 4-bit rows on a->x8: the same integer sum per group as the SIMD rows, summed over
+ * the groups in float in another order */
+void mv_rows_q4x8_scalar(const struct mv_args *a, const float *x, float *y, size_t nb,
+                         size_t o0, size_t o1);
 
 #ifdef MV_X86
 
@@ -125,6 +144,9 @@ extern const struct mv_dense_set lm_mv_dense_avx2, lm_mv_dense_avx512;
 /* each set's sparse row kernel for a, NULL where it has none; a->spwin set first */
 mv_rows_fn *lm_mv_sparse_avx2(struct mv_args *a);
 mv_rows_fn *lm_mv_sparse_avx512(struct mv_args *a);
+/* 4-bit rows on 8-bit x, AVX2 (matvec_x8_avx2.c; AVX-512 CPUs run it too) */
+void mv_rows_q4x8_avx2(const struct mv_args *a, const float *x, float *y, size_t nb, size_t o0,
+                       size_t o1);
 
 #endif /* MV_X86 */
 #endif
