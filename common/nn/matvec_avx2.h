@@ -33,7 +33,47 @@ static inline __attribute__((always_inline)) AVX2_T void pair4_avx2(const uint8_
 	*w1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(v, 4), z));
 }
 
+/* 32 3-bit codes (12 bytes at p) minus z, as four vectors of 8 in order, from one 16-byte load
+ * starting 4 bytes before them: a group's codes follow its 4-byte header (quant.h), so the
+ * load stays inside the group, where one from p would pass the end of a matrix's last row.
+ * Each 32-bit lane takes the two bytes holding its code (vpshufb, in-lane: both halves hold
+ * the 16 bytes), shifts it down and masks it; vector k's bytes are vector 0's plus 3 k. Code
+ * j = 8 k + i (lane i) starts at bit 3 j, byte 4 + 3 k + 3 i / 8 of the load, bit 3 i % 8;
+ * the last lane's second byte (16 & 15 = 0) is masked away with the bits above its code. */
+#define Q3B(k, i) ((char)(4 + 3 * (k) + 3 * (i) / 8))
+#define Q3L(k, i) Q3B(k, i), (char)((Q3B(k, i) + 1) & 15), (char)0x80, (char)0x80
+#define Q3IDX(k) _mm256_setr_epi8(Q3L(k, 0), Q3L(k, 1), Q3L(k, 2), Q3L(k, 3), Q3L(k, 4), \
+                                  Q3L(k, 5), Q3L(k, 6), Q3L(k, 7))
+static inline __attribute__((always_inline)) AVX2_T void
+quad3_avx2(const uint8_t *p, __m256i z, __m256 *w0, __m256 *w1, __m256 *w2, __m256 *w3)
+{
+	const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p - 4)));
+	const __m256i sh = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5), m = _mm256_set1_epi32(7);
+#define Q3W(k) _mm256_cvtepi32_ps(_mm256_sub_epi32(                                        \
+	_mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(v, Q3IDX(k)), sh), m), z))
+	*w0 = Q3W(0), *w1 = Q3W(1), *w2 = Q3W(2), *w3 = Q3W(3);
+#undef Q3W
+}
+
+/* 32 2-bit codes (the 8 bytes at p) minus z, as four vectors of 8 in order: one 8-byte load,
+ * and code j = 8 k + i (vector k, lane i) in byte 2 k + i / 4, bits 2 (i % 4): never straddling */
+#define Q2L(k, i) (char)(2 * (k) + (i) / 4), (char)0x80, (char)0x80, (char)0x80
+#define Q2IDX(k) _mm256_setr_epi8(Q2L(k, 0), Q2L(k, 1), Q2L(k, 2), Q2L(k, 3), Q2L(k, 4), \
+                                  Q2L(k, 5), Q2L(k, 6), Q2L(k, 7))
+static inline __attribute__((always_inline)) AVX2_T void
+quad2_avx2(const uint8_t *p, __m256i z, __m256 *w0, __m256 *w1, __m256 *w2, __m256 *w3)
+{
+	const __m256i v = _mm256_broadcastsi128_si256(_mm_loadl_epi64((const __m128i *)(const void *)p));
+	const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6), m = _mm256_set1_epi32(3);
+#define Q2W(k) _mm256_cvtepi32_ps(_mm256_sub_epi32(                                        \
+	_mm256_and_si256(_mm256_srlv_epi32(_mm256_shuffle_epi8(v, Q2IDX(k)), sh), m), z))
+	*w0 = Q2W(0), *w1 = Q2W(1), *w2 = Q2W(2), *w3 = Q2W(3);
+#undef Q2W
+}
+
 #define MV(name) name##_avx2
+#define VQUAD3(p, z, w0, w1, w2, w3) quad3_avx2(p, z, w0, w1, w2, w3)
+#define VQUAD2(p, z, w0, w1, w2, w3) quad2_avx2(p, z, w0, w1, w2, w3)
 #define VPAIR4(p, z, w0, w1) pair4_avx2(p, z, w0, w1)
 #define MV_TARGET AVX2_T
 #define VL 8

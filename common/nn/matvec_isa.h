@@ -10,6 +10,9 @@
  *   VQF(q, z): (float)(q - z) for vi q and int32 vector z (VZI(z) makes one)
  *   VPAIR4(p, z, &w0, &w1): the 2 VL 4-bit codes of the VL bytes at p, minus the zero
  *     point z, as two vf: the even codes, then the odd ones (x comes split to match)
+ * and optionally VQUAD3(p, z, &w0, &w1, &w2, &w3): the 4 VL 3-bit codes from byte p of a
+ *     group's codes, minus z, in order (p - 4 may be read: a group's header precedes them),
+ *     and VQUAD2 the same for 2-bit codes
  * Tails (IN or a per-row group not a multiple of VL) are summed in scalar code. */
 
 /* ---- f32 / f16 / bf16 rows ---- */
@@ -96,6 +99,12 @@ MV(dot_packed)(float *s, const uint8_t *row, int bits, size_t G, size_t ng, size
 			if (bits == 4) {
 				VPAIR4(c + i / 2, z, &w0, &w1);
 				VPAIR4(c + (i + 2 * VL) / 2, z, &w2, &w3);
+#ifdef VQUAD3
+			} else if (bits == 3) {
+				VQUAD3(c + i * 3 / 8, z, &w0, &w1, &w2, &w3);
+			} else if (bits == 2) {
+				VQUAD2(c + i / 4, z, &w0, &w1, &w2, &w3);
+#endif
 			} else {
 				w0 = VQF(MV_CODES(bits, c, i), z);
 				w1 = VQF(MV_CODES(bits, c, i + VL), z);
