@@ -128,7 +128,6 @@ static int isa_set = -1; /* enum lm_matvec_isa once chosen */
 static int act8_on;      /* lm_matvec_set_act8 */
 
 void lm_matvec_set_act8(int on) { act8_on = on != 0; }
-int lm_matvec_act8(void) { return act8_on; }
 
 static int isa_has(enum lm_matvec_isa isa)
 {

@@ -47,7 +47,6 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
  * (matvec_x8.c), about three times as fast on AVX2, with x off by up to half a step of its
  * group (max |x| / 254) and so not the same values as off (the default) */
 void lm_matvec_set_act8(int on);
-int lm_matvec_act8(void);
 
 /* the instruction set in use; lm_matvec_set_isa makes it `isa` (tests, benchmarks: to run
  * every path this CPU has), -1 + error when the CPU lacks it */

@@ -37,15 +37,12 @@ void mv_x8_quantize(int8_t *q, float *scale, int32_t *sum, const float *x, size_
 			}
 			const float inv = m > 0.0f ? 127.0f / m : 0.0f;
 			int32_t t = 0;
-			for (size_t b = 0; b < G; b += 64) { /* blocks of 64, a last one of 32 */
-				const size_t h = b + 64 <= G ? 32 : 16;
-				for (size_t k = 0; k < 2 * h; k++) {
-					/* |x * inv| <= 127 up to rounding: clamped, a last-bit excess stays a byte */
-					float v = rintf(xg[b + k] * inv);
-					v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
-					qg[b + (k % 2 ? h : 0) + k / 2] = (int8_t)v;
-					t += (int32_t)v;
-				}
+			for (size_t i = 0; i < G; i++) {
+				/* |x * inv| <= 127 up to rounding: clamped, a last-bit excess stays a byte */
+				float v = rintf(xg[i] * inv);
+				v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
+				qg[x8_pos(i, G)] = (int8_t)v;
+				t += (int32_t)v;
 			}
 			/* a NaN in x makes the group's scale NaN, so y is NaN as the float rows give */
 			scale[n * ng + g] = nan ? NAN : m / 127.0f;

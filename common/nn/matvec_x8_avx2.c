@@ -5,17 +5,9 @@
  * 4 * 3810 = 15240 over two steps) and widened into eight 32-bit sums with vpmaddwd. Per
  * group: the zero point's term in integers, then one convert and one FMA by scale * x's
  * scale. */
-#include "matvec_kern.h"
+#include "matvec_avx2.h"
 
 #ifdef MV_X86
-
-static inline __attribute__((always_inline)) AVX2_T float hsum8(__m256 v)
-{
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
 
 /* the nb <= MV_NB rows of one row of W; nb a constant after inlining */
 static inline __attribute__((always_inline)) AVX2_T void
@@ -83,7 +75,7 @@ row_q4x8(const struct mv_args *a, const uint8_t *row, float *s, size_t nb, size_
 		}
 	}
 	for (size_t n = 0; n < nb; n++)
-		s[n] = hsum8(t[n]);
+		s[n] = hsum_avx2(t[n]);
 }
 
 AVX2_T void mv_rows_q4x8_avx2(const struct mv_args *a, const float *x, float *y, size_t nb,
