@@ -3,7 +3,7 @@
  * a row kernel can be measured without a whole lm-eval --generate around it.
  *
  *   make build/bench/matvec
- *   build/bench/matvec [-t THREADS] [-r REPS] [-n ROWS_OF_X] OUT IN STORAGE...
+ *   build/bench/matvec [-t THREADS] [-r REPS] [-n ROWS_OF_X] [-i ISA] OUT IN STORAGE...
  *
  * STORAGE is a dtype (f32 f16 bf16, or packed: q2g128 q4g128 q8c ...) and optionally a
  * sparse layout, f16/2:4, bf16/bitmap, q4g128/2:4 (packed: N:M only): half the weights
@@ -16,6 +16,8 @@
  *   STORAGE OUTxIN N=1 T=2: 0.412 ms, 11.5 GB/s stored, 5.73 G weights/s
  *
  * A storage ending in +x8 (q4g128+x8) runs on 8-bit x (lm_matvec_set_act8, lm-eval --act8).
+ * -i scalar|avx2|avx512 runs another instruction set than the best this CPU has, to compare
+ * row kernels in one run (AVX-512 with VNNI: the +x8 rows' vpdpbusd; avx2: their vpmaddubsw).
  * "stored" counts the bytes the storage keeps (values, codes, positions, group headers).
  * Like every timing here, it means something only on a quiet machine (bench/lib.sh). */
 #include <stdio.h>
@@ -105,7 +107,8 @@ static int make(struct lm_mat *w, const char *spec, size_t out, size_t in, int *
 
 static void usage(void)
 {
-	fputs("usage: matvec [-t threads] [-r reps] [-n rows-of-x] OUT IN STORAGE...\n", stderr);
+	fputs("usage: matvec [-t threads] [-r reps] [-n rows-of-x] [-i isa] OUT IN STORAGE...\n",
+	      stderr);
 	exit(2);
 }
 
@@ -113,8 +116,17 @@ int main(int argc, char **argv)
 {
 	int threads = 1, reps = 50, c;
 	size_t N = 1;
-	while ((c = getopt(argc, argv, "t:r:n:")) != -1) {
-		if (c == 't')
+	while ((c = getopt(argc, argv, "t:r:n:i:")) != -1) {
+		if (c == 'i') {
+			enum lm_matvec_isa i = LM_MATVEC_SCALAR;
+			while (i < LM_MATVEC_AVX512 && strcmp(optarg, lm_matvec_isa_name(i)))
+				i++;
+			if (strcmp(optarg, lm_matvec_isa_name(i)) || lm_matvec_set_isa(i) < 0) {
+				fprintf(stderr, "matvec: -i %s: %s\n", optarg,
+				        strcmp(optarg, lm_matvec_isa_name(i)) ? "no such set" : lm_errmsg());
+				return 2;
+			}
+		} else if (c == 't')
 			threads = atoi(optarg);
 		else if (c == 'r')
 			reps = atoi(optarg);
