@@ -481,7 +481,7 @@ def results_md():
       "`sh bench/NAME.sh > bench/NAME.md`, or a few with e.g. `BENCH_SECTIONS=\"prune retrain\" make bench`.\n")
     p("## Machine\n")
     p(head('fact', 'value', 'how'))
-    for k, how in [("cpu", "`grep 'model name' /proc/cpuinfo`"), ("cores", "`nproc`"),
+    for k, how in [("cpu", "`model name`, `cpu family`, `model` in /proc/cpuinfo"), ("cores", "`nproc`"),
                    ("simd", "flags in /proc/cpuinfo"), ("memory", "`MemTotal` in /proc/meminfo"),
                    ("kernel", "`uname -sr`"), ("glibc", "`ldd --version`"), ("cc", "`cc --version`"),
                    ("openblas", "`openblas_get_config()`"), ("openblas_core", "`openblas_get_corename()`"),
