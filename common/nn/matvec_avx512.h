@@ -30,7 +30,60 @@ pair4_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1)
 	*w1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), z));
 }
 
+/* 64 3-bit codes (24 bytes at p) minus z, as four vectors of 16 in order, as quad3_avx2 does
+ * it for 32: each 32-bit lane takes the two bytes holding its code with vpshufb, which reads
+ * within 16-byte lanes, so each vector is taken from one 16-byte load broadcast to all four.
+ * Vector k's codes are bytes 6 k .. 6 k + 5; vectors 0 and 1 read them from the load at
+ * p - 4 (in the group's header or the codes before: never past the end of a matrix), 2 and 3
+ * from the load at p + 8, which ends at the 24th byte. Relative to its load, vector 2's bytes
+ * sit where vector 0's do, 3's where 1's: two index vectors. Code j = 16 k + i (lane i) starts
+ * at bit 3 i % 8 of its byte; a last code's second byte (16 & 15 = 0) is masked away. */
+#define Q3B5(k, i) ((char)(4 + 6 * (k) + 3 * (i) / 8))
+#define Q3L5(k, i) Q3B5(k, i), (char)((Q3B5(k, i) + 1) & 15), (char)0x80, (char)0x80
+#define Q3Q5(k, i0) Q3L5(k, i0), Q3L5(k, i0 + 1), Q3L5(k, i0 + 2), Q3L5(k, i0 + 3)
+static inline __attribute__((always_inline)) AVX512_T __m512i idx_avx512(const char b[64])
+{
+	return _mm512_loadu_si512((const void *)b);
+}
+static inline __attribute__((always_inline)) AVX512_T void
+quad3_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1, __m512 *w2, __m512 *w3)
+{
+	static const char i0[64] = {Q3Q5(0, 0), Q3Q5(0, 4), Q3Q5(0, 8), Q3Q5(0, 12)};
+	static const char i1[64] = {Q3Q5(1, 0), Q3Q5(1, 4), Q3Q5(1, 8), Q3Q5(1, 12)};
+	const __m512i a = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(p - 4)));
+	const __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(p + 8)));
+	const __m512i x0 = idx_avx512(i0), x1 = idx_avx512(i1), m = _mm512_set1_epi32(7);
+	const __m512i sh = _mm512_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5, 0, 3, 6, 1, 4, 7, 2, 5);
+#define Q3W5(v, x) _mm512_cvtepi32_ps(_mm512_sub_epi32(                                  \
+	_mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_epi8(v, x), sh), m), z))
+	*w0 = Q3W5(a, x0), *w1 = Q3W5(a, x1), *w2 = Q3W5(b, x0), *w3 = Q3W5(b, x1);
+#undef Q3W5
+}
+
+/* 64 2-bit codes (the 16 bytes at p) minus z, as four vectors of 16 in order: one load, and
+ * code j = 16 k + i (vector k, lane i) in byte 4 k + i / 4, bits 2 (i % 4) */
+#define Q2L5(k, i) (char)(4 * (k) + (i) / 4), (char)0x80, (char)0x80, (char)0x80
+#define Q2Q5(k, i0) Q2L5(k, i0), Q2L5(k, i0 + 1), Q2L5(k, i0 + 2), Q2L5(k, i0 + 3)
+static inline __attribute__((always_inline)) AVX512_T void
+quad2_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1, __m512 *w2, __m512 *w3)
+{
+	static const char ix[4][64] = {
+		{Q2Q5(0, 0), Q2Q5(0, 4), Q2Q5(0, 8), Q2Q5(0, 12)},
+		{Q2Q5(1, 0), Q2Q5(1, 4), Q2Q5(1, 8), Q2Q5(1, 12)},
+		{Q2Q5(2, 0), Q2Q5(2, 4), Q2Q5(2, 8), Q2Q5(2, 12)},
+		{Q2Q5(3, 0), Q2Q5(3, 4), Q2Q5(3, 8), Q2Q5(3, 12)}};
+	const __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)p));
+	const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
+	const __m512i m = _mm512_set1_epi32(3);
+#define Q2W5(k) _mm512_cvtepi32_ps(_mm512_sub_epi32(                                      \
+	_mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_epi8(v, idx_avx512(ix[k])), sh), m), z))
+	*w0 = Q2W5(0), *w1 = Q2W5(1), *w2 = Q2W5(2), *w3 = Q2W5(3);
+#undef Q2W5
+}
+
 #define MV(name) name##_avx512
+#define VQUAD3(p, z, w0, w1, w2, w3) quad3_avx512(p, z, w0, w1, w2, w3)
+#define VQUAD2(p, z, w0, w1, w2, w3) quad2_avx512(p, z, w0, w1, w2, w3)
 #define VPAIR4(p, z, w0, w1) pair4_avx512(p, z, w0, w1)
 #define MV_TARGET AVX512_T
 #define VL 16
