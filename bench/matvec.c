@@ -17,7 +17,7 @@
  *
  * A storage ending in +x8 (q4g128+x8) runs on 8-bit x (lm_matvec_set_act8, lm-eval --act8).
  * -i scalar|avx2|avx512 runs another instruction set than the best this CPU has, to compare
- * row kernels in one run (AVX-512 with VNNI: the +x8 rows' vpdpbusd; avx2: their vpmaddubsw).
+ * two sets' row kernels in one run.
  * "stored" counts the bytes the storage keeps (values, codes, positions, group headers).
  * Like every timing here, it means something only on a quiet machine (bench/lib.sh). */
 #include <stdio.h>
@@ -118,12 +118,12 @@ int main(int argc, char **argv)
 	size_t N = 1;
 	while ((c = getopt(argc, argv, "t:r:n:i:")) != -1) {
 		if (c == 'i') {
-			enum lm_matvec_isa i = LM_MATVEC_SCALAR;
-			while (i < LM_MATVEC_AVX512 && strcmp(optarg, lm_matvec_isa_name(i)))
-				i++;
-			if (strcmp(optarg, lm_matvec_isa_name(i)) || lm_matvec_set_isa(i) < 0) {
-				fprintf(stderr, "matvec: -i %s: %s\n", optarg,
-				        strcmp(optarg, lm_matvec_isa_name(i)) ? "no such set" : lm_errmsg());
+			int isa = -1;
+			for (int k = LM_MATVEC_SCALAR; k <= LM_MATVEC_AVX512; k++)
+				if (!strcmp(optarg, lm_matvec_isa_name((enum lm_matvec_isa)k)))
+					isa = k;
+			if (isa < 0 || lm_matvec_set_isa((enum lm_matvec_isa)isa) < 0) {
+				fprintf(stderr, "matvec: -i %s: %s\n", optarg, isa < 0 ? "no such set" : lm_errmsg());
 				return 2;
 			}
 		} else if (c == 't')

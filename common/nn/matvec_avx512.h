@@ -41,10 +41,6 @@ pair4_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1)
 #define Q3B5(k, i) ((char)(4 + 6 * (k) + 3 * (i) / 8))
 #define Q3L5(k, i) Q3B5(k, i), (char)((Q3B5(k, i) + 1) & 15), (char)0x80, (char)0x80
 #define Q3Q5(k, i0) Q3L5(k, i0), Q3L5(k, i0 + 1), Q3L5(k, i0 + 2), Q3L5(k, i0 + 3)
-static inline __attribute__((always_inline)) AVX512_T __m512i idx_avx512(const char b[64])
-{
-	return _mm512_loadu_si512((const void *)b);
-}
 static inline __attribute__((always_inline)) AVX512_T void
 quad3_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1, __m512 *w2, __m512 *w3)
 {
@@ -52,7 +48,7 @@ quad3_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1, __m512 *w2, __
 	static const char i1[64] = {Q3Q5(1, 0), Q3Q5(1, 4), Q3Q5(1, 8), Q3Q5(1, 12)};
 	const __m512i a = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(p - 4)));
 	const __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(const void *)(p + 8)));
-	const __m512i x0 = idx_avx512(i0), x1 = idx_avx512(i1), m = _mm512_set1_epi32(7);
+	const __m512i x0 = _mm512_loadu_si512(i0), x1 = _mm512_loadu_si512(i1), m = _mm512_set1_epi32(7);
 	const __m512i sh = _mm512_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5, 0, 3, 6, 1, 4, 7, 2, 5);
 #define Q3W5(v, x) _mm512_cvtepi32_ps(_mm512_sub_epi32(                                  \
 	_mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_epi8(v, x), sh), m), z))
@@ -76,7 +72,7 @@ quad2_avx512(const uint8_t *p, __m512i z, __m512 *w0, __m512 *w1, __m512 *w2, __
 	const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6);
 	const __m512i m = _mm512_set1_epi32(3);
 #define Q2W5(k) _mm512_cvtepi32_ps(_mm512_sub_epi32(                                      \
-	_mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_epi8(v, idx_avx512(ix[k])), sh), m), z))
+	_mm512_and_si512(_mm512_srlv_epi32(_mm512_shuffle_epi8(v, _mm512_loadu_si512(ix[k])), sh), m), z))
 	*w0 = Q2W5(0), *w1 = Q2W5(1), *w2 = Q2W5(2), *w3 = Q2W5(3);
 #undef Q2W5
 }
