@@ -85,6 +85,10 @@ flags_of() { [ "$1" = q4x8 ] && echo "--act8 " || true; }
 say "decode: OPT-125m-shaped models ($MODELS)"
 make_model f32
 make_model f16
+# the tensors no pruning method touches (embeddings, positions), for the 2:4 stream's floor
+fact embed_bytes_f16 "$(bin/lm-info --json "$B/f16.lms" | $PY -c '
+import json, sys
+print(sum(x["bytes"] for x in json.load(sys.stdin)["tensors"] if "embed" in x["name"]))')"
 for m in $MODELS; do
 	[ -f "$B/$m.lms" ] || make_model "$m"
 	# weight bytes one token reads: every tensor once, but of the positions one row
@@ -92,6 +96,7 @@ for m in $MODELS; do
 import json, sys
 t = json.load(sys.stdin)["tensors"]
 print(sum(x["bytes"] // x["shape"][0] if "embed_positions" in x["name"] else x["bytes"] for x in t))')"
+	fact "stream_$m" "$(wc -c < "$B/$m.lms")"
 	fact "dtype_$m" "$(bin/lm-info --json "$B/$m.lms" | $PY -c '
 import json, sys
 t = {x["name"]: x for x in json.load(sys.stdin)["tensors"]}
@@ -299,6 +304,14 @@ if ("f32", j) in res:
         best = max((v[0], m) for (m, jj), v in res.items() if jj == j)
         lines.append(f"2:4 + q4 the fastest row: **{'met' if best[1] == 's24q4' else 'not met'}**"
                      + ("" if best[1] == "s24q4" else f" ({best[1]} is, {best[0]:.1f} against {res[('s24q4', j)][0]:.1f} tokens/s)"))
+    if "stream_s24" in facts and "stream_f16" in facts:
+        r = int(facts["stream_s24"]) / int(facts["stream_f16"])
+        # the floor: embeddings whole, the rest's values halved with no position bits at all
+        e = int(facts.get("embed_bytes_f16", 0)) / int(facts["stream_f16"])
+        lines.append(f"a 2:4 f16 stream <= 60 % of the dense f16 stream's bytes: **"
+                     + ("met" if r <= 0.6 else "not met") + f"** ({100 * r:.1f} %; the embeddings, "
+                     f"which no pruning method here prunes, are {100 * e:.1f} % of the dense "
+                     f"stream, so no 2:4 layout of the rest gets under {100 * (e + (1 - e) / 2):.1f} %)")
     if j in bw:
         low = [m for m in models if (m, j) in res and res[(m, j)][1] < 0.75 * bw[j] and m[0] != "s"]
         lines.append("every dense type at >= 75 % of the bandwidth: **"
