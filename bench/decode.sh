@@ -315,12 +315,12 @@ if ("f32", j) in res:
         r = int(facts["stream_s24"]) / f16b
         # the default's floor: the embeddings whole, the rest's values halved, no position bits
         e = int(facts.get("embed_bytes_f16", 0)) / f16b
-        re = int(facts["stream_s24e"]) / f16b if "stream_s24e" in facts else None
+        r_e = int(facts["stream_s24e"]) / f16b if "stream_s24e" in facts else None
         lines.append(f"a 2:4 f16 stream <= 60 % of the dense f16 stream's bytes: **"
-                     + ("met" if min(r, re or r) <= 0.6 else "not met") + f"** (s24 {100 * r:.1f} %: "
+                     + ("met" if min(r, r_e or r) <= 0.6 else "not met") + f"** (s24 {100 * r:.1f} %: "
                      f"lm-prune's default leaves the embeddings, {100 * e:.1f} % of the dense stream, "
                      f"dense, so no 2:4 layout of the rest gets under {100 * (e + (1 - e) / 2):.1f} %"
-                     + (f"; s24e, the embeddings 2:4 too, {100 * re:.1f} %" if re else "") + ")")
+                     + (f"; s24e, the embeddings 2:4 too, {100 * r_e:.1f} %" if r_e else "") + ")")
     if j in bw:
         low = [m for m in models if (m, j) in res and res[(m, j)][1] < 0.75 * bw[j] and m[0] != "s"]
         lines.append("every dense type at >= 75 % of the bandwidth: **"
