@@ -271,7 +271,7 @@ static int head_f32(struct lm_model *v, const struct lm_model *m, void **own)
 	*v = *m, *own = NULL;
 	struct lm_mat *h = m->cfg.tied ? &v->embed_tokens : &v->lm_head;
 	size_t n = (size_t)(h->rows * h->cols);
-	if (h->dtype == LM_F32)
+	if (h->dtype == LM_F32 && !lm_mat_is_sparse(h))
 		return 0;
 	float *f = lm_alloc(n * sizeof *f);
 	if (!f || lm_mat_rows_f32(f, h, 0, (size_t)h->rows) < 0) {
@@ -279,6 +279,7 @@ static int head_f32(struct lm_model *v, const struct lm_model *m, void **own)
 		return lm_preerr("the head as f32");
 	}
 	h->data = f, h->dtype = LM_F32, *own = f;
+	h->layout = (struct lm_layout){0}, h->nbytes = 0, h->rowoff = NULL; /* dense now */
 	if (m->cfg.tied)
 		v->lm_head = v->embed_tokens;
 	return 0;

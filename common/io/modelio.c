@@ -327,6 +327,8 @@ int lm_model_take_sparse(struct lm_model *m, struct lm_record *r)
 	lm_free(mt->data);
 	mt->data = r->wire, r->wire = NULL;
 	mt->layout = r->layout, mt->nbytes = r->wire_nbytes, mt->rowoff = starts;
+	if (kind == LM_T_EMBED_TOKENS && m->cfg.tied)
+		m->lm_head = *mt; /* take_record's copy still points at the freed dense values */
 	return 0;
 }
 

@@ -125,12 +125,15 @@ size_t lm_ms_drop_extras(struct lm_model_stream *ms, const char *prefix)
 	return n;
 }
 
-/* the matrices only lm_matmul_forward multiplies (embeddings and the head are read by
- * rows and tiles elsewhere: they stay dense) */
+/* the matrices every reader of lm-eval's model takes through lm_mat_rows_f32 (rows.h) or
+ * the decode product: the linears, the projections, and the token embeddings and head, whose
+ * rows the lookup decodes one at a time and whose product with the last hidden state is most
+ * of a decoded token's bytes (the positions stay dense: lm_pos_forward reads them in place) */
 static int keeps_sparse(enum lm_opt_kind k)
 {
 	return k == LM_T_Q_W || k == LM_T_K_W || k == LM_T_V_W || k == LM_T_O_W || k == LM_T_FC1_W ||
-	       k == LM_T_FC2_W || k == LM_T_PROJECT_IN || k == LM_T_PROJECT_OUT;
+	       k == LM_T_FC2_W || k == LM_T_PROJECT_IN || k == LM_T_PROJECT_OUT ||
+	       k == LM_T_EMBED_TOKENS || k == LM_T_LM_HEAD;
 }
 
 int lm_ms_load(struct lm_model_stream *ms, struct lm_model *m, int part)

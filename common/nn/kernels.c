@@ -663,11 +663,17 @@ void lm_attention_forward_ref(float *out, const float *q, const float *k, const 
  * logits + cross-entropy
  * ====================================================================================== */
 
+/* a dense f32 head is multiplied where it lies; any other is read by tiles (or fused) */
+static int head_in_place(const struct lm_mat *head)
+{
+	return head->dtype == LM_F32 && !lm_mat_is_sparse(head);
+}
+
 size_t lm_ce_ws(const struct lm_mat *head, size_t N)
 {
 	size_t V = (size_t)head->rows, E = (size_t)head->cols;
 	size_t vt = min_sz(CE_VT, V), rc = min_sz(CE_RC, N);
-	return (head->dtype == LM_F32 ? 0 : vt * E) + rc * vt + 2 * N;
+	return (head_in_place(head) ? 0 : vt * E) + rc * vt + 2 * N;
 }
 
 /* per row of one [rows, vn] logits tile: fold the tile into the running (max, sum of exp)
@@ -716,7 +722,7 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 {
 	size_t V = (size_t)head->rows, E = (size_t)head->cols;
 	size_t vt = min_sz(CE_VT, V), rc = min_sz(CE_RC, N);
-	size_t fixed = (head->dtype == LM_F32 ? 0 : vt * E) + 2 * N;
+	size_t fixed = (head_in_place(head) ? 0 : vt * E) + 2 * N;
 	float *own = NULL;
 
 	if (!lm_mat_rows_ok(head))
@@ -737,7 +743,7 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 		if (!(ws = own = lm_alloc(lm_ce_ws(head, N) * sizeof *ws)))
 			return -1;
 	}
-	float *tile = ws, *Z = ws + (head->dtype == LM_F32 ? 0 : vt * E);
+	float *tile = ws, *Z = ws + (head_in_place(head) ? 0 : vt * E);
 	float *run_m = Z + rc * vt, *run_s = run_m + N;
 	for (size_t n = 0; n < N; n++) {
 		run_m[n] = -INFINITY, run_s[n] = 0.0f, nll[n] = 0.0f;
@@ -762,7 +768,7 @@ int lm_logits_ce_forward_ws(float *nll, float *logits, const float *inp,
 	for (size_t v0 = 0; v0 < V; v0 += vt) {
 		size_t vn = min_sz(vt, V - v0);
 		const float *wt = NULL;
-		if (head->dtype == LM_F32) {
+		if (head_in_place(head)) {
 			wt = (const float *)head->data + v0 * E;
 		} else if (!fused) {
 			tile_f32(tile, head, v0, vn);

@@ -5,7 +5,8 @@
  * instruction set this CPU has and 1 and 2 threads, against a double-precision product of
  * the dense matrix the layout encodes; the rows the tile path expands (lm_mat_rows_f32)
  * bit for bit against the dense matrix's; lm_matmul_forward with 16 rows of x (the tile
- * path: perplexity, prefill) against the dense matrix's product within 1e-5.
+ * path: perplexity, prefill) against the dense matrix's product within 1e-5; the same
+ * matrix as the LM head (cross-entropy, 1 and 16 rows) and as token embeddings (lookups).
  *
  * Tolerance of the decode product, as test_matvec.c argues it: |y - ref| <= (IN + 2) 2^-24
  * sum_i |x_i w_i| (+ |bias|). A lost, doubled or misplaced kept value (a wrong position
@@ -158,6 +159,28 @@ static void one(enum lm_dtype t, const char *lay, double density, size_t OUT, si
 	CHECK(lm_matmul_forward(o2, x, &wd, NULL, 16, NULL) == 0);
 	double re = unit_relerr(o1, o2, 16 * OUT);
 	CHECKF(re <= 1e-5, "%s %s %zu x %zu: tile path %.3g from dense", lm_dtype_name(t), lay, OUT, IN, re);
+
+	/* the matrix as the head (lm-eval keeps the token embeddings, so the tied head, sparse):
+	 * cross-entropy of 16 rows by tiles and of 1 by the decode product, as of the dense head
+	 * (a dense f32 head is multiplied in place, a sparse f32 one must not be); and as the
+	 * embeddings, a row looked up per id */
+	if (N == 1) {
+		int32_t tg[16], ids[3] = {0, (int32_t)(OUT - 1), (int32_t)(OUT / 2)};
+		float n1[16], n2[16], e1[3 * 3072], e2[3 * 3072];
+		for (size_t i = 0; i < 16; i++)
+			tg[i] = (int32_t)(rndu() % OUT);
+		for (size_t rows = 1; rows <= 16; rows += 15) {
+			CHECK(lm_logits_ce_forward(n1, NULL, x, &w, tg, rows, NULL) == 0);
+			CHECK(lm_logits_ce_forward(n2, NULL, x, &wd, tg, rows, NULL) == 0);
+			re = unit_relerr(n1, n2, rows);
+			CHECKF(re <= 1e-5, "%s %s %zu x %zu: as the head, %zu rows: %.3g from dense",
+			       lm_dtype_name(t), lay, OUT, IN, rows, re);
+		}
+		CHECK(IN <= 3072);
+		CHECK(lm_embed_forward(e1, ids, &w, 3) == 0 && lm_embed_forward(e2, ids, &wd, 3) == 0);
+		CHECKF(!memcmp(e1, e2, 3 * IN * sizeof *e1), "%s %s %zu x %zu: embedding rows differ",
+		       lm_dtype_name(t), lay, OUT, IN);
+	}
 
 	free(o1), free(o2), free(f), free(dense), free(tight), free(w.rowoff), free(deq), free(spr);
 	free(x), free(bias), free(y), free(ref), free(bound);
