@@ -587,7 +587,13 @@ static int attention_run(float *out, const float *q, const float *k, const float
 	if (parts > (size_t)nt)
 		parts = (size_t)nt;
 	if (parts < 2 || B * NH < 2 || work < 4e6) {
+		/* on this thread alone, OpenBLAS's too: a decoded token's 2 x heads x layers small
+		 * sgemv would each wake OpenBLAS's threads past 144 keys (its threshold), a
+		 * hand-off per call, and leave them spinning beside the decode product's threads */
+		int blas = openblas_get_num_threads();
+		openblas_set_num_threads(1);
 		att_heads(&j, 0, B * NH, 0);
+		openblas_set_num_threads(blas);
 	} else {
 		/* single-threaded BLAS inside the parts, restored after */
 		int blas = openblas_get_num_threads();
