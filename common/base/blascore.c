@@ -24,6 +24,11 @@
 #include "blascore.h"
 
 #include <cblas.h> /* OpenBLAS's introspection: openblas_get_corename */
+#ifndef OPENBLAS_CONFIG_H
+/* another BLAS's cblas.h (Debian's libblas-dev, say) came first: say what is missing rather
+ * than fail on an undeclared openblas_get_corename */
+#error "cblas.h is not OpenBLAS's: install libopenblas-dev (`make check` installs what lmpipe needs)"
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
