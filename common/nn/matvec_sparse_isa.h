@@ -147,6 +147,45 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 	const size_t n = (size_t)v->l.n, m = (size_t)v->l.m, IN = a->IN, pb = (size_t)v->pb;
 	const size_t kc = v->kc, G = v->G, xstep = VL / n * m;
 	const vi base = VLOADI(a->spbase), sh = VLOADI(a->spsh);
+#ifdef VQ4W
+	/* 4-bit codes in groups of whole chunk pairs whose positions are one 32-bit load each (2:4
+	 * with groups of 128, as lm-quant writes them): the whole row on two chains, each group
+	 * adding its table-scaled weights straight into them. Per group a header and a table,
+	 * no accumulators to clear and fold: that set-up per group of four chunks made 2:4 + q4
+	 * slower than dense q4. */
+	const size_t rowb = v->ngr * kc * pb; /* the row's position bits */
+	const uint8_t *pr = v->pos + o * rowb / 8;
+	if (bits == 4 && VL * pb <= 32 && kc % (2 * VL) == 0 && o * rowb % 8 == 0 &&
+	    (size_t)(v->end - pr) >= rowb / 8 + 4) {
+		const vi shw = VLOADI(a->spshw);
+		const size_t pstep = VL * pb / 8;
+		vf acc[MV_NB], acc1[MV_NB];
+		for (size_t j = 0; j < nb; j++)
+			acc[j] = acc1[j] = VZERO();
+		const float *xw = x; /* a group's chunks cover its G inputs: x runs on unbroken */
+		for (size_t g = 0; g < v->ngr; g++) {
+			const uint8_t *grp = v->vals + (o * v->ngr + g) * (4 + v->kb), *c = grp + 4;
+			float scale;
+			int zero;
+			mv_grid_f16c(grp, &scale, &zero);
+			const vf lut = VQ4LUT(scale, zero);
+			for (size_t k = 0; k < kc; k += 2 * VL, xw += 2 * xstep, pr += 2 * pstep) {
+				uint32_t p0, p1;
+				memcpy(&p0, pr, 4), memcpy(&p1, pr + pstep, 4);
+				vf w0 = VQ4W(c + k / 2, lut), w1 = VQ4W(c + (k + VL) / 2, lut);
+				vi i0 = SP_IDX(wmode, base, SP_POSW(wmode, p0, shw, (int)pb));
+				vi i1 = SP_IDX(wmode, base, SP_POSW(wmode, p1, shw, (int)pb));
+				for (size_t j = 0; j < nb; j++) {
+					acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
+					acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
+				}
+			}
+		}
+		for (size_t j = 0; j < nb; j++)
+			s[j] = VHSUM(VADD(acc[j], acc1[j]));
+		return;
+	}
+#endif
 	vf t[MV_NB];
 	float st[MV_NB];
 	for (size_t j = 0; j < nb; j++)
