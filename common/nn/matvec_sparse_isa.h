@@ -136,6 +136,26 @@ MV(dot_nm)(float *s, const struct mv_args *a, size_t o, const float *x, size_t n
 	}
 }
 
+/* one step of the N:M-codes loops below: two chunks of weights w0, w1 (values already),
+ * their positions one 32-bit load each at pk and pk + VL pb / 8, x's window at xw, into
+ * the chains acc and acc1 */
+static inline __attribute__((always_inline)) MV_TARGET void
+MV(nmq_step2)(vf *acc, vf *acc1, const struct mv_args *a, const uint8_t *pk, vf w0, vf w1,
+              const float *xw, size_t nb, int wmode)
+{
+	const size_t pb = (size_t)a->sv.pb, IN = a->IN;
+	const size_t xstep = VL / (size_t)a->sv.l.n * (size_t)a->sv.l.m;
+	const vi base = VLOADI(a->spbase), shw = VLOADI(a->spshw);
+	uint32_t p0, p1;
+	memcpy(&p0, pk, 4), memcpy(&p1, pk + VL * pb / 8, 4);
+	vi i0 = SP_IDX(wmode, base, SP_POSW(wmode, p0, shw, (int)pb));
+	vi i1 = SP_IDX(wmode, base, SP_POSW(wmode, p1, shw, (int)pb));
+	for (size_t j = 0; j < nb; j++) {
+		acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
+		acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
+	}
+}
+
 /* s[n] = x[n] · row o for N:M of packed codes: per quant group sum (q - zero) * x over its
  * kept codes in vectors, then one multiply by the scale (a dropped code is the zero point:
  * 0 in the dense row, nothing here) */
@@ -157,7 +177,6 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 	const uint8_t *pr = v->pos + o * rowb / 8;
 	if (bits == 4 && VL * pb <= 32 && kc % (2 * VL) == 0 && o * rowb % 8 == 0 &&
 	    (size_t)(v->end - pr) >= rowb / 8 + 4) {
-		const vi shw = VLOADI(a->spshw);
 		const size_t pstep = VL * pb / 8;
 		vf acc[MV_NB], acc1[MV_NB];
 		for (size_t j = 0; j < nb; j++)
@@ -169,17 +188,9 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 			int zero;
 			mv_grid_f16c(grp, &scale, &zero);
 			const vf lut = VQ4LUT(scale, zero);
-			for (size_t k = 0; k < kc; k += 2 * VL, xw += 2 * xstep, pr += 2 * pstep) {
-				uint32_t p0, p1;
-				memcpy(&p0, pr, 4), memcpy(&p1, pr + pstep, 4);
-				vf w0 = VQ4W(c + k / 2, lut), w1 = VQ4W(c + (k + VL) / 2, lut);
-				vi i0 = SP_IDX(wmode, base, SP_POSW(wmode, p0, shw, (int)pb));
-				vi i1 = SP_IDX(wmode, base, SP_POSW(wmode, p1, shw, (int)pb));
-				for (size_t j = 0; j < nb; j++) {
-					acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
-					acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
-				}
-			}
+			for (size_t k = 0; k < kc; k += 2 * VL, xw += 2 * xstep, pr += 2 * pstep)
+				MV(nmq_step2)(acc, acc1, a, pr, VQ4W(c + k / 2, lut), VQ4W(c + (k + VL) / 2, lut),
+				              xw, nb, wmode);
 		}
 		for (size_t j = 0; j < nb; j++)
 			s[j] = VHSUM(VADD(acc[j], acc1[j]));
@@ -219,22 +230,12 @@ MV(dot_nmq)(float *s, const struct mv_args *a, size_t o, const float *x, size_t 
 			/* as dot_nm's fast loop: a chunk's positions are one 32-bit load (the group's
 			 * start on a byte, 4 bytes inside the payload), two chunks per step on two
 			 * chains; the general bit reader per chunk made 2:4+q4 slower than dense q4 */
-			const vi shw = VLOADI(a->spshw);
-			const size_t pstep = VL * pb / 8;
 			vf acc1[MV_NB];
 			for (size_t j = 0; j < nb; j++)
 				acc1[j] = VZERO();
-			for (; k + 2 * VL <= kc; k += 2 * VL, xw += 2 * xstep) {
-				uint32_t p0, p1;
-				memcpy(&p0, pp + k * pb / 8, 4), memcpy(&p1, pp + k * pb / 8 + pstep, 4);
-				vf w0 = SP_QW(k), w1 = SP_QW(k + VL);
-				vi i0 = SP_IDX(wmode, base, SP_POSW(wmode, p0, shw, (int)pb));
-				vi i1 = SP_IDX(wmode, base, SP_POSW(wmode, p1, shw, (int)pb));
-				for (size_t j = 0; j < nb; j++) {
-					acc[j] = VFMA(w0, SP_WIN(wmode, xw + j * IN, i0), acc[j]);
-					acc1[j] = VFMA(w1, SP_WIN(wmode, xw + xstep + j * IN, i1), acc1[j]);
-				}
-			}
+			for (; k + 2 * VL <= kc; k += 2 * VL, xw += 2 * xstep)
+				MV(nmq_step2)(acc, acc1, a, pp + k * pb / 8, SP_QW(k), SP_QW(k + VL), xw, nb,
+				              wmode);
 			for (size_t j = 0; j < nb; j++)
 				acc[j] = VADD(acc[j], acc1[j]);
 		}
