@@ -826,11 +826,41 @@ void lm_crossentropy_ref(float *nll, const float *logits, const int32_t *target,
 	}
 }
 
+/* the largest key of x[0..n) but NaNs', which take the least (INT32_MIN) */
+LM_CLONES static int32_t argmax_key(const float *x, size_t n)
+{
+	int32_t mk[LANES];
+	for (int l = 0; l < LANES; l++)
+		mk[l] = INT32_MIN;
+	size_t j = 0;
+	for (; j + LANES <= n; j += LANES)
+		for (int l = 0; l < LANES; l++) {
+			int32_t k = x[j + l] != x[j + l] ? INT32_MIN : fkey(x[j + l]);
+			mk[l] = k > mk[l] ? k : mk[l];
+		}
+	int32_t m = INT32_MIN;
+	for (int l = 0; l < LANES; l++)
+		m = mk[l] > m ? mk[l] : m;
+	for (; j < n; j++) {
+		int32_t k = x[j] != x[j] ? INT32_MIN : fkey(x[j]);
+		m = k > m ? k : m;
+	}
+	return m;
+}
+
+/* The first i with x[i] the largest of the numbers (NaNs skipped; 0 if all are NaN), as a
+ * scan keeping the first strict maximum does: one vectorized pass for the largest, then
+ * a look for its first place (-0 and +0 equal, as there). The plain scan, a compare and a
+ * dependent load per entry, was 2 % of lm-eval --generate's samples on a q4 OPT-125m
+ * (50272 logits a token), 0.6 % so. */
 size_t lm_argmax(const float *x, size_t n)
 {
-	size_t best = 0;
-	for (size_t i = 1; i < n; i++)
-		if (x[i] > x[best] || (x[best] != x[best] && x[i] == x[i]))
-			best = i;
-	return best;
+	int32_t m = argmax_key(x, n);
+	if (m == INT32_MIN) /* all NaN (the key of -inf is above INT32_MIN) */
+		return 0;
+	const float v = u2f((uint32_t)fkey(u2f((uint32_t)m)));
+	for (size_t i = 0; i < n; i++)
+		if (x[i] == v)
+			return i;
+	return 0;
 }

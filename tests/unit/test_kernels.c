@@ -302,6 +302,31 @@ static void test_argmax(void)
 	float y[3] = {NAN, 1, 0};
 	CHECK(lm_argmax(y, 3) == 1);
 	CHECK(lm_argmax(x, 1) == 0);
+	/* the vectorized pass against the plain scan (first strict maximum, NaNs skipped) on
+	 * lengths around the vector widths, with ties, NaNs, both zeros and infinities */
+	static float z[1000];
+	unsigned r = 12345;
+	for (int trial = 0; trial < 400; trial++) {
+		size_t n = 1 + (size_t)(trial * 7 % 997);
+		for (size_t i = 0; i < n; i++) {
+			r = r * 1103515245u + 12345u;
+			unsigned c = (r >> 16) % 64;
+			z[i] = c == 0 ? NAN : c == 1 ? -NAN : c == 2 ? -0.0f : c == 3 ? 0.0f
+			     : c == 4 ? -INFINITY : c == 5 && trial % 5 == 0 ? INFINITY
+			     : (float)((int)((r >> 8) % 41) - 20); /* many ties */
+		}
+		if (trial % 50 == 7) /* all NaN */
+			for (size_t i = 0; i < n; i++)
+				z[i] = NAN;
+		if (trial % 50 == 9) /* zeros of both signs only */
+			for (size_t i = 0; i < n; i++)
+				z[i] = i % 3 ? 0.0f : -0.0f;
+		size_t best = 0;
+		for (size_t i = 1; i < n; i++)
+			if (z[i] > z[best] || (z[best] != z[best] && z[i] == z[i]))
+				best = i;
+		CHECK(lm_argmax(z, n) == best);
+	}
 }
 
 struct cover { int hits[1000]; };
