@@ -2,7 +2,7 @@
  *
  * Like kernels.c: never -ffast-math (NaN must reach the loss so training can stop on it);
  * elementwise loops are written branch-free so gcc vectorizes them, and cloned for
- * x86-64-v3 (AVX2+FMA) where the compiler supports it. The Makefile compiles this file at
+ * x86-64-v4 (AVX-512) and x86-64-v3 (AVX2+FMA) where the compiler supports it. The Makefile compiles this file at
  * -O3 like kernels.o: the softmax rows of the fused cross-entropy (V exponentials per
  * token) are most of its arithmetic and stay scalar at -O2. */
 
@@ -18,7 +18,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define BW_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define BW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define BW_CLONES
 #endif

@@ -3,8 +3,9 @@
  * Compiled with -O3 -fno-math-errno (Makefile KFLAGS), never -ffast-math: NaN checks and
  * reference tests need IEEE semantics. The hot elementwise loops are written so that gcc
  * vectorizes them without fast-math: reductions keep LANES independent accumulators and
- * exp() is a branch-free polynomial. On x86-64 they are also cloned for x86-64-v3
- * (AVX2+FMA, chosen at load time through an ifunc), since the default build targets SSE2.
+ * exp() is a branch-free polynomial. On x86-64 they are also cloned for x86-64-v4 and
+ * x86-64-v3 (AVX-512, AVX2+FMA; one chosen at load time through an ifunc, simd.h), since the
+ * default build targets SSE2.
  * Build with -std=c11 keeps -ffp-contract=off, so the clones round exactly as the
  * baseline does (no silent fma contraction). */
 #include "kernels.h"
