@@ -82,8 +82,13 @@ $(B)/bench/matvec: bench/matvec.c $(B)/libcommon.a $(LIB_HDR)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
 
+# the thread pool's hand-off probe (bench/handoff.c), the same way
+$(B)/bench/handoff: bench/handoff.c $(B)/libcommon.a $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(B)/libcommon.a $(LDFLAGS) $(LIBS)
+
 # every unit program runs even when one fails; tests/units.sh prints a count per program
-unit: $(UNITS) $(B)/bench/matvec
+unit: $(UNITS) $(B)/bench/matvec $(B)/bench/handoff
 	@sh tests/units.sh $(B)/tests
 
 # the unit tests again under each OpenBLAS core type this CPU can execute (Debian's OpenBLAS

@@ -18,27 +18,12 @@
  * POOL_SPIN_NS before it sleeps (after any job inside that window too: attention's,
  * between two products). The caller of any job likewise polls for its workers' end for
  * up to POOL_SPIN_NS before it sleeps on `done` (it has nothing else to do meanwhile).
- * A poller keeps its core only for its first POOL_PAUSE_NS (below), then yields it at every
- * look (sched_yield), so a thread that has work there (OpenBLAS's, in a multi-threaded
- * BLAS call between two products) runs soon: a poller that kept its core all along made
- * such a call wait for the scheduler, five times slower. After any other job the workers do not poll, so OpenBLAS's threads keep the
+ * A poller yields its core at every look (sched_yield), so a thread that has work there
+ * (OpenBLAS's, in the attention between two products) runs at once: a poller that kept
+ * its core made such a multi-threaded BLAS call wait for the scheduler, five times
+ * slower. After any other job the workers do not poll, so OpenBLAS's threads keep the
  * cores (docs/performance.md §2). */
 #define POOL_SPIN_NS 200000L
-/* the first POOL_PAUSE_NS of a poll spin on the CPU's pause hint instead of sched_yield:
- * a yield is a system call, and a job or an end that comes while the poller is inside one
- * waits for its return: measured (Zen 5 guest, two parts of 5 us each), the median hand-off
- * took 7.5 us with yields, 5.2-5.4 with pauses first (docs/performance.md §2). Past it the
- * poller yields, so OpenBLAS's threads get the core. */
-#ifndef POOL_PAUSE_NS
-#define POOL_PAUSE_NS 30000L
-#endif
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#endif
-}
 
 static struct {
 	pthread_mutex_t mu, busy;
@@ -64,18 +49,10 @@ static long now_ns(void)
 	return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
 }
 
-/* look at done(arg) until it holds or the clock passes `until` (looked at every 16 tries):
- * on the pause hint for the first POOL_PAUSE_NS, then yielding; 1 if done */
+/* sched_yield until done(arg) or the clock passes `until` (looked at every 16 tries);
+ * 1 if done */
 static int poll_until(int (*done)(unsigned long), unsigned long arg, long until)
 {
-	const long pause_end = now_ns() + POOL_PAUSE_NS;
-	for (int i = 0;; i++) {
-		if (done(arg))
-			return 1;
-		if (i % 16 == 15 && now_ns() > (pause_end < until ? pause_end : until))
-			break;
-		cpu_relax();
-	}
 	for (int i = 0;; i++) {
 		if (done(arg))
 			return 1;
