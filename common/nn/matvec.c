@@ -4,8 +4,8 @@
  * The loops are in matvec_isa.h (dense) and matvec_sparse_isa.h (sparse-kept), each compiled
  * once for AVX-512 and once for AVX2 + FMA + F16C through target attributes (as gemm_bf16.c
  * does), in the four files matvec_{,sparse_}{avx2,avx512}.c; the set is chosen once from the
- * CPU, and plain C rows here serve other CPUs. Work is split by output rows over the pool;
- * within a thread the rows go in chunks of about 32 KiB of weights, each chunk read by every
+ * CPU, and plain C rows here serve other CPUs. Work is split by output rows over the pool,
+ * the threads taking units of rows in turn (mv_units); within a unit the rows go in chunks of about 32 KiB of weights, each chunk read by every
  * block of up to 4 rows of x in turn, so N > 4 reads W from DRAM once and from L1/L2 after. */
 #include "matvec.h"
 #include "matvec_kern.h"
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #define MV_CHUNK_BYTES ((size_t)32768) /* weights of one chunk of output rows */
+#define MV_UNITS 4                     /* units of rows a thread (mv_units) */
 
 /* ---- plain C: CPUs without AVX2, and the scalar twin the tests also run ---- */
 
@@ -279,12 +280,17 @@ struct mv_job {
 	const float *x;
 	float *y;
 	size_t N, chunk;
+	size_t unit, nr;    /* rows a take (mv_units), rows in all */
+	/* the next unit to take (__atomic), on a cache line of its own: the fields above are
+	 * read by every thread, and a line that both threads write to moves between cores at
+	 * each take */
+	_Alignas(64) size_t next;
+	char pad[64 - sizeof(size_t)];
 };
 
-static void mv_part(void *ctx, size_t o0, size_t o1, int part)
+/* output rows [o0, o1) (of the pool's [0, nr)) for every row of x, a chunk of W at a time */
+static void mv_rows(const struct mv_job *j, size_t o0, size_t o1)
 {
-	const struct mv_job *j = ctx;
-	(void)part;
 	/* the pool hands out [0, nr); W's rows start at r0 */
 	o0 += j->a->r0, o1 += j->a->r0;
 	for (size_t c0 = o0; c0 < o1; c0 += j->chunk) {
@@ -302,6 +308,25 @@ static void mv_part(void *ctx, size_t o0, size_t o1, int part)
 	}
 }
 
+/* one thread's part: units of rows (MV_UNITS a thread, whole chunks) taken in turn from a
+ * shared counter until none is left, so a thread that starts late or runs slow (the worker
+ * woken by the caller, a vCPU that the host shares) takes fewer of them instead of being
+ * waited for: a q4 OPT-125m decoded 9 % faster than with one fixed half per thread (two
+ * threads, Zen 5 guest; docs/performance.md §2). A row's sum does not depend on which
+ * thread computes it. */
+static void mv_units(void *ctx, size_t p0, size_t p1, int part)
+{
+	struct mv_job *j = ctx;
+	(void)p0, (void)p1, (void)part;
+	for (;;) {
+		size_t u = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+		if (u >= (j->nr + j->unit - 1) / j->unit)
+			return;
+		size_t o1 = (u + 1) * j->unit;
+		mv_rows(j, u * j->unit, o1 < j->nr ? o1 : j->nr);
+	}
+}
+
 int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size_t r0, size_t nr,
               size_t N, float beta)
 {
@@ -316,9 +341,15 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 	a.ldy = ldy, a.r0 = r0, a.beta = beta;
 	if (N == 0 || nr == 0)
 		return 0;
-	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1};
+	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1, 0, nr, 0, {0}};
 	if (j.chunk < 1)
 		j.chunk = 1;
+	/* threads: at least ~64k weights each (below that a wake-up costs more than it saves);
+	 * units: MV_UNITS a thread, whole chunks (mv_units) */
+	size_t parts = nr / (1 + ((size_t)1 << 16) / (a.IN + 1)), nt = (size_t)lm_threads();
+	parts = parts < 1 ? 1 : parts > nt ? nt : parts;
+	j.unit = (nr + parts * MV_UNITS - 1) / (parts * MV_UNITS);
+	j.unit = (j.unit + j.chunk - 1) / j.chunk * j.chunk;
 	/* x reordered for the kernels that read it so (the 4-bit rows: split_x; AVX2 2:4 rows:
 	 * pair_x): on the stack up to 64 KiB (decoding up to IN = 16384), else allocated (a few
 	 * rows of a wider model) */
@@ -355,8 +386,7 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 		mv_x8_quantize(q, sc, su, x, N, a.IN, a.G, a.ng);
 		a.x8 = q, a.x8scale = sc, a.x8sum = su;
 	}
-	/* at least ~64k weights per thread: below that a wake-up costs more than it saves */
-	lm_parallel_for_hot(nr, 1 + ((size_t)1 << 16) / (a.IN + 1), lm_threads(), mv_part, &j);
+	lm_parallel_for_hot(parts, 1, (int)parts, mv_units, &j);
 	lm_free(xs), lm_free(q8), lm_free(s8), lm_free(t8);
 	return 0;
 }
