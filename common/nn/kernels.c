@@ -587,7 +587,11 @@ static int attention_run(float *out, const float *q, const float *k, const float
 	size_t parts = ws_n / j.per_part;
 	if (parts > (size_t)nt)
 		parts = (size_t)nt;
-	if (parts < 2 || B * NH < 2 || work < 4e6) {
+	/* decoding (one query a sequence) goes over the pool from ~20k multiply-adds a call (26
+	 * keys of OPT-125m's 12 heads), as a hot job: its workers are still polling from the
+	 * product before it, so the hand-off costs about a microsecond, not a wake-up */
+	const int decode = Tq == 1;
+	if (parts < 2 || B * NH < 2 || work < (decode ? 2e4 : 4e6)) {
 		/* on this thread alone, OpenBLAS's too: a decoded token's 2 x heads x layers small
 		 * sgemv would each wake OpenBLAS's threads past 144 keys (its threshold), a
 		 * hand-off per call, and leave them spinning beside the decode product's threads */
@@ -599,7 +603,10 @@ static int attention_run(float *out, const float *q, const float *k, const float
 		/* single-threaded BLAS inside the parts, restored after */
 		int blas = openblas_get_num_threads();
 		openblas_set_num_threads(1);
-		lm_parallel_for(B * NH, 1, (int)parts, att_heads, &j);
+		if (decode)
+			lm_parallel_for_hot(B * NH, 1, (int)parts, att_heads, &j);
+		else
+			lm_parallel_for(B * NH, 1, (int)parts, att_heads, &j);
 		openblas_set_num_threads(blas);
 	}
 	lm_free(own);
