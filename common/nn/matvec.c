@@ -5,8 +5,9 @@
  * once for AVX-512 and once for AVX2 + FMA + F16C through target attributes (as gemm_bf16.c
  * does), in the four files matvec_{,sparse_}{avx2,avx512}.c; the set is chosen once from the
  * CPU, and plain C rows here serve other CPUs. Work is split by output rows over the pool,
- * the threads taking units of rows in turn (mv_units); within a unit the rows go in chunks of about 32 KiB of weights, each chunk read by every
- * block of up to 4 rows of x in turn, so N > 4 reads W from DRAM once and from L1/L2 after. */
+ * the threads taking units of rows in turn (mv_units); within a unit the rows go in chunks
+ * of about 32 KiB of weights, each chunk read by every block of up to 4 rows of x in turn,
+ * so N > 4 reads W from DRAM once and from L1/L2 after. */
 #include "matvec.h"
 #include "matvec_kern.h"
 #include "pool.h"
@@ -311,7 +312,7 @@ static void mv_rows(const struct mv_job *j, size_t o0, size_t o1)
 /* one thread's part: units of rows (MV_UNITS a thread, whole chunks) taken in turn from a
  * shared counter until none is left, so a thread that starts late or runs slow (the worker
  * woken by the caller, a vCPU that the host shares) takes fewer of them instead of being
- * waited for: a q4 OPT-125m decoded 9 % faster than with one fixed half per thread (two
+ * waited for: a q4 OPT-125m decoded 7 % faster than with one fixed half per thread (two
  * threads, Zen 5 guest; docs/performance.md §2). A row's sum does not depend on which
  * thread computes it. */
 static void mv_units(void *ctx, size_t p0, size_t p1, int part)
