@@ -1,4 +1,5 @@
-/* simd.h: the bit helpers and the clone attribute shared by the vectorized loops (kernels.c, rows.c) */
+/* simd.h: the bit helpers and the clone attribute shared by the vectorized loops
+ * (kernels.c, rows.c) */
 #ifndef LM_SIMD_H
 #define LM_SIMD_H
 
