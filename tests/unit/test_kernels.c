@@ -206,6 +206,7 @@ static void test_attention(void)
 	check_attention(1, 300, 300, 300, 2, 16, 4);  /* wide score range for exp */
 	check_attention(2, 5, 150, 160, 3, 8, 1);     /* KV cache: 5 new queries, padded rows */
 	check_attention(2, 1, 150, 160, 3, 8, 1);     /* decoding one token (gemv) */
+	check_attention(2, 1, 150, 160, 12, 16, 1);   /* the same, heads over the pool (hot) */
 	check_attention(2, 300, 300, 300, 3, 16, 1);  /* big enough for heads in parallel */
 	check_attention(1, 1, 1, 1, 1, 4, 1);
 }
