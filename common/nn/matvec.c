@@ -281,12 +281,11 @@ struct mv_job {
 	const float *x;
 	float *y;
 	size_t N, chunk;
-	size_t unit, nr;    /* rows a take (mv_units), rows in all */
-	/* the next unit to take (__atomic), on a cache line of its own: the fields above are
-	 * read by every thread, and a line that both threads write to moves between cores at
-	 * each take */
+	size_t unit, nunits, nr; /* rows a take (mv_units), takes, rows in all */
+	/* the next unit to take (__atomic), on a cache line of its own (the alignment rounds the
+	 * struct up to whole lines): the fields above are read by every thread, and a line that
+	 * both threads write to moves between cores at each take */
 	_Alignas(64) size_t next;
-	char pad[64 - sizeof(size_t)];
 };
 
 /* output rows [o0, o1) (of the pool's [0, nr)) for every row of x, a chunk of W at a time */
@@ -321,7 +320,7 @@ static void mv_units(void *ctx, size_t p0, size_t p1, int part)
 	(void)p0, (void)p1, (void)part;
 	for (;;) {
 		size_t u = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-		if (u >= (j->nr + j->unit - 1) / j->unit)
+		if (u >= j->nunits)
 			return;
 		size_t o1 = (u + 1) * j->unit;
 		mv_rows(j, u * j->unit, o1 < j->nr ? o1 : j->nr);
@@ -342,7 +341,7 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 	a.ldy = ldy, a.r0 = r0, a.beta = beta;
 	if (N == 0 || nr == 0)
 		return 0;
-	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1, 0, nr, 0, {0}};
+	struct mv_job j = {&a, fn, x, y, N, a.rb ? MV_CHUNK_BYTES / a.rb : 1, 0, 0, nr, 0};
 	if (j.chunk < 1)
 		j.chunk = 1;
 	/* threads: at least ~64k weights each (below that a wake-up costs more than it saves);
@@ -351,6 +350,7 @@ int lm_matvec(float *y, size_t ldy, const float *x, const struct lm_mat *w, size
 	parts = parts < 1 ? 1 : parts > nt ? nt : parts;
 	j.unit = (nr + parts * MV_UNITS - 1) / (parts * MV_UNITS);
 	j.unit = (j.unit + j.chunk - 1) / j.chunk * j.chunk;
+	j.nunits = (nr + j.unit - 1) / j.unit;
 	/* x reordered for the kernels that read it so (the 4-bit rows: split_x; AVX2 2:4 rows:
 	 * pair_x): on the stack up to 64 KiB (decoding up to IN = 16384), else allocated (a few
 	 * rows of a wider model) */
